@@ -1,0 +1,26 @@
+# Two commands for a fresh machine: `make run` (the whole system on the embedded default)
+# and `make test` (the whole test suite). Both create or reuse .venv by themselves.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench clean
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/pathways up
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.handover_throughput
+
+clean:
+	rm -rf $(VENV) .data .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Pathway Orchestrator: patient care pathways run like a lean supply chain."""

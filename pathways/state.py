@@ -1,0 +1,245 @@
+"""Runtime state of one patient's pathway: the model the workflow carries across continue-as-new.
+
+Everything here is plain data. `pathways.engine.PathwayRun` is the only code that changes it; the
+Temporal workflow stores it, the Query returns it, the API renders it as FHIR Tasks or JSON.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+from pathways.model import EscalationAction, PathwayDefinition
+
+
+class Model(BaseModel):
+    """Base for runtime models: unknown keys are errors so typos never pass silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class TaskStatus(StrEnum):
+    """FHIR R4 Task.status values used for handovers."""
+
+    REQUESTED = "requested"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    IN_PROGRESS = "in-progress"
+    ON_HOLD = "on-hold"
+    FAILED = "failed"
+    COMPLETED = "completed"
+
+
+OPEN_STATUSES = frozenset(
+    {TaskStatus.REQUESTED, TaskStatus.ACCEPTED, TaskStatus.IN_PROGRESS, TaskStatus.ON_HOLD}
+)
+"""Statuses in which a provider holds the handover and its clocks run."""
+
+
+class BusinessStatus(StrEnum):
+    """FHIR Task.businessStatus: the SLA view of a handover."""
+
+    ON_TRACK = "on-track"
+    AT_RISK = "at-risk"
+    BREACHED = "breached"
+    ESCALATED = "escalated"
+
+
+class SlaState(StrEnum):
+    """Worst SLA state over a pathway's open handovers (a search attribute)."""
+
+    ON_TRACK = "on-track"
+    AT_RISK = "at-risk"
+    BREACHED = "breached"
+
+
+class PathwayStatus(StrEnum):
+    ACTIVE = "active"
+    ON_HOLD = "on-hold"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class StepStatus(StrEnum):
+    WAITING = "waiting"
+    ACTIVE = "active"
+    SKIPPED = "skipped"
+    DONE = "done"
+
+
+class Patient(Model):
+    """Who the pathway is for. Never logged, never in ids or search attributes."""
+
+    nhs_number: str
+    name: str | None = None
+    birth_date: str | None = None
+
+
+class Attempt(Model):
+    """One provider's turn at a handover (a reassignment starts a new attempt)."""
+
+    provider_id: str
+    dispatched_at: datetime
+    accepted_at: datetime | None = None
+    ended_at: datetime | None = None
+    outcome: str | None = Field(
+        default=None, description="rejected, failed, reassigned, cancelled or completed"
+    )
+    reason: str | None = None
+
+
+class Handover(Model):
+    """One step for one patient at one provider: a FHIR Task in the broker pattern."""
+
+    id: str = Field(description="step id and occurrence, e.g. 'gp-review.2'")
+    step_id: str
+    occurrence: int = 1
+    status: TaskStatus = TaskStatus.REQUESTED
+    business_status: BusinessStatus = BusinessStatus.ON_TRACK
+    provider_id: str
+    inputs_complete_at: datetime = Field(description="when everything it waits for was done")
+    ready_at: datetime
+    dispatched_at: datetime
+    accepted_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    ended_at: datetime | None = None
+    accept_by: datetime
+    complete_by: datetime
+    accept_breached: bool = False
+    complete_breached: bool = False
+    fired_rungs: list[int] = Field(default_factory=list, description="ladder rungs fired this attempt")
+    attempts: list[Attempt] = Field(default_factory=list)
+    output: dict[str, Any] = Field(default_factory=dict)
+    status_reason: str | None = None
+    refused_deliveries: int = 0
+    version: int = 1
+    updated_at: datetime
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def lead_time(self) -> timedelta | None:
+        """Ready to completed."""
+        return None if self.completed_at is None else self.completed_at - self.ready_at
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def work_time(self) -> timedelta | None:
+        """Started (or accepted, when never started) to completed: the value-adding part."""
+        begun = self.started_at or self.accepted_at or self.completed_at
+        return None if self.completed_at is None or begun is None else self.completed_at - begun
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def wait_time(self) -> timedelta | None:
+        """Lead time that was not work: waiting for acceptance or a decision."""
+        if self.lead_time is None or self.work_time is None:
+            return None
+        return self.lead_time - self.work_time
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def handover_gap(self) -> timedelta:
+        """From the inputs being complete to this provider being told."""
+        return self.dispatched_at - self.inputs_complete_at
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+
+class EscalationStatus(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class Escalation(Model):
+    """A record that a ladder rung fired (or a broker ran out of providers)."""
+
+    id: int
+    handover_id: str
+    step_id: str
+    provider_id: str
+    level: EscalationAction
+    reason: str
+    at: datetime
+    status: EscalationStatus = EscalationStatus.OPEN
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+
+
+class Note(Model):
+    at: datetime
+    author: str
+    text: str
+
+
+class StepState(Model):
+    status: StepStatus = StepStatus.WAITING
+    occurrences: int = Field(default=0, description="occurrences dispatched so far")
+    next_ready_at: datetime | None = Field(
+        default=None, description="when the next occurrence of a recurring step becomes ready"
+    )
+
+
+class PathwayState(Model):
+    """The whole state of one pathway: carried across continue-as-new, returned by the Query."""
+
+    pathway_id: str
+    definition: PathwayDefinition
+    patient: Patient
+    status: PathwayStatus = PathwayStatus.ACTIVE
+    started_at: datetime
+    ended_at: datetime | None = None
+    held_since: datetime | None = None
+    held_total: timedelta = timedelta(0)
+    steps: dict[str, StepState] = Field(default_factory=dict)
+    handovers: dict[str, Handover] = Field(default_factory=dict)
+    escalations: list[Escalation] = Field(default_factory=list)
+    notes: list[Note] = Field(default_factory=list)
+    event_seq: int = Field(default=0, description="last event number issued (event ids)")
+    updated_at: datetime
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def sla_state(self) -> SlaState:
+        """Breached if any open handover missed a due time; at risk if any is escalated or near."""
+        open_handovers = self.open_handovers
+        if any(h.accept_breached or h.complete_breached for h in open_handovers):
+            return SlaState.BREACHED
+        if any(h.business_status is not BusinessStatus.ON_TRACK for h in open_handovers):
+            return SlaState.AT_RISK
+        return SlaState.ON_TRACK
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def refused_deliveries(self) -> int:
+        return sum(h.refused_deliveries for h in self.handovers.values())
+
+    @property
+    def open_handovers(self) -> list[Handover]:
+        return [h for h in self.handovers.values() if h.is_open]
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (PathwayStatus.COMPLETED, PathwayStatus.CANCELLED)
+
+
+def task_id(pathway_id: str, handover_id: str) -> str:
+    """Global FHIR Task id of a handover: '{pathway_id}.{step_id}.{occurrence}'."""
+    return f"{pathway_id}.{handover_id}"
+
+
+def parse_task_id(value: str) -> tuple[str, str]:
+    """Split a Task id into (pathway_id, handover_id); ValueError if it is not one of ours."""
+    pathway_id, sep, handover_id = value.partition(".")
+    if not sep or not pathway_id.startswith("pw-") or "." not in handover_id:
+        raise ValueError(f"{value!r} is not a handover task id")
+    return pathway_id, handover_id
