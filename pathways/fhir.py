@@ -1,0 +1,277 @@
+"""FHIR R4 rendering of handovers as plain dicts: Task, Questionnaire, OperationOutcome.
+
+Pure on purpose (no fastapi, no fhir.resources): the Temporal workflow imports this module in its
+sandbox to build webhook bodies, and the API uses the same functions, so a provider sees one Task
+shape whether it polls or is notified. `outputs_from_task` is the inverse mapping for Task.output.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Any
+
+from pathways.model import FieldType, HandoverField, PathwayDefinition, Step
+from pathways.state import BusinessStatus, Handover, PathwayState, TaskStatus, task_id
+
+STEP_SYSTEM = "urn:pathways:step"
+BUSINESS_STATUS_SYSTEM = "urn:pathways:business-status"
+TASK_STATUS_SYSTEM = "http://hl7.org/fhir/task-status"
+NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
+CONTRACT_INPUT = "handover-contract"
+"""Task.input type.text of the canonical URL of the step's Questionnaire."""
+
+VALUE_KEYS: dict[FieldType, str] = {
+    FieldType.TEXT: "valueString",
+    FieldType.NUMBER: "valueDecimal",
+    FieldType.INTEGER: "valueInteger",
+    FieldType.BOOLEAN: "valueBoolean",
+    FieldType.DATE: "valueDate",
+    FieldType.DATE_TIME: "valueDateTime",
+    FieldType.CODED: "valueCode",
+    FieldType.DOCUMENT: "valueAttachment",
+}
+"""The value[x] a handover field of each type is rendered as."""
+
+ITEM_TYPES: dict[FieldType, str] = {
+    FieldType.TEXT: "string",
+    FieldType.NUMBER: "decimal",
+    FieldType.INTEGER: "integer",
+    FieldType.BOOLEAN: "boolean",
+    FieldType.DATE: "date",
+    FieldType.DATE_TIME: "dateTime",
+    FieldType.CODED: "choice",
+    FieldType.DOCUMENT: "attachment",
+}
+"""Questionnaire.item.type of each field type."""
+
+BUSINESS_STATUS_DISPLAY: dict[BusinessStatus, str] = {
+    BusinessStatus.ON_TRACK: "On track",
+    BusinessStatus.AT_RISK: "At risk",
+    BusinessStatus.BREACHED: "Breached",
+    BusinessStatus.ESCALATED: "Escalated",
+}
+
+
+def instant(value: datetime) -> str:
+    """A FHIR instant: always with a time zone (naive times are UTC in this system)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def questionnaire_id(definition: PathwayDefinition, step: Step) -> str:
+    """'{definition}.{version}.{step}': the contract is pinned to the definition version."""
+    return f"{definition.id}.{definition.version}.{step.id}"
+
+
+def questionnaire_url(definition: PathwayDefinition, step: Step, base_url: str) -> str:
+    return f"{base_url.rstrip('/')}/fhir/Questionnaire/{questionnaire_id(definition, step)}"
+
+
+def code_system(definition: PathwayDefinition, field: HandoverField) -> str:
+    """The code system of a coded field's allowed values."""
+    return f"urn:pathways:{definition.id}:{field.name}"
+
+
+def business_status(status: BusinessStatus) -> dict[str, Any]:
+    return {
+        "coding": [
+            {
+                "system": BUSINESS_STATUS_SYSTEM,
+                "code": status.value,
+                "display": BUSINESS_STATUS_DISPLAY[status],
+            }
+        ],
+        "text": BUSINESS_STATUS_DISPLAY[status],
+    }
+
+
+def field_value(field: HandoverField, value: Any) -> dict[str, Any]:
+    """The value[x] element of one delivered field, e.g. {"valueInteger": 3}."""
+    if field.type is FieldType.DOCUMENT and isinstance(value, dict) and "reference" in value:
+        return {"valueReference": {"reference": str(value["reference"])}}
+    if field.type is FieldType.DOCUMENT and isinstance(value, dict):
+        return {"valueAttachment": {k: v for k, v in value.items() if v is not None}}
+    if isinstance(value, datetime):
+        value = instant(value)
+    elif isinstance(value, date):
+        value = value.isoformat()
+    return {VALUE_KEYS[field.type]: value}
+
+
+def _data_element(name: str, field: HandoverField | None, value: Any) -> dict[str, Any]:
+    rendered = field_value(field, value) if field else {"valueString": str(value)}
+    return {"type": {"text": name}, **rendered}
+
+
+def _contract_input(state: PathwayState, step: Step, base_url: str) -> dict[str, Any]:
+    return {
+        "type": {"text": CONTRACT_INPUT},
+        "valueCanonical": questionnaire_url(state.definition, step, base_url),
+    }
+
+
+def _delivered_inputs(state: PathwayState, step: Step) -> list[dict[str, Any]]:
+    """The data delivered by the steps this one waits for (their latest completed occurrence)."""
+    inputs: list[dict[str, Any]] = []
+    for before_id in step.after:
+        before = state.definition.step(before_id)
+        done = [
+            h
+            for h in state.handovers.values()
+            if h.step_id == before_id and h.status is TaskStatus.COMPLETED
+        ]
+        if not done:
+            continue
+        latest = max(done, key=lambda h: h.occurrence)
+        for name, value in latest.output.items():
+            inputs.append(_data_element(f"{before_id}.{name}", before.field(name), value))
+    return inputs
+
+
+def _patient(state: PathwayState) -> dict[str, Any]:
+    reference: dict[str, Any] = {
+        "type": "Patient",
+        "identifier": {"system": NHS_NUMBER_SYSTEM, "value": state.patient.nhs_number},
+    }
+    if state.patient.name:
+        reference["display"] = state.patient.name
+    return reference
+
+
+def _execution_period(handover: Handover) -> dict[str, str] | None:
+    start = handover.started_at or handover.accepted_at
+    period: dict[str, str] = {}
+    if start:
+        period["start"] = instant(start)
+    if handover.completed_at:
+        period["end"] = instant(handover.completed_at)
+    return period or None
+
+
+def task_resource(state: PathwayState, handover: Handover, base_url: str) -> dict[str, Any]:
+    """One handover as a FHIR R4 Task, patient included: only entitled callers ever get one."""
+    definition = state.definition
+    step = definition.step(handover.step_id)
+    task: dict[str, Any] = {
+        "resourceType": "Task",
+        "id": task_id(state.pathway_id, handover.id),
+        "meta": {"versionId": str(handover.version), "lastUpdated": instant(handover.updated_at)},
+        "basedOn": [{"reference": f"CarePlan/{state.pathway_id}"}],
+        "status": handover.status.value,
+        "businessStatus": business_status(handover.business_status),
+        "intent": "order",
+        "code": {"coding": [{"system": STEP_SYSTEM, "code": step.id}], "text": step.title},
+        "description": step.description or step.title,
+        "for": _patient(state),
+        "authoredOn": instant(handover.ready_at),
+        "lastModified": instant(handover.updated_at),
+        "requester": {"reference": f"Organization/{definition.lead_provider.id}"},
+        "owner": {"reference": f"Organization/{handover.provider_id}"},
+        "restriction": {"period": {"end": instant(handover.complete_by)}},
+        "input": [_contract_input(state, step, base_url), *_delivered_inputs(state, step)],
+    }
+    if handover.status_reason:
+        task["statusReason"] = {"text": handover.status_reason}
+    period = _execution_period(handover)
+    if period:
+        task["executionPeriod"] = period
+    if handover.output:
+        task["output"] = [
+            _data_element(name, step.field(name), value) for name, value in handover.output.items()
+        ]
+    return task
+
+
+def _item(definition: PathwayDefinition, field: HandoverField) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "linkId": field.name,
+        "text": field.description or field.name.replace("_", " "),
+        "type": ITEM_TYPES[field.type],
+        "required": field.required,
+    }
+    if field.codes:
+        system = code_system(definition, field)
+        item["answerOption"] = [
+            {"valueCoding": {"system": system, "code": code}} for code in field.codes
+        ]
+    return item
+
+
+def questionnaire_resource(
+    definition: PathwayDefinition, step: Step, base_url: str
+) -> dict[str, Any]:
+    """A step's handover contract: one item per field the provider must deliver."""
+    resource: dict[str, Any] = {
+        "resourceType": "Questionnaire",
+        "id": questionnaire_id(definition, step),
+        "url": questionnaire_url(definition, step, base_url),
+        "version": str(definition.version),
+        "name": "".join(part.capitalize() for part in f"{definition.id}-{step.id}".split("-")),
+        "title": f"{definition.title}: {step.title}",
+        "status": "active",
+        "subjectType": ["Patient"],
+        "code": [{"system": STEP_SYSTEM, "code": step.id, "display": step.title}],
+    }
+    if step.description:
+        resource["description"] = step.description
+    if step.handover:
+        resource["item"] = [_item(definition, field) for field in step.handover]
+    return resource
+
+
+def operation_outcome(issues: list[tuple[str, str, str]]) -> dict[str, Any]:
+    """An OperationOutcome with one issue per (severity, code, diagnostics)."""
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {"severity": severity, "code": code, "diagnostics": diagnostics}
+            for severity, code, diagnostics in issues
+        ],
+    }
+
+
+class OutputError(ValueError):
+    """Task.output elements that cannot be read as handover data; `problems` names each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def _output_value(element: dict[str, Any]) -> tuple[bool, Any]:
+    """(found, value) of one Task.output's value[x], in the shape the engine checks."""
+    values = [(key, v) for key, v in element.items() if key.startswith("value")]
+    if len(values) != 1:
+        return False, None
+    key, value = values[0]
+    if key == "valueCoding" and isinstance(value, dict):
+        return True, value.get("code")
+    if key == "valueReference" and isinstance(value, dict):
+        return True, {"reference": value.get("reference")}
+    return True, value
+
+
+def outputs_from_task(task: dict[str, Any]) -> dict[str, Any]:
+    """Task.output -> handover data {field name: value}; OutputError naming every bad output.
+
+    Types are not checked here: the engine checks the data against the step's contract, so a
+    wrongly typed value is refused as non-conforming with the field named.
+    """
+    data: dict[str, Any] = {}
+    problems: list[str] = []
+    for index, element in enumerate(task.get("output") or []):
+        name = (element.get("type") or {}).get("text") if isinstance(element, dict) else None
+        if not name:
+            problems.append(f"Task.output[{index}] has no type.text naming its field")
+            continue
+        found, value = _output_value(element)
+        if not found:
+            problems.append(f"Task.output[{index}] ({name}) needs exactly one value[x]")
+        elif name in data:
+            problems.append(f"Task.output[{index}] repeats field {name!r}")
+        else:
+            data[name] = value
+    if problems:
+        raise OutputError(problems)
+    return data
