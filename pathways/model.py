@@ -9,6 +9,7 @@ never be constructed.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import timedelta
 from enum import StrEnum
@@ -45,7 +46,7 @@ def _parse_duration(value: Any) -> timedelta:
 
 def _positive(value: timedelta) -> timedelta:
     if value <= timedelta(0):
-        raise ValueError("duration must be positive")
+        raise ValueError(f"duration must be positive, not {format_duration(value)}")
     return value
 
 
@@ -214,6 +215,15 @@ class Condition(Strict):
             return value != self.not_equals
         return value in (self.in_ or ())
 
+    def describe(self) -> str:
+        """Human-readable test, e.g. `surgery.needs_package = true` (for CLI and diagrams)."""
+        subject = f"{self.step}.{self.field}"
+        if self.equals is not None:
+            return f"{subject} = {json.dumps(self.equals)}"
+        if self.not_equals is not None:
+            return f"{subject} != {json.dumps(self.not_equals)}"
+        return f"{subject} in {json.dumps(list(self.in_ or ()))}"
+
 
 class Recurrence(Strict):
     """A step that recurs, e.g. a review every three months for a year (count 4)."""
@@ -264,6 +274,15 @@ class PathwayDefinition(Strict):
     def key(self) -> str:
         """Catalogue key: id and version, the pin a running pathway keeps."""
         return f"{self.id}@{self.version}"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PathwayDefinition:
+        """Run the whole-definition checks; pathways.validation imports this module, hence late."""
+        from pathways.validation import DefinitionError, check_definition
+
+        if problems := check_definition(self):
+            raise DefinitionError(problems)
+        return self
 
     def step(self, step_id: str) -> Step:
         return next(s for s in self.steps if s.id == step_id)
