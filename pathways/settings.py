@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -43,7 +44,13 @@ class Settings(BaseSettings):
     )
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
+    metrics_host: str = Field(default="127.0.0.1", description="bind address of metrics and health")
     metrics_port: int = Field(default=9464, description="Prometheus endpoint of the worker; 0: off")
+    health_port: int = Field(default=8081, description="worker health endpoint /healthz; 0: off")
+    activity_threads: int = Field(default=16, description="threads for synchronous activities")
+    shutdown_grace: timedelta = Field(
+        default=timedelta(seconds=30), description="how long running tasks get on SIGTERM"
+    )
     secret_key: SecretStr | None = Field(
         default=None, description="signs webhooks and keys patient hashes; default: data_dir file"
     )

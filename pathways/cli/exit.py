@@ -1,0 +1,43 @@
+"""Leave a command that used the Temporal SDK with exactly its intended status.
+
+The SDK's native runtime can crash the interpreter at exit (PyGILState_Release, sdk-python issue
+300), which would turn a success into a core dump. Commands that touch Temporal therefore run their
+coroutine, flush their output, and leave through os._exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Coroutine
+from typing import Any, NoReturn
+
+import structlog
+
+log = structlog.get_logger("pathways.cli")
+
+
+class CommandFailed(Exception):
+    """An expected failure: its message is printed, the exit status is `code`."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def finish(coroutine: Coroutine[Any, Any, int | None]) -> NoReturn:
+    code = 0
+    try:
+        code = asyncio.run(coroutine) or 0
+    except CommandFailed as failure:
+        print(f"error: {failure}", file=sys.stderr)
+        code = failure.code
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as error:  # report, never dump patient data: only the type and message
+        log.error("command failed", error_type=type(error).__name__, error=str(error))
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

