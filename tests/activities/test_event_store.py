@@ -1,0 +1,240 @@
+"""The event store on a real SQLite file and a real PostgreSQL server (same tests for both)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+
+from activities.store import MIGRATIONS, EventStore
+from pathways.events import EventKind, HandoverRow, PathwayEvent, PathwayRow, RecordBatch
+
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'data' / 'pathways.db'}"
+    else:
+        url = request.getfixturevalue("postgres_database")
+    event_store = EventStore(url)
+    event_store.migrate()
+    yield event_store
+    event_store.close()
+
+
+def event(pathway_id: str, seq: int, at: datetime, kind: EventKind = EventKind.NOTE) -> PathwayEvent:
+    return PathwayEvent(
+        event_id=f"{pathway_id}:{seq}", pathway_id=pathway_id, definition_id="hip", definition_version=1,
+        seq=seq, kind=kind, at=at, handover_id="gp-review.1", step_id="gp-review",
+        provider_id="gp-1", actor="system", detail={"reason": "test", "level": 2},
+    )
+
+
+def handover(
+    pathway_id: str, step: str = "gp-review", provider: str = "gp-1", status: str = "requested",
+    version: int = 1, updated_at: datetime = T0,
+) -> HandoverRow:
+    return HandoverRow(
+        task_id=f"{pathway_id}.{step}.1", pathway_id=pathway_id, definition_id="hip",
+        handover_id=f"{step}.1", step_id=step, occurrence=1, provider_id=provider, status=status,
+        business_status="on-track", version=version, ready_at=T0, complete_by=T0 + timedelta(days=1),
+        updated_at=updated_at,
+    )
+
+
+def pathway(
+    pathway_id: str, updated_at: datetime = T0, definition_id: str = "hip", status: str = "active",
+    sla_state: str = "on-track", steps: tuple[str, ...] = ("gp-review",),
+    providers: tuple[str, ...] = ("gp-1",), titles: tuple[str, ...] = ("GP review",),
+    patient_key: str | None = None,
+) -> PathwayRow:
+    return PathwayRow(
+        pathway_id=pathway_id, definition_id=definition_id, definition_version=1,
+        lead_provider="lead-1", status=status, sla_state=sla_state, open_steps=list(steps),
+        open_providers=list(providers), open_step_titles=list(titles), patient_key=patient_key,
+        started_at=T0, updated_at=updated_at,
+    )
+
+
+def test_migrate_twice_is_a_no_op(store: EventStore) -> None:
+    latest = MIGRATIONS[-1][0]
+    store.record(RecordBatch(events=[event("pw-1", 1, T0)], pathway=pathway("pw-1")))
+    assert store.migrate() == latest
+    assert store.schema_version() == latest
+    assert len(store.events("pw-1")) == 1
+    tables = set(inspect(store.engine).get_table_names())
+    assert {"events", "handovers", "pathways", "pathway_open", "schema_version"} <= tables
+
+
+def test_fresh_database_reports_version_zero(tmp_path: Path) -> None:
+    empty = EventStore(f"sqlite:///{tmp_path / 'empty.db'}")
+    assert empty.schema_version() == 0
+    assert empty.migrate() == MIGRATIONS[-1][0]
+    empty.close()
+
+
+def test_unsupported_database_is_refused() -> None:
+    with pytest.raises(ValueError, match="unsupported event store database 'mysql'"):
+        EventStore("mysql://user@localhost/db")
+
+
+def test_record_is_idempotent(store: EventStore) -> None:
+    batch = RecordBatch(
+        events=[event("pw-1", 1, T0), event("pw-1", 2, T0 + timedelta(minutes=1))],
+        handovers=[handover("pw-1")],
+        pathway=pathway("pw-1"),
+    )
+    store.record(batch)
+    store.record(batch)
+    assert [e.event_id for e in store.events("pw-1")] == ["pw-1:1", "pw-1:2"]
+    assert store.search_tasks("gp-1", None, None, 10, 0)[1] == 1
+    assert store.list_pathways()[1] == 1
+
+
+def test_events_round_trip_exactly(store: EventStore) -> None:
+    sent = event("pw-1", 1, T0, EventKind.ESCALATED)
+    store.record(RecordBatch(events=[sent], pathway=pathway("pw-1")))
+    assert store.events("pw-1") == [sent]
+
+
+def test_handover_versions_never_go_backwards(store: EventStore) -> None:
+    store.record(RecordBatch(handovers=[handover("pw-1", status="accepted", version=3)],
+                             pathway=pathway("pw-1")))
+    store.record(RecordBatch(handovers=[handover("pw-1", status="requested", version=2)],
+                             pathway=pathway("pw-1")))
+    assert store.get_task_row("pw-1.gp-review.1").status == "accepted"
+    store.record(RecordBatch(handovers=[handover("pw-1", status="completed", version=4)],
+                             pathway=pathway("pw-1")))
+    assert store.get_task_row("pw-1.gp-review.1").version == 4
+
+
+def test_pathway_row_never_goes_backwards(store: EventStore) -> None:
+    later = T0 + timedelta(hours=1)
+    store.record(RecordBatch(pathway=pathway("pw-1", updated_at=later, steps=("therapy",))))
+    store.record(RecordBatch(pathway=pathway("pw-1", updated_at=T0, steps=("gp-review",))))
+    rows, _ = store.list_pathways()
+    assert rows[0].open_steps == ["therapy"]
+    assert store.list_pathways(open_step="gp-review")[1] == 0
+    assert store.list_pathways(open_step="therapy")[1] == 1
+
+
+def test_a_batch_with_a_naive_datetime_changes_nothing(store: EventStore) -> None:
+    naive = datetime(2026, 3, 1, 9, 0)
+    good = event("pw-1", 1, T0)
+    bad = RecordBatch(events=[good, event("pw-1", 2, naive)], pathway=pathway("pw-1"))
+    with pytest.raises(ValueError, match="timezone-aware"):
+        store.record(bad)
+    assert store.events("pw-1") == []
+    assert store.list_pathways()[1] == 0
+
+
+def test_datetimes_round_trip_as_utc(store: EventStore) -> None:
+    plus_five = timezone(timedelta(hours=5, minutes=30))
+    local = datetime(2026, 3, 1, 14, 30, 0, 123456, tzinfo=plus_five)
+    store.record(RecordBatch(events=[event("pw-1", 1, local)],
+                             handovers=[handover("pw-1", updated_at=local)],
+                             pathway=pathway("pw-1", updated_at=local)))
+    stored = store.events("pw-1")[0].at
+    assert stored == local and stored.utcoffset() == timedelta(0)
+    assert stored == datetime(2026, 3, 1, 9, 0, 0, 123456, tzinfo=UTC)
+    row = store.get_task_row("pw-1.gp-review.1")
+    assert row.updated_at == local and row.updated_at.tzinfo is not None
+    assert store.list_pathways()[0][0].updated_at == local
+
+
+def test_search_tasks_filters_pages_and_orders(store: EventStore) -> None:
+    for n in range(5):
+        store.record(RecordBatch(
+            handovers=[handover(f"pw-{n}", status="completed" if n == 2 else "requested",
+                                updated_at=T0 + timedelta(minutes=10 - n))],
+            pathway=pathway(f"pw-{n}"),
+        ))
+    store.record(RecordBatch(handovers=[handover("pw-9", provider="gp-2")], pathway=pathway("pw-9")))
+
+    rows, total = store.search_tasks("gp-1", None, None, 2, 0)
+    assert total == 5
+    assert [r.pathway_id for r in rows] == ["pw-4", "pw-3"]
+    rows, _ = store.search_tasks("gp-1", None, None, 2, 4)
+    assert [r.pathway_id for r in rows] == ["pw-0"]
+    rows, total = store.search_tasks("gp-1", ["completed"], None, 10, 0)
+    assert (total, [r.pathway_id for r in rows]) == (1, ["pw-2"])
+    rows, total = store.search_tasks("gp-1", None, T0 + timedelta(minutes=8), 10, 0)
+    assert (total, [r.pathway_id for r in rows]) == (2, ["pw-1", "pw-0"])
+    assert store.search_tasks("gp-2", None, None, 10, 0)[1] == 1
+    assert store.search_tasks("nobody", None, None, 10, 0) == ([], 0)
+
+
+def test_search_tasks_ties_on_time_order_by_task_id(store: EventStore) -> None:
+    rows = [handover("pw-1", step=s) for s in ("zeta", "alpha", "mid")]
+    store.record(RecordBatch(handovers=rows, pathway=pathway("pw-1")))
+    found, _ = store.search_tasks("gp-1", None, None, 10, 0)
+    assert [r.step_id for r in found] == ["alpha", "mid", "zeta"]
+
+
+def test_bad_paging_is_refused(store: EventStore) -> None:
+    with pytest.raises(ValueError, match="limit"):
+        store.search_tasks("gp-1", None, None, 0, 0)
+    with pytest.raises(ValueError, match="offset"):
+        store.list_pathways(offset=-1)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        store.search_tasks("gp-1", None, datetime(2026, 1, 1), 10, 0)
+
+
+def test_get_task_row_unknown_is_none(store: EventStore) -> None:
+    assert store.get_task_row("pw-x.gp-review.1") is None
+
+
+def test_list_pathways_filters_each_way(store: EventStore) -> None:
+    rows = [
+        pathway("pw-a", T0 + timedelta(minutes=1), sla_state="breached", patient_key="k1",
+                steps=("gp-review", "physio"), providers=("gp-1", "physio-1"),
+                titles=("GP review", "Home physiotherapy")),
+        pathway("pw-b", T0 + timedelta(minutes=2), definition_id="copd", sla_state="at-risk",
+                steps=("pulmonary-rehab",), providers=("rehab-1",), titles=("Pulmonary rehab_50%",)),
+        pathway("pw-c", T0 + timedelta(minutes=3), status="completed", steps=(), providers=(),
+                titles=()),
+    ]
+    for row in rows:
+        store.record(RecordBatch(pathway=row))
+
+    def ids(**filters: object) -> list[str]:
+        found, total = store.list_pathways(**filters)
+        assert total == len(found)
+        return [r.pathway_id for r in found]
+
+    assert ids() == ["pw-c", "pw-b", "pw-a"]
+    assert ids(definition_id="copd") == ["pw-b"]
+    assert ids(sla_state="at-risk") == ["pw-b"]
+    assert ids(status="completed") == ["pw-c"]
+    assert ids(open_provider="physio-1") == ["pw-a"]
+    assert ids(open_step="gp-review") == ["pw-a"]
+    assert ids(breached=True) == ["pw-a"]
+    assert ids(breached=False) == ["pw-c", "pw-b"]
+    assert ids(step_title_contains="PHYSIO") == ["pw-a"]
+    assert ids(step_title_contains="_50%") == ["pw-b"]
+    assert ids(step_title_contains="b_5") == ["pw-b"]
+    assert ids(step_title_contains="%") == ["pw-b"]
+    assert ids(patient_key="k1") == ["pw-a"]
+    assert ids(open_provider="gp-1", sla_state="on-track") == []
+    page, total = store.list_pathways(limit=1, offset=1)
+    assert ([r.pathway_id for r in page], total) == (["pw-b"], 3)
+    assert page[0].open_step_titles == ["Pulmonary rehab_50%"]
+
+
+def test_events_in_seq_order_and_event_log_in_case_order(store: EventStore) -> None:
+    store.record(RecordBatch(events=[event("pw-2", 1, T0 + timedelta(minutes=1))],
+                             pathway=pathway("pw-2")))
+    store.record(RecordBatch(events=[event("pw-1", 3, T0 + timedelta(minutes=5)),
+                                     event("pw-1", 1, T0), event("pw-1", 2, T0)],
+                             pathway=pathway("pw-1")))
+    assert [e.seq for e in store.events("pw-1")] == [1, 2, 3]
+    log = store.event_log()
+    assert [e.event_id for e in log] == ["pw-1:1", "pw-1:2", "pw-1:3", "pw-2:1"]
+    since = store.event_log(since=T0 + timedelta(minutes=1))
+    assert [e.event_id for e in since] == ["pw-1:3", "pw-2:1"]
+    assert [e.event_id for e in store.event_log(limit=2)] == ["pw-1:1", "pw-1:2"]
