@@ -1,0 +1,85 @@
+"""Recorded workflow histories: the proof that code changes keep in-flight pathways replayable.
+
+`python -m tests.workflows.histories` runs every shipped pathway (and the SLA ladder scenario) on
+real Temporal servers and writes their histories to tests/workflows/histories/. Commit them: the
+test suite replays every file against the current workflow code, so a change that would break a
+running pathway fails CI unless it is guarded with `workflow.patched`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+
+from temporalio.client import WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from pathways.catalogue import load_catalogue
+from pathways.demo import DEMO_PATIENTS
+from pathways.settings import SHIPPED_CATALOGUE
+from pathways.state import TaskStatus
+from tests.conftest import make_settings, run_worker
+from tests.workflows.support import TWO_DAY, deliver_everything, provider, start, state_of
+from workflows import search
+
+FOLDER = Path(__file__).parent / "histories"
+
+
+async def save(handle: WorkflowHandle, name: str) -> None:
+    history = await handle.fetch_history()
+    (FOLDER / f"{name}.json").write_text(history.to_json())
+    print(f"recorded {name}: {len(history.events)} events")
+
+
+async def record_shipped(env: WorkflowEnvironment, data_dir: Path) -> None:
+    target = env.client.service_client.config.target_host
+    settings = make_settings(data_dir, target)
+    async for _ in run_worker(env.client, settings):
+        for definition in load_catalogue(SHIPPED_CATALOGUE):
+            handle = await start(env.client, settings, definition, DEMO_PATIENTS[0])
+            await deliver_everything(handle)
+            await save(handle, definition.key.replace("@", "-v"))
+
+
+async def record_ladder(env: WorkflowEnvironment, data_dir: Path) -> None:
+    settings = make_settings(data_dir, "unused:0", search_attributes=False, task_queue="ladder")
+    async for _ in run_worker(env.client, settings):
+        handle = await start(env.client, settings, TWO_DAY, DEMO_PATIENTS[0])
+        await env.sleep(timedelta(days=2, hours=7))
+        visit = (await state_of(handle)).handovers["first-visit.1"]
+        await provider(handle, visit, TaskStatus.COMPLETED, output={"wound_ok": True})
+        await deliver_everything(handle)
+        await handle.result()
+        await save(handle, "sla-ladder-two-day")
+
+
+def _binary(name: str) -> str:
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else str(shutil.which(name))
+
+
+async def main() -> None:
+    FOLDER.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory() as data_dir:
+        dev = await WorkflowEnvironment.start_local(
+            data_converter=pydantic_data_converter,
+            search_attributes=search.ALL_KEYS,
+            dev_server_existing_path=_binary("temporal"),
+        )
+        async with dev:
+            await record_shipped(dev, Path(data_dir) / "dev")
+        skipping = await WorkflowEnvironment.start_time_skipping(
+            data_converter=pydantic_data_converter,
+            test_server_existing_path=_binary("temporal-test-server"),
+        )
+        async with skipping:
+            await record_ladder(skipping, Path(data_dir) / "skip")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
