@@ -28,6 +28,7 @@ class EventKind(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"
     ESCALATED = "escalated"
+    BREACHED = "breached"
     REASSIGNED = "reassigned"
     DUE_EXTENDED = "due-extended"
     CANCELLED = "cancelled"

@@ -6,19 +6,39 @@ Temporal workflow stores it, the Query returns it, the API renders it as FHIR Ta
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import re
+from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    computed_field,
+    model_validator,
+)
 
-from pathways.model import EscalationAction, PathwayDefinition
+from pathways.model import Clock, EscalationAction, PathwayDefinition
+from pathways.nhs_number import NhsNumber
 
 
 class Model(BaseModel):
-    """Base for runtime models: unknown keys are errors so typos never pass silently."""
+    """Base for runtime models: unknown keys are errors so typos never pass silently.
 
-    model_config = ConfigDict(extra="forbid")
+    Errors hide the input: a command or state may carry patient data, which must not reach logs.
+    """
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_computed(cls, data: Any) -> Any:
+        """Computed fields are serialised for readers; read back (continue-as-new) they are ignored."""
+        if isinstance(data, dict) and cls.model_computed_fields:
+            return {k: v for k, v in data.items() if k not in cls.model_computed_fields}
+        return data
 
 
 class TaskStatus(StrEnum):
@@ -71,12 +91,28 @@ class StepStatus(StrEnum):
     DONE = "done"
 
 
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _calendar_date(value: str) -> str:
+    try:
+        if _DATE.match(value):
+            return date.fromisoformat(value).isoformat()
+    except ValueError:
+        pass
+    raise ValueError("birth date must be a calendar date YYYY-MM-DD")
+
+
+CalendarDate = Annotated[str, AfterValidator(_calendar_date)]
+"""A date kept as its ISO text YYYY-MM-DD (as FHIR Patient.birthDate carries it)."""
+
+
 class Patient(Model):
     """Who the pathway is for. Never logged, never in ids or search attributes."""
 
-    nhs_number: str
-    name: str | None = None
-    birth_date: str | None = None
+    nhs_number: NhsNumber
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    birth_date: CalendarDate | None = None
 
 
 class Attempt(Model):
@@ -113,6 +149,12 @@ class Handover(Model):
     accept_breached: bool = False
     complete_breached: bool = False
     fired_rungs: list[int] = Field(default_factory=list, description="ladder rungs fired this attempt")
+    fired_breaches: list[Clock] = Field(
+        default_factory=list, description="due times (accept, complete) passed this attempt"
+    )
+    applied_commands: list[str] = Field(
+        default_factory=list, description="fingerprints of recent provider commands (idempotency)"
+    )
     attempts: list[Attempt] = Field(default_factory=list)
     output: dict[str, Any] = Field(default_factory=dict)
     status_reason: str | None = None
@@ -149,7 +191,18 @@ class Handover(Model):
 
     @property
     def is_open(self) -> bool:
+        """A provider holds it and its clocks run."""
         return self.status in OPEN_STATUSES
+
+    @property
+    def awaiting_coordinator(self) -> bool:
+        """Rejected or failed with no alternate provider left: a coordinator must reassign it."""
+        return self.status in (TaskStatus.REJECTED, TaskStatus.FAILED)
+
+    @property
+    def is_unfinished(self) -> bool:
+        """Still to be delivered: held by a provider or waiting for a coordinator."""
+        return self.is_open or self.awaiting_coordinator
 
 
 class EscalationStatus(StrEnum):
@@ -187,6 +240,12 @@ class StepState(Model):
     next_ready_at: datetime | None = Field(
         default=None, description="when the next occurrence of a recurring step becomes ready"
     )
+    anchor_at: datetime | None = Field(
+        default=None,
+        description="ready time of occurrence 1, moved later by holds: occurrence k+1 is due "
+        "at anchor_at + k * every",
+    )
+    finished_at: datetime | None = Field(default=None, description="when it was done or skipped")
 
 
 class PathwayState(Model):
@@ -210,11 +269,15 @@ class PathwayState(Model):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def sla_state(self) -> SlaState:
-        """Breached if any open handover missed a due time; at risk if any is escalated or near."""
-        open_handovers = self.open_handovers
-        if any(h.accept_breached or h.complete_breached for h in open_handovers):
+        """Breached if an unfinished handover is breached now; at risk if any is at risk or escalated.
+
+        Business status, not the breach flags (which keep history), so that extending a due
+        time or reassigning puts the pathway back on track.
+        """
+        statuses = {h.business_status for h in self.open_handovers}
+        if BusinessStatus.BREACHED in statuses:
             return SlaState.BREACHED
-        if any(h.business_status is not BusinessStatus.ON_TRACK for h in open_handovers):
+        if statuses - {BusinessStatus.ON_TRACK}:
             return SlaState.AT_RISK
         return SlaState.ON_TRACK
 
@@ -225,7 +288,8 @@ class PathwayState(Model):
 
     @property
     def open_handovers(self) -> list[Handover]:
-        return [h for h in self.handovers.values() if h.is_open]
+        """Handovers still to be delivered, including those awaiting a coordinator (open steps)."""
+        return [h for h in self.handovers.values() if h.is_unfinished]
 
     @property
     def is_finished(self) -> bool:

@@ -1,0 +1,133 @@
+"""The zero-error handover contract: a delivery that does not match its step is refused at the door.
+
+`check_delivery` lists every problem at once so a provider fixes its data in one round trip.
+Problems name fields but never echo free-text values (they may hold patient data); coded values
+are safe to echo because they come from the definition's code list.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from typing import Any
+
+from pathways.model import FieldType, HandoverField, Step
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DOCUMENT_KEYS = ("url", "reference", "title", "content_type")
+_ECHO_LIMIT = 40
+
+Checked = tuple[Any, str | None]
+"""A normalised value and the problem with it (None when it conforms)."""
+
+
+def _text(field: HandoverField, value: Any) -> Checked:
+    if isinstance(value, str) and value.strip():
+        return value, None
+    return None, f"field {field.name!r} must be non-empty text"
+
+
+def _number(field: HandoverField, value: Any) -> Checked:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return value, None
+    return None, f"field {field.name!r} must be a number"
+
+
+def _integer(field: HandoverField, value: Any) -> Checked:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value, None
+    return None, f"field {field.name!r} must be a whole number"
+
+
+def _boolean(field: HandoverField, value: Any) -> Checked:
+    if isinstance(value, bool):
+        return value, None
+    return None, f"field {field.name!r} must be true or false"
+
+
+def _date(field: HandoverField, value: Any) -> Checked:
+    if isinstance(value, str) and _DATE.match(value):
+        try:
+            return date.fromisoformat(value).isoformat(), None
+        except ValueError:
+            pass
+    return None, f"field {field.name!r} must be a calendar date YYYY-MM-DD"
+
+
+def _date_time(field: HandoverField, value: Any) -> Checked:
+    if isinstance(value, str) and "T" in value:
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            moment = None
+        if moment is not None and moment.tzinfo is not None:
+            return moment.isoformat(), None
+    return None, f"field {field.name!r} must be an ISO 8601 date-time with a time zone"
+
+
+def _coded(field: HandoverField, value: Any) -> Checked:
+    if isinstance(value, str) and value in field.codes:
+        return value, None
+    shown = repr(value)[:_ECHO_LIMIT] if isinstance(value, str) else type(value).__name__
+    return None, f"field {field.name!r} must be one of {', '.join(field.codes)} (got {shown})"
+
+
+def _document(field: HandoverField, value: Any) -> Checked:
+    if not isinstance(value, Mapping):
+        return None, f"field {field.name!r} must be a document with a url or reference"
+    unknown = sorted(str(k)[:_ECHO_LIMIT] for k in value if k not in _DOCUMENT_KEYS)
+    if unknown:
+        return None, f"field {field.name!r} has unknown document keys: {', '.join(unknown)}"
+    present = {k: value[k] for k in _DOCUMENT_KEYS if value.get(k) is not None}
+    if not all(isinstance(v, str) and v.strip() for v in present.values()):
+        return None, f"field {field.name!r} document keys must be non-empty text"
+    if "url" not in present and "reference" not in present:
+        return None, f"field {field.name!r} must be a document with a url or reference"
+    return present, None
+
+
+_CHECKS: Mapping[FieldType, Callable[[HandoverField, Any], Checked]] = {
+    FieldType.TEXT: _text,
+    FieldType.NUMBER: _number,
+    FieldType.INTEGER: _integer,
+    FieldType.BOOLEAN: _boolean,
+    FieldType.DATE: _date,
+    FieldType.DATE_TIME: _date_time,
+    FieldType.CODED: _coded,
+    FieldType.DOCUMENT: _document,
+}
+
+
+def check_fields(
+    step: Step, output: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """Normalise a delivery; return it with every (field name, problem) pair found.
+
+    An optional field given as null counts as absent; the normalised output holds only the
+    step's fields, in contract order.
+    """
+    normalised: dict[str, Any] = {}
+    problems: list[tuple[str, str]] = []
+    for field in step.handover:
+        value = output.get(field.name)
+        if value is None:
+            if field.required:
+                problems.append((field.name, f"missing required field {field.name!r}"))
+            continue
+        clean, problem = _CHECKS[field.type](field, value)
+        if problem is None:
+            normalised[field.name] = clean
+        else:
+            problems.append((field.name, problem))
+    known = {f.name for f in step.handover}
+    for name in sorted(str(key)[:_ECHO_LIMIT] for key in output if key not in known):
+        problems.append((name, f"unknown field {name!r}"))
+    return normalised, problems
+
+
+def check_delivery(step: Step, output: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Normalise a delivery against the step's contract; return it with every problem found."""
+    normalised, problems = check_fields(step, output)
+    return normalised, [problem for _, problem in problems]

@@ -1,0 +1,92 @@
+"""SLA and escalation-ladder arithmetic: when each clock is due and which points are still to fire.
+
+A handover has two clocks from the moment it is dispatched: accept (runs until a provider
+accepts) and complete (runs until it is completed). Each ladder rung fires once per attempt at
+its clock's due time plus its offset; each clock also has an implicit breach point at its due time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from pathways.model import Clock, EscalationRung, Sla
+from pathways.state import BusinessStatus, Handover
+
+_SEVERITY = (
+    BusinessStatus.ON_TRACK,
+    BusinessStatus.AT_RISK,
+    BusinessStatus.ESCALATED,
+    BusinessStatus.BREACHED,
+)
+
+
+@dataclass(frozen=True)
+class DuePoint:
+    """One moment something fires for a handover: a ladder rung, or a clock's breach (rung None)."""
+
+    at: datetime
+    handover_id: str
+    clock: Clock
+    rung: int | None = None
+
+    @property
+    def sort_key(self) -> tuple[datetime, str, int, int, str]:
+        """Time order; at equal times rungs before breach points, then by rung index."""
+        is_breach = self.rung is None
+        return (self.at, self.handover_id, int(is_breach), self.rung or 0, self.clock.value)
+
+
+def due_times(sla: Sla, start: datetime) -> tuple[datetime, datetime]:
+    """(accept_by, complete_by) for a handover dispatched at `start`."""
+    return start + sla.accept_within, start + sla.complete_within
+
+
+def clock_due(handover: Handover, clock: Clock) -> datetime:
+    return handover.accept_by if clock is Clock.ACCEPT else handover.complete_by
+
+
+def rung_time(handover: Handover, rung: EscalationRung) -> datetime:
+    return clock_due(handover, rung.clock) + rung.at
+
+
+def clock_running(handover: Handover, clock: Clock) -> bool:
+    """Accept runs until accepted; complete runs until the handover is finished."""
+    if not handover.is_unfinished:
+        return False
+    return clock is Clock.COMPLETE or handover.accepted_at is None
+
+
+def pending_points(handover: Handover, ladder: tuple[EscalationRung, ...]) -> list[DuePoint]:
+    """Points not yet fired this attempt. Rungs need a provider holding the handover; breach
+    points also apply while it waits for a coordinator (the patient is still waiting)."""
+    points = [
+        DuePoint(rung_time(handover, rung), handover.id, rung.clock, index)
+        for index, rung in enumerate(ladder)
+        if handover.is_open
+        and index not in handover.fired_rungs
+        and clock_running(handover, rung.clock)
+    ]
+    points.extend(
+        DuePoint(clock_due(handover, clock), handover.id, clock)
+        for clock in (Clock.ACCEPT, Clock.COMPLETE)
+        if clock not in handover.fired_breaches and clock_running(handover, clock)
+    )
+    return points
+
+
+def rearm_future(handover: Handover, ladder: tuple[EscalationRung, ...], now: datetime) -> None:
+    """After due times moved: points whose new time is after `now` may fire again."""
+    handover.fired_rungs = [i for i in handover.fired_rungs if rung_time(handover, ladder[i]) <= now]
+    handover.fired_breaches = [c for c in handover.fired_breaches if clock_due(handover, c) <= now]
+
+
+def settled(handover: Handover, ladder: tuple[EscalationRung, ...]) -> bool:
+    """Nothing has fired this attempt on a clock that is still running."""
+    rungs = (ladder[i].clock for i in handover.fired_rungs)
+    return not any(clock_running(handover, c) for c in (*rungs, *handover.fired_breaches))
+
+
+def raised(current: BusinessStatus, level: BusinessStatus) -> BusinessStatus:
+    """Business status only rises within an attempt: on-track < at-risk < escalated < breached."""
+    return max(current, level, key=_SEVERITY.index)
