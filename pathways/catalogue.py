@@ -45,7 +45,10 @@ class Catalogue:
 
     def _add(self, definition: PathwayDefinition) -> bool:
         versions = self._versions.setdefault(definition.id, {})
-        return versions.setdefault(definition.version, definition) is definition
+        if definition.version in versions:
+            return False
+        versions[definition.version] = definition
+        return True
 
     def get(self, definition_id: str, version: int | None = None) -> PathwayDefinition:
         """The given version of a pathway, or its latest version."""

@@ -247,9 +247,10 @@ def _unreachable(definition: PathwayDefinition, graph: nx.DiGraph) -> Iterator[D
         yield DefinitionProblem(None, None, "no step without dependencies: the pathway cannot start")
         return
     reachable = set(starts).union(*(nx.descendants(graph, s) for s in starts))
-    in_cycle = {n for c in nx.strongly_connected_components(graph) if _is_cyclic(graph, c) for n in c}
+    reported = {n for c in nx.strongly_connected_components(graph) if _is_cyclic(graph, c) for n in c}
+    reported |= {s.id for s in definition.steps if not set(s.after) <= graph.nodes}
     for step in definition.steps:
-        if step.id not in reachable and step.id not in in_cycle:
+        if step.id not in reachable | reported:
             yield DefinitionProblem(
                 None,
                 step.id,
