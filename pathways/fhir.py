@@ -86,12 +86,23 @@ def business_status(status: BusinessStatus) -> dict[str, Any]:
     }
 
 
+def _document(value: dict[str, Any]) -> dict[str, Any]:
+    """A delivered document ({url|reference, title, content_type}) as value[x]."""
+    if value.get("reference"):
+        reference = {"reference": value["reference"], "display": value.get("title")}
+        return {"valueReference": {k: v for k, v in reference.items() if v is not None}}
+    attachment = {
+        "url": value.get("url"),
+        "title": value.get("title"),
+        "contentType": value.get("content_type"),
+    }
+    return {"valueAttachment": {k: v for k, v in attachment.items() if v is not None}}
+
+
 def field_value(field: HandoverField, value: Any) -> dict[str, Any]:
     """The value[x] element of one delivered field, e.g. {"valueInteger": 3}."""
-    if field.type is FieldType.DOCUMENT and isinstance(value, dict) and "reference" in value:
-        return {"valueReference": {"reference": str(value["reference"])}}
     if field.type is FieldType.DOCUMENT and isinstance(value, dict):
-        return {"valueAttachment": {k: v for k, v in value.items() if v is not None}}
+        return _document(value)
     if isinstance(value, datetime):
         value = instant(value)
     elif isinstance(value, date):
@@ -248,7 +259,10 @@ def _output_value(element: dict[str, Any]) -> tuple[bool, Any]:
     if key == "valueCoding" and isinstance(value, dict):
         return True, value.get("code")
     if key == "valueReference" and isinstance(value, dict):
-        return True, {"reference": value.get("reference")}
+        return True, {"reference": value.get("reference"), "title": value.get("display")}
+    if key == "valueAttachment" and isinstance(value, dict):
+        document = {"url": value.get("url"), "title": value.get("title")}
+        return True, document | {"content_type": value.get("contentType")}
     return True, value
 
 
