@@ -34,7 +34,9 @@ class PathwayActivities:
         try:
             self._store.record(batch)
         except ValueError as error:
-            raise ApplicationError(str(error), type="InvalidRecordBatch", non_retryable=True) from None
+            raise ApplicationError(
+                str(error), type="InvalidRecordBatch", non_retryable=True
+            ) from None
         counter = activity.metric_meter().create_counter(
             "pathways_events_recorded_total", "Pathway events written to the event store"
         )

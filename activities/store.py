@@ -72,14 +72,14 @@ Json = JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 metadata = MetaData()
 
-schema_version = Table(
+schema_versions = Table(
     "schema_version",
     metadata,
     Column("version", Integer, primary_key=True),
     Column("applied_at", UtcDateTime, nullable=False),
 )
 
-events = Table(
+event_rows = Table(
     "events",
     metadata,
     Column("event_id", String(200), primary_key=True),
@@ -98,7 +98,7 @@ events = Table(
     Index("ix_events_at", "at"),
 )
 
-handovers = Table(
+handover_rows = Table(
     "handovers",
     metadata,
     Column("task_id", String(200), primary_key=True),
@@ -118,7 +118,7 @@ handovers = Table(
     Index("ix_handovers_pathway", "pathway_id"),
 )
 
-pathways = Table(
+pathway_rows = Table(
     "pathways",
     metadata,
     Column("pathway_id", String(100), primary_key=True),
@@ -157,7 +157,8 @@ OPEN_STEP, OPEN_PROVIDER, OPEN_TITLE = "step", "provider", "title"
 
 def _create_v1(conn: Connection) -> None:
     """The first released schema. Later steps must alter tables, since create_all is checkfirst."""
-    metadata.create_all(conn, tables=[events, handovers, pathways, pathway_open], checkfirst=True)
+    tables = [event_rows, handover_rows, pathway_rows, pathway_open]
+    metadata.create_all(conn, tables=tables, checkfirst=True)
 
 
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _create_v1)]
@@ -181,21 +182,20 @@ class EventStore:
         with self._write() as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_MIGRATION_LOCK})
-            schema_version.create(conn, checkfirst=True)
+            schema_versions.create(conn, checkfirst=True)
             current = _current_version(conn)
             for version, step in MIGRATIONS:
                 if version > current:
                     step(conn)
-                    conn.execute(
-                        insert(schema_version).values(version=version, applied_at=datetime.now(UTC))
-                    )
+                    applied = {"version": version, "applied_at": datetime.now(UTC)}
+                    conn.execute(insert(schema_versions).values(applied))
                     current = version
             return current
 
     def schema_version(self) -> int:
         """The applied schema version; 0 on an empty database."""
         with self.engine.connect() as conn:
-            if not self.engine.dialect.has_table(conn, schema_version.name):
+            if not self.engine.dialect.has_table(conn, schema_versions.name):
                 return 0
             return _current_version(conn)
 
@@ -216,21 +216,22 @@ class EventStore:
         limit: int,
         offset: int,
     ) -> tuple[list[HandoverRow], int]:
-        """A provider's handovers, oldest change first, and the total matching (FHIR Task search)."""
+        """A provider's handovers, oldest change first, and the total matching (Task search)."""
         _check_page(limit, offset)
-        where = [handovers.c.provider_id == provider_id]
+        where = [handover_rows.c.provider_id == provider_id]
         if statuses is not None:
-            where.append(handovers.c.status.in_(list(statuses)))
+            where.append(handover_rows.c.status.in_(list(statuses)))
         if updated_after is not None:
-            where.append(handovers.c.updated_at > _utc(updated_after, "updated_after"))
-        query = select(handovers).where(*where)
-        order = (handovers.c.updated_at, handovers.c.task_id)
+            where.append(handover_rows.c.updated_at > _utc(updated_after, "updated_after"))
+        query = select(handover_rows).where(*where)
+        order = (handover_rows.c.updated_at, handover_rows.c.task_id)
         rows, total = self._page(query, order, limit, offset)
         return [HandoverRow.model_validate(row) for row in rows], total
 
     def get_task_row(self, task_id: str) -> HandoverRow | None:
         with self.engine.connect() as conn:
-            row = conn.execute(select(handovers).where(handovers.c.task_id == task_id)).first()
+            query = select(handover_rows).where(handover_rows.c.task_id == task_id)
+            row = conn.execute(query).first()
         return None if row is None else HandoverRow.model_validate(dict(row._mapping))
 
     def list_pathways(
@@ -248,7 +249,7 @@ class EventStore:
     ) -> tuple[list[PathwayRow], int]:
         """Pathways matching every given filter, most recently changed first, and the total."""
         _check_page(limit, offset)
-        c = pathways.c
+        c = pathway_rows.c
         where: list[Any] = [
             column == value
             for column, value in (
@@ -268,22 +269,22 @@ class EventStore:
         if step_title_contains is not None:
             pattern = f"%{_escape_like(step_title_contains.lower())}%"
             where.append(_has_open(OPEN_TITLE, pathway_open.c.value.like(pattern, escape="\\")))
-        query = select(pathways).where(*where)
+        query = select(pathway_rows).where(*where)
         rows, total = self._page(query, (c.updated_at.desc(), c.pathway_id), limit, offset)
         return [PathwayRow.model_validate(row) for row in rows], total
 
     def events(self, pathway_id: str) -> list[PathwayEvent]:
         """One pathway's events in the order they happened."""
-        query = select(events).where(events.c.pathway_id == pathway_id).order_by(events.c.seq)
-        return self._events(query)
+        query = select(event_rows).where(event_rows.c.pathway_id == pathway_id)
+        return self._events(query.order_by(event_rows.c.seq))
 
     def event_log(self, since: datetime | None = None, limit: int = 10000) -> list[PathwayEvent]:
         """Events at or after `since` in process-mining order: by pathway (case), time, seq."""
         _check_page(limit, 0)
-        query = select(events)
+        query = select(event_rows)
         if since is not None:
-            query = query.where(events.c.at >= _utc(since, "since"))
-        order = (events.c.pathway_id, events.c.at, events.c.seq)
+            query = query.where(event_rows.c.at >= _utc(since, "since"))
+        order = (event_rows.c.pathway_id, event_rows.c.at, event_rows.c.seq)
         return self._events(query.order_by(*order).limit(limit))
 
     @contextmanager
@@ -309,18 +310,18 @@ class EventStore:
 
     def _insert_events(self, conn: Connection, new: list[PathwayEvent]) -> None:
         if new:
-            stmt = _insert(conn, events).on_conflict_do_nothing(index_elements=["event_id"])
+            stmt = _insert(conn, event_rows).on_conflict_do_nothing(index_elements=["event_id"])
             conn.execute(stmt, [_values(e) for e in new])
 
     def _upsert_handovers(self, conn: Connection, rows: list[HandoverRow]) -> None:
         if rows:
-            stmt = _newer_wins(conn, handovers, "task_id", "version")
+            stmt = _newer_wins(conn, handover_rows, "task_id", "version")
             conn.execute(stmt, [_values(row) for row in rows])
 
     def _upsert_pathway(self, conn: Connection, row: PathwayRow) -> bool:
         """Upsert the pathway row; True if it was written (not older than the stored one)."""
-        stmt = _newer_wins(conn, pathways, "pathway_id", "updated_at")
-        written = conn.execute(stmt.returning(pathways.c.pathway_id), _values(row))
+        stmt = _newer_wins(conn, pathway_rows, "pathway_id", "updated_at")
+        written = conn.execute(stmt.returning(pathway_rows.c.pathway_id), _values(row))
         return written.first() is not None
 
 
@@ -386,7 +387,7 @@ def _rewrite_open(conn: Connection, row: PathwayRow) -> None:
 def _has_open(kind: str, condition: Any) -> Any:
     return exists().where(
         and_(
-            pathway_open.c.pathway_id == pathways.c.pathway_id,
+            pathway_open.c.pathway_id == pathway_rows.c.pathway_id,
             pathway_open.c.kind == kind,
             condition,
         )
@@ -394,7 +395,7 @@ def _has_open(kind: str, condition: Any) -> Any:
 
 
 def _current_version(conn: Connection) -> int:
-    return conn.execute(select(func.max(schema_version.c.version))).scalar() or 0
+    return conn.execute(select(func.max(schema_versions.c.version))).scalar() or 0
 
 
 def _escape_like(value: str) -> str:

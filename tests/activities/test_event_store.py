@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -27,11 +28,14 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore
     event_store.close()
 
 
-def event(pathway_id: str, seq: int, at: datetime, kind: EventKind = EventKind.NOTE) -> PathwayEvent:
+def event(
+    pathway_id: str, seq: int, at: datetime, kind: EventKind = EventKind.NOTE
+) -> PathwayEvent:
     return PathwayEvent(
-        event_id=f"{pathway_id}:{seq}", pathway_id=pathway_id, definition_id="hip", definition_version=1,
-        seq=seq, kind=kind, at=at, handover_id="gp-review.1", step_id="gp-review",
-        provider_id="gp-1", actor="system", detail={"reason": "test", "level": 2},
+        event_id=f"{pathway_id}:{seq}", pathway_id=pathway_id, definition_id="hip",
+        definition_version=1, seq=seq, kind=kind, at=at, handover_id="gp-review.1",
+        step_id="gp-review", provider_id="gp-1", actor="system",
+        detail={"reason": "test", "level": 2},
     )
 
 
@@ -42,8 +46,8 @@ def handover(
     return HandoverRow(
         task_id=f"{pathway_id}.{step}.1", pathway_id=pathway_id, definition_id="hip",
         handover_id=f"{step}.1", step_id=step, occurrence=1, provider_id=provider, status=status,
-        business_status="on-track", version=version, ready_at=T0, complete_by=T0 + timedelta(days=1),
-        updated_at=updated_at,
+        business_status="on-track", version=version, ready_at=T0,
+        complete_by=T0 + timedelta(days=1), updated_at=updated_at,
     )
 
 
@@ -154,7 +158,8 @@ def test_search_tasks_filters_pages_and_orders(store: EventStore) -> None:
                                 updated_at=T0 + timedelta(minutes=10 - n))],
             pathway=pathway(f"pw-{n}"),
         ))
-    store.record(RecordBatch(handovers=[handover("pw-9", provider="gp-2")], pathway=pathway("pw-9")))
+    other_provider = handover("pw-9", provider="gp-2")
+    store.record(RecordBatch(handovers=[other_provider], pathway=pathway("pw-9")))
 
     rows, total = store.search_tasks("gp-1", None, None, 2, 0)
     assert total == 5
@@ -195,7 +200,8 @@ def test_list_pathways_filters_each_way(store: EventStore) -> None:
                 steps=("gp-review", "physio"), providers=("gp-1", "physio-1"),
                 titles=("GP review", "Home physiotherapy")),
         pathway("pw-b", T0 + timedelta(minutes=2), definition_id="copd", sla_state="at-risk",
-                steps=("pulmonary-rehab",), providers=("rehab-1",), titles=("Pulmonary rehab_50%",)),
+                steps=("pulmonary-rehab",), providers=("rehab-1",),
+                titles=("Pulmonary rehab_50%",)),
         pathway("pw-c", T0 + timedelta(minutes=3), status="completed", steps=(), providers=(),
                 titles=()),
     ]
@@ -238,3 +244,28 @@ def test_events_in_seq_order_and_event_log_in_case_order(store: EventStore) -> N
     since = store.event_log(since=T0 + timedelta(minutes=1))
     assert [e.event_id for e in since] == ["pw-1:3", "pw-2:1"]
     assert [e.event_id for e in store.event_log(limit=2)] == ["pw-1:1", "pw-1:2"]
+
+
+def test_concurrent_writers_keep_the_newest_row(store: EventStore) -> None:
+    """The worker records from a thread pool: parallel, reordered batches must all land."""
+    def write(n: int) -> None:
+        at = T0 + timedelta(minutes=n)
+        store.record(RecordBatch(
+            events=[event("pw-1", n, at)],
+            handovers=[handover("pw-1", version=n, updated_at=at)],
+            pathway=pathway("pw-1", updated_at=at, steps=(f"step-{n}",)),
+        ))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(write, [n for n in range(1, 41) if n != 25] + [25]))
+    assert [e.seq for e in store.events("pw-1")] == list(range(1, 41))
+    assert store.get_task_row("pw-1.gp-review.1").version == 40
+    assert store.list_pathways(open_step="step-40")[1] == 1
+    assert store.list_pathways()[0][0].open_steps == ["step-40"]
+
+
+def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
+    sqlite_store = EventStore(f"sqlite:///{tmp_path / 'wal.db'}")
+    with sqlite_store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+    sqlite_store.close()
