@@ -90,13 +90,13 @@ def _document(value: dict[str, Any]) -> dict[str, Any]:
     """A delivered document ({url|reference, title, content_type}) as value[x]."""
     if value.get("reference"):
         reference = {"reference": value["reference"], "display": value.get("title")}
-        return {"valueReference": {k: v for k, v in reference.items() if v is not None}}
+        return {"valueReference": _present(reference)}
     attachment = {
         "url": value.get("url"),
         "title": value.get("title"),
         "contentType": value.get("content_type"),
     }
-    return {"valueAttachment": {k: v for k, v in attachment.items() if v is not None}}
+    return {"valueAttachment": _present(attachment)}
 
 
 def field_value(field: HandoverField, value: Any) -> dict[str, Any]:
@@ -250,6 +250,10 @@ class OutputError(ValueError):
         self.problems = problems
 
 
+def _present(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
 def _output_value(element: dict[str, Any]) -> tuple[bool, Any]:
     """(found, value) of one Task.output's value[x], in the shape the engine checks."""
     values = [(key, v) for key, v in element.items() if key.startswith("value")]
@@ -259,10 +263,10 @@ def _output_value(element: dict[str, Any]) -> tuple[bool, Any]:
     if key == "valueCoding" and isinstance(value, dict):
         return True, value.get("code")
     if key == "valueReference" and isinstance(value, dict):
-        return True, {"reference": value.get("reference"), "title": value.get("display")}
+        return True, _present({"reference": value.get("reference"), "title": value.get("display")})
     if key == "valueAttachment" and isinstance(value, dict):
-        document = {"url": value.get("url"), "title": value.get("title")}
-        return True, document | {"content_type": value.get("contentType")}
+        attachment = {"url": value.get("url"), "title": value.get("title")}
+        return True, _present(attachment | {"content_type": value.get("contentType")})
     return True, value
 
 
