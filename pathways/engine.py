@@ -70,15 +70,19 @@ def _order(item: _Due) -> tuple[Any, ...]:
 
 
 def _fingerprint(command: cmd.ProviderCommand, output: dict[str, Any]) -> str:
-    """Identity of a provider command for idempotency (the If-Match version is not part of it)."""
-    payload = {
-        "provider": command.provider_id,
-        "status": command.status.value,
-        "output": output,
-        "reason": command.reason,
-    }
+    """'{provider}:{sha256}' identity of a provider command (the If-Match version is not part).
+
+    The provider prefix lets a retry be matched against that provider's latest command only:
+    a later genuine repeat of an earlier move (in-progress, on-hold, in-progress) is not a retry.
+    """
+    payload = {"status": command.status.value, "output": output, "reason": command.reason}
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return f"{command.provider_id}:{hashlib.sha256(text.encode()).hexdigest()}"
+
+
+def _latest_by(handover: Handover, provider_id: str) -> str | None:
+    prefix = f"{provider_id}:"
+    return next((f for f in reversed(handover.applied_commands) if f.startswith(prefix)), None)
 
 
 class PathwayRun:
@@ -238,6 +242,7 @@ class PathwayRun:
         return handover
 
     def _is_repeat(self, handover: Handover, c: cmd.ProviderCommand) -> bool:
+        """Identical to the latest command this provider had applied to the handover."""
         output: dict[str, Any] = {}
         if c.status is TaskStatus.COMPLETED:
             output, problems = check_fields(self._step(handover), c.output)
@@ -245,7 +250,7 @@ class PathwayRun:
                 return False
         elif c.output:
             return False
-        return _fingerprint(c, output) in handover.applied_commands
+        return _fingerprint(c, output) == _latest_by(handover, c.provider_id)
 
     @staticmethod
     def _malformed(c: cmd.ProviderCommand) -> list[str]:
@@ -561,6 +566,9 @@ class PathwayRun:
         handover.dispatched_at = now
         handover.accept_by, handover.complete_by = due_times(self._step(handover).sla, now)
         handover.fired_rungs, handover.fired_breaches = [], []
+        handover.applied_commands = [  # the new provider starts afresh, even if tried before
+            f for f in handover.applied_commands if not f.startswith(f"{provider.id}:")
+        ]
         handover.attempts.append(Attempt(provider_id=provider.id, dispatched_at=now))
         self._touch(handover, now)
         detail = {"from": previous, "to": provider.id, "reason": reason}
