@@ -1,0 +1,369 @@
+"""Coordinator JSON API (/api): the catalogue, pathways, coordinator commands, escalations.
+
+One pathway is read with a Query (strongly consistent); lists come from the read model
+(eventually consistent). The escalation inbox queries every running pathway the read model
+lists, so it is exact for those pathways at the cost of one Query each.
+
+Coordinator commands are idempotent per request: a client that retries (e.g. after a timeout)
+sends the same `Idempotency-Key` header and the change is applied once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from pydantic import BaseModel
+
+from api.auth import Coordinator
+from api.gateway import Gateway
+from api.problems import ApiError, api_errors
+from api.tokens import Principal
+from api.views import (
+    CatalogueView,
+    DefinitionView,
+    EscalationRequest,
+    ExtendRequest,
+    Inbox,
+    InboxItem,
+    NoteRequest,
+    PathwayCreated,
+    PathwayDetail,
+    PathwayPage,
+    PathwaySummary,
+    ReasonRequest,
+    ReassignRequest,
+    StartRequest,
+    StepProgress,
+)
+from pathways import commands as cmd
+from pathways.catalogue import Catalogue, UnknownDefinition
+from pathways.model import format_duration
+from pathways.state import Escalation, EscalationStatus, Handover, Note, PathwayState, PathwayStatus
+from workflows.pathway import PathwayWorkflow
+
+router = APIRouter(prefix="/api", tags=["Coordinators"])
+
+INBOX_LIMIT = 500
+"""Most running pathways the inbox looks at (one Query each)."""
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(max_length=200, description="repeat it on a retry so the change is applied once"),
+]
+
+
+def _gateway(request: Request) -> Gateway:
+    return request.app.state.gateway  # type: ignore[no-any-return]
+
+
+def _catalogue(request: Request) -> Catalogue:
+    return request.app.state.catalogue  # type: ignore[no-any-return]
+
+
+@router.get("/catalogue", response_model=CatalogueView, responses=api_errors(401, 403))
+def catalogue(principal: Coordinator, request: Request) -> CatalogueView:
+    """Every pathway definition (latest versions) with its roles, steps and graph."""
+    return CatalogueView(definitions=[DefinitionView.of(d) for d in _catalogue(request)])
+
+
+@router.get(
+    "/catalogue/{definition_id}", response_model=DefinitionView, responses=api_errors(401, 403, 404)
+)
+def definition(
+    definition_id: str,
+    principal: Coordinator,
+    request: Request,
+    version: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
+) -> DefinitionView:
+    try:
+        return DefinitionView.of(_catalogue(request).get(definition_id, version))
+    except UnknownDefinition as error:
+        raise ApiError(404, [str(error)]) from None
+
+
+@router.post(
+    "/pathways",
+    status_code=201,
+    response_model=PathwayCreated,
+    responses=api_errors(400, 401, 403, 422, 503),
+)
+async def start(
+    body: StartRequest, principal: Coordinator, request: Request, response: Response
+) -> PathwayCreated:
+    """Start a pathway for a patient on the latest (or pinned) version of a definition."""
+    try:
+        chosen = _catalogue(request).resolve(body.definition)
+    except UnknownDefinition as error:
+        raise ApiError(422, [str(error)]) from None
+    pathway_id = await _gateway(request).start(chosen, body.patient)
+    response.headers["Location"] = f"/api/pathways/{pathway_id}"
+    return PathwayCreated(
+        id=pathway_id, status=PathwayStatus.ACTIVE, definition=chosen.id, version=chosen.version
+    )
+
+
+@router.get("/pathways", response_model=PathwayPage, responses=api_errors(400, 401, 403))
+async def list_pathways(
+    principal: Coordinator,
+    request: Request,
+    definition: str | None = None,
+    sla_state: Annotated[str | None, Query(pattern="^(on-track|at-risk|breached)$")] = None,
+    status: Annotated[str | None, Query(pattern="^(active|on-hold|completed|cancelled)$")] = None,
+    provider: Annotated[str | None, Query(description="has an open handover here")] = None,
+    step: Annotated[str | None, Query(description="has this step open")] = None,
+    breached: bool | None = None,
+    q: Annotated[str | None, Query(max_length=200, description="text in an open step title")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> PathwayPage:
+    """Pathways matching every filter, most recently changed first (from the read model)."""
+    rows, total = await asyncio.to_thread(
+        request.app.state.store.list_pathways,
+        definition_id=definition,
+        sla_state=sla_state,
+        status=status,
+        open_provider=provider,
+        open_step=step,
+        breached=breached,
+        step_title_contains=q,
+        limit=limit,
+        offset=offset,
+    )
+    return PathwayPage(total=total, limit=limit, offset=offset, items=rows)
+
+
+@router.get(
+    "/pathways/{pathway_id}", response_model=PathwayDetail, responses=api_errors(401, 403, 404, 503)
+)
+async def pathway(pathway_id: str, principal: Coordinator, request: Request) -> PathwayDetail:
+    state = await _gateway(request).state(pathway_id)
+    events = await asyncio.to_thread(request.app.state.store.events, pathway_id)
+    definition = state.definition
+    return PathwayDetail(
+        **PathwaySummary.of(state).model_dump(),
+        definition=definition.id,
+        version=definition.version,
+        title=definition.title,
+        patient=state.patient,
+        started_at=state.started_at,
+        ended_at=state.ended_at,
+        held_since=state.held_since,
+        steps=[
+            StepProgress(
+                id=s.id,
+                title=s.title,
+                status=state.steps[s.id].status,
+                occurrences=state.steps[s.id].occurrences,
+            )
+            for s in definition.steps
+            if s.id in state.steps
+        ],
+        handovers=sorted(state.handovers.values(), key=lambda h: (h.ready_at, h.id)),
+        escalations=state.escalations,
+        notes=state.notes,
+        lean=lean_measures(state),
+        timeline=events,
+    )
+
+
+def lean_measures(state: PathwayState) -> dict[str, Any]:
+    """Lead, work and wait time over completed handovers, flow efficiency, first-time-right."""
+    done = [h for h in state.handovers.values() if h.lead_time is not None]
+    lead = sum((h.lead_time for h in done if h.lead_time), timedelta(0))
+    work = sum((h.work_time for h in done if h.work_time), timedelta(0))
+    gaps = [h.handover_gap for h in state.handovers.values()]
+    deliveries = len(done) + state.refused_deliveries
+    return {
+        "completed_handovers": len(done),
+        "lead_time": format_duration(lead),
+        "work_time": format_duration(work),
+        "wait_time": format_duration(lead - work),
+        "flow_efficiency": round(work / lead, 4) if lead else None,
+        "longest_handover_gap": format_duration(max(gaps)) if gaps else None,
+        "first_time_right": round(len(done) / deliveries, 4) if deliveries else None,
+    }
+
+
+async def _command(
+    request: Request,
+    pathway_id: str,
+    method: Any,
+    command: BaseModel,
+    idempotency_key: str | None,
+) -> Any:
+    basis = idempotency_key or secrets.token_hex(16)
+    return await _gateway(request).update(pathway_id, method, command, basis)
+
+
+COMMAND_ERRORS = api_errors(400, 401, 403, 404, 409, 422, 503)
+
+
+@router.post(
+    "/pathways/{pathway_id}/reassign", response_model=Handover, responses=COMMAND_ERRORS
+)
+async def reassign(
+    pathway_id: str,
+    body: ReassignRequest,
+    principal: Coordinator,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
+) -> Handover:
+    """Hand a handover to another provider of its role (a new attempt)."""
+    command = cmd.Reassign(**body.model_dump(), actor=principal.actor)
+    return await _command(request, pathway_id, PathwayWorkflow.reassign, command, idempotency_key)  # type: ignore[no-any-return]
+
+
+@router.post("/pathways/{pathway_id}/extend", response_model=Handover, responses=COMMAND_ERRORS)
+async def extend(
+    pathway_id: str,
+    body: ExtendRequest,
+    principal: Coordinator,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
+) -> Handover:
+    """Move a handover's due time later, by a duration or to an instant."""
+    command = _validated(cmd.ExtendDue, body.model_dump(), principal)
+    return await _command(request, pathway_id, PathwayWorkflow.extend_due, command, idempotency_key)  # type: ignore[no-any-return]
+
+
+def _validated(model: type[BaseModel], values: dict[str, Any], principal: Principal) -> Any:
+    """Build a command; its own rules (e.g. exactly one of by/until) answer 422."""
+    try:
+        return model.model_validate(values | {"actor": principal.actor})
+    except ValueError as error:
+        problems = [e["msg"] for e in getattr(error, "errors", lambda: [])()] or [str(error)]
+        raise ApiError(422, problems) from None
+
+
+async def _pathway_command(
+    request: Request, pathway_id: str, method: Any, command: BaseModel, key: str | None
+) -> PathwaySummary:
+    state: PathwayState = await _command(request, pathway_id, method, command, key)
+    return PathwaySummary.of(state)
+
+
+@router.post("/pathways/{pathway_id}/hold", response_model=PathwaySummary, responses=COMMAND_ERRORS)
+async def hold(
+    pathway_id: str,
+    body: ReasonRequest,
+    principal: Coordinator,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
+) -> PathwaySummary:
+    """Pause the pathway's clocks (e.g. the patient is in hospital)."""
+    command = cmd.HoldPathway(reason=body.reason, actor=principal.actor)
+    return await _pathway_command(request, pathway_id, PathwayWorkflow.hold, command, idempotency_key)
+
+
+@router.post(
+    "/pathways/{pathway_id}/resume", response_model=PathwaySummary, responses=COMMAND_ERRORS
+)
+async def resume(
+    pathway_id: str, principal: Coordinator, request: Request, idempotency_key: IdempotencyKey = None
+) -> PathwaySummary:
+    command = cmd.ResumePathway(actor=principal.actor)
+    return await _pathway_command(request, pathway_id, PathwayWorkflow.resume, command, idempotency_key)
+
+
+@router.post(
+    "/pathways/{pathway_id}/cancel", response_model=PathwaySummary, responses=COMMAND_ERRORS
+)
+async def cancel(
+    pathway_id: str,
+    body: ReasonRequest,
+    principal: Coordinator,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
+) -> PathwaySummary:
+    """End the pathway; open handovers are cancelled and their providers told."""
+    command = cmd.CancelPathway(reason=body.reason, actor=principal.actor)
+    return await _pathway_command(request, pathway_id, PathwayWorkflow.cancel, command, idempotency_key)
+
+
+@router.post(
+    "/pathways/{pathway_id}/notes", status_code=201, response_model=Note, responses=COMMAND_ERRORS
+)
+async def add_note(
+    pathway_id: str,
+    body: NoteRequest,
+    principal: Coordinator,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
+) -> Note:
+    command = cmd.AddNote(text=body.text, actor=principal.actor)
+    return await _command(request, pathway_id, PathwayWorkflow.add_note, command, idempotency_key)  # type: ignore[no-any-return]
+
+
+async def _escalation_command(
+    request: Request,
+    pathway_id: str,
+    escalation_id: int,
+    method: Any,
+    body: EscalationRequest,
+    principal: Principal,
+    key: str | None,
+) -> Escalation:
+    command = cmd.EscalationAction(escalation_id=escalation_id, actor=principal.actor, note=body.note)
+    return await _command(request, pathway_id, method, command, key)  # type: ignore[no-any-return]
+
+
+@router.post(
+    "/pathways/{pathway_id}/escalations/{escalation_id}/acknowledge",
+    response_model=Escalation,
+    responses=COMMAND_ERRORS,
+)
+async def acknowledge(
+    pathway_id: str,
+    escalation_id: int,
+    body: EscalationRequest,
+    principal: Coordinator,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
+) -> Escalation:
+    method = PathwayWorkflow.acknowledge_escalation
+    return await _escalation_command(
+        request, pathway_id, escalation_id, method, body, principal, idempotency_key
+    )
+
+
+@router.post(
+    "/pathways/{pathway_id}/escalations/{escalation_id}/resolve",
+    response_model=Escalation,
+    responses=COMMAND_ERRORS,
+)
+async def resolve(
+    pathway_id: str,
+    escalation_id: int,
+    body: EscalationRequest,
+    principal: Coordinator,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
+) -> Escalation:
+    method = PathwayWorkflow.resolve_escalation
+    return await _escalation_command(
+        request, pathway_id, escalation_id, method, body, principal, idempotency_key
+    )
+
+
+@router.get("/escalations", response_model=Inbox, responses=api_errors(401, 403, 503))
+async def escalations(principal: Coordinator, request: Request) -> Inbox:
+    """Unresolved escalations of running pathways (active or on hold), oldest first."""
+    store = request.app.state.store
+    ids: list[str] = []
+    for status in (PathwayStatus.ACTIVE, PathwayStatus.ON_HOLD):
+        rows, _ = await asyncio.to_thread(
+            store.list_pathways, status=status.value, limit=INBOX_LIMIT
+        )
+        ids.extend(row.pathway_id for row in rows)
+    states = await asyncio.gather(*map(_gateway(request).state, ids[:INBOX_LIMIT]))
+    items = [
+        InboxItem(pathway_id=state.pathway_id, definition=state.definition.id, escalation=e)
+        for state in states
+        for e in state.escalations
+        if e.status is not EscalationStatus.RESOLVED
+    ]
+    return Inbox(items=sorted(items, key=lambda item: item.escalation.at))

@@ -1,0 +1,164 @@
+"""Errors as clients read them: OperationOutcome under /fhir, problem details (RFC 9457) under /api.
+
+Every refusal becomes an `ApiError` with one message per problem, so a provider fixing a handover
+sees every missing or wrong field at once. Nothing a client sends reaches a 500.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pathways.commands import Refusal
+from pathways.fhir import operation_outcome
+
+FHIR_JSON = "application/fhir+json"
+PROBLEM_JSON = "application/problem+json"
+
+ISSUE_CODES: dict[int, str] = {
+    400: "invalid",
+    401: "login",
+    403: "forbidden",
+    404: "not-found",
+    405: "not-supported",
+    409: "conflict",
+    412: "conflict",
+    415: "not-supported",
+    422: "invariant",
+    503: "transient",
+}
+"""FHIR OperationOutcome issue code for each status we answer with."""
+
+TITLES: dict[int, str] = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    415: "Unsupported media type",
+    422: "Unprocessable content",
+    503: "Service unavailable",
+}
+
+REFUSAL_STATUS: dict[str, int] = {"not-found": 404, "conflict": 409, "non-conforming": 422, "invalid": 400}
+
+
+class ApiError(Exception):
+    """A request we refuse: an HTTP status and every problem found."""
+
+    def __init__(
+        self, status: int, problems: list[str], headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__("; ".join(problems))
+        self.status = status
+        self.problems = problems
+        self.headers = headers or {}
+
+    @classmethod
+    def from_refusal(cls, refusal: Refusal) -> ApiError:
+        return cls(REFUSAL_STATUS.get(refusal.kind, 409), refusal.problems or [str(refusal)])
+
+
+def unavailable(reason: str) -> ApiError:
+    """503: the engine did not answer in time; nothing changed, the client may retry."""
+    return ApiError(503, [reason], {"Retry-After": "5"})
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, with every problem listed."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    problems: list[str] = Field(default_factory=list)
+
+
+class Issue(BaseModel):
+    severity: str
+    code: str
+    diagnostics: str | None = None
+
+
+class OperationOutcomeModel(BaseModel):
+    """The FHIR OperationOutcome our /fhir errors carry (for the OpenAPI document)."""
+
+    resourceType: str = "OperationOutcome"
+    issue: list[Issue]
+
+
+def error_response(request: Request, error: ApiError) -> JSONResponse:
+    """Render for the caller's side of the API."""
+    headers = dict(error.headers)
+    if error.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    if request.url.path.startswith("/fhir"):
+        code = ISSUE_CODES.get(error.status, "processing")
+        body: dict[str, Any] = operation_outcome([("error", code, p) for p in error.problems])
+        return JSONResponse(body, error.status, headers, media_type=FHIR_JSON)
+    problem = Problem(
+        title=TITLES.get(error.status, "Error"),
+        status=error.status,
+        detail="; ".join(error.problems),
+        problems=error.problems,
+    )
+    return JSONResponse(problem.model_dump(), error.status, headers, media_type=PROBLEM_JSON)
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc if part != "body") or "body"
+
+
+def validation_problems(error: RequestValidationError) -> list[str]:
+    """One message per invalid parameter or body member; never the submitted value itself."""
+    return [f"{_location(tuple(e['loc']))}: {e['msg']}" for e in error.errors()]
+
+
+def install(app: FastAPI) -> None:
+    """Route every error through `error_response`."""
+
+    async def on_api_error(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, ApiError)
+        return error_response(request, error)
+
+    async def on_validation(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, RequestValidationError)
+        malformed = any(e["type"] == "json_invalid" for e in error.errors())
+        status = 400 if malformed or request.url.path.startswith("/fhir") else 422
+        return error_response(request, ApiError(status, validation_problems(error)))
+
+    async def on_http(request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, StarletteHTTPException)
+        problems = [str(error.detail)] if error.detail else [TITLES.get(error.status_code, "Error")]
+        return error_response(request, ApiError(error.status_code, problems, error.headers))
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+
+
+def fhir_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for FHIR routes: each status answers with an OperationOutcome."""
+    return {
+        status: {"model": OperationOutcomeModel, "description": TITLES.get(status, "Error")}
+        for status in statuses
+    }
+
+
+def api_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for coordinator routes: each status answers with problem details."""
+    schema = {"$ref": "#/components/schemas/Problem"}
+    return {
+        status: {
+            "model": Problem,
+            "description": TITLES.get(status, "Error"),
+            "content": {PROBLEM_JSON: {"schema": schema}},
+        }
+        for status in statuses
+    }

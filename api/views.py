@@ -1,0 +1,191 @@
+"""JSON shapes of the coordinator API (/api): what coordinators send and get back."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pathways.events import PathwayEvent, PathwayRow
+from pathways.graph import to_mermaid
+from pathways.model import HandoverField, PathwayDefinition, Sla
+from pathways.state import (
+    Escalation,
+    Handover,
+    Note,
+    Patient,
+    PathwayState,
+    PathwayStatus,
+    SlaState,
+    StepStatus,
+)
+
+
+class Body(BaseModel):
+    """Request bodies: unknown members are errors, so typos never pass silently."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+
+class StartRequest(Body):
+    definition: str = Field(
+        min_length=1, max_length=80, description="definition id, or id@version to pin one"
+    )
+    patient: Patient
+
+
+class ReassignRequest(Body):
+    handover_id: str = Field(min_length=1, max_length=120)
+    provider_id: str = Field(min_length=1, max_length=40)
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class ExtendRequest(Body):
+    """Give exactly one of `by` (ISO 8601 duration, e.g. PT4H) or `until` (an instant)."""
+
+    handover_id: str = Field(min_length=1, max_length=120)
+    by: timedelta | None = None
+    until: datetime | None = None
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class ReasonRequest(Body):
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class NoteRequest(Body):
+    text: str = Field(min_length=1, max_length=4000)
+
+
+class EscalationRequest(Body):
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class RoleView(BaseModel):
+    id: str
+    title: str
+    providers: list[str]
+
+
+class StepView(BaseModel):
+    id: str
+    title: str
+    role: str
+    after: list[str]
+    conditional: bool
+    recurring: bool
+    sla: Sla
+    handover: list[HandoverField]
+
+
+class DefinitionView(BaseModel):
+    id: str
+    version: int
+    title: str
+    description: str
+    lead_provider: str
+    roles: list[RoleView]
+    steps: list[StepView]
+    mermaid: str = Field(description="the step graph as a Mermaid flowchart")
+
+    @classmethod
+    def of(cls, definition: PathwayDefinition) -> DefinitionView:
+        return cls(
+            id=definition.id,
+            version=definition.version,
+            title=definition.title,
+            description=definition.description,
+            lead_provider=definition.lead_provider.id,
+            roles=[
+                RoleView(id=r.id, title=r.title, providers=[p.id for p in r.providers])
+                for r in definition.roles
+            ],
+            steps=[
+                StepView(
+                    id=s.id,
+                    title=s.title,
+                    role=s.role,
+                    after=list(s.after),
+                    conditional=s.when is not None,
+                    recurring=s.recurrence is not None,
+                    sla=s.sla,
+                    handover=list(s.handover),
+                )
+                for s in definition.steps
+            ],
+            mermaid=to_mermaid(definition),
+        )
+
+
+class CatalogueView(BaseModel):
+    definitions: list[DefinitionView]
+
+
+class PathwayCreated(BaseModel):
+    id: str
+    status: PathwayStatus
+    definition: str
+    version: int
+
+
+class PathwayPage(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    items: list[PathwayRow]
+
+
+class StepProgress(BaseModel):
+    id: str
+    title: str
+    status: StepStatus
+    occurrences: int
+
+
+class PathwaySummary(BaseModel):
+    """A pathway's status after a coordinator command."""
+
+    id: str
+    status: PathwayStatus
+    sla_state: SlaState
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, state: PathwayState) -> PathwaySummary:
+        return cls(
+            id=state.pathway_id,
+            status=state.status,
+            sla_state=state.sla_state,
+            updated_at=state.updated_at,
+        )
+
+
+class PathwayDetail(PathwaySummary):
+    """Everything a coordinator sees about one pathway, patient included."""
+
+    definition: str
+    version: int
+    title: str
+    patient: Patient
+    started_at: datetime
+    ended_at: datetime | None
+    held_since: datetime | None
+    steps: list[StepProgress]
+    handovers: list[Handover]
+    escalations: list[Escalation]
+    notes: list[Note]
+    lean: dict[str, Any] = Field(description="lean measures of this pathway")
+    timeline: list[PathwayEvent] = Field(description="the event log, oldest first")
+
+
+class InboxItem(BaseModel):
+    pathway_id: str
+    definition: str
+    escalation: Escalation
+
+
+class Inbox(BaseModel):
+    """Open and acknowledged escalations across running pathways, oldest first."""
+
+    items: list[InboxItem]
