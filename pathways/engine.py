@@ -190,11 +190,21 @@ class PathwayRun:
 
     def _breach(self, handover: Handover, clock: Clock, at: datetime) -> None:
         handover.fired_breaches.append(clock)
+        if self._marked_breached(handover, clock):
+            return
         self._flag_breach(handover, clock)
         self._touch(handover, at)
         due = handover.accept_by if clock is Clock.ACCEPT else handover.complete_by
         detail = {"clock": clock.value, "due": due.isoformat()}
         self._emit(EventKind.BREACHED, at, handover=handover, actor=ENGINE, detail=detail)
+
+    def _marked_breached(self, handover: Handover, clock: Clock) -> bool:
+        """A mark-breached rung already fired on this clock in this attempt."""
+        ladder = self._ladder(handover)
+        return any(
+            ladder[i].action is EscalationAction.MARK_BREACHED and ladder[i].clock is clock
+            for i in handover.fired_rungs
+        )
 
     @staticmethod
     def _flag_breach(handover: Handover, clock: Clock) -> None:
