@@ -23,6 +23,7 @@ from pathways.settings import Settings
 from worker.health import serve_health
 from workflows.client import connect
 from workflows.pathway import PathwayWorkflow
+from workflows.sandbox import RUNNER
 
 log = structlog.get_logger("pathways.worker")
 
@@ -42,6 +43,7 @@ def build_worker(
         client,
         task_queue=settings.task_queue,
         workflows=[PathwayWorkflow],
+        workflow_runner=RUNNER,
         activities=[activities.record_events, activities.notify_provider],
         activity_executor=executor,
         graceful_shutdown_timeout=settings.shutdown_grace,

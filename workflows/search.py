@@ -38,11 +38,11 @@ ALL_KEYS = (
 
 
 def open_steps(state: PathwayState) -> list[str]:
-    return sorted({h.step_id for h in state.handovers.values() if h.is_open})
+    return sorted({h.step_id for h in state.open_handovers})
 
 
 def open_providers(state: PathwayState) -> list[str]:
-    return sorted({h.provider_id for h in state.handovers.values() if h.is_open})
+    return sorted({h.provider_id for h in state.open_handovers})
 
 
 def dynamic_values(state: PathwayState) -> dict[str, object]:

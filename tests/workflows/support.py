@@ -94,7 +94,7 @@ async def start(client: Client, settings: Any, definition: Any, patient: Any) ->
     from workflows.client import start_pathway
 
     pathway_id = await start_pathway(client, settings, definition, patient)
-    return client.get_workflow_handle(pathway_id)
+    return client.get_workflow_handle_for(PathwayWorkflow.run, pathway_id)
 
 
 TWO_DAY = PathwayDefinition.model_validate(  # two providers, a 2-day SLA, a four-rung ladder

@@ -28,7 +28,7 @@ async def test_state_survives_continue_as_new_and_the_pathway_completes(
         task_queue=settings.task_queue,
     )
     first_run = started.result_run_id
-    handle = dev_env.client.get_workflow_handle(started.id)  # follows the newest run
+    handle = dev_env.client.get_workflow_handle_for(PathwayWorkflow.run, started.id)  # newest run
     for n in range(12):
         await handle.execute_update(
             PathwayWorkflow.add_note, AddNote(text=f"call {n}", actor="coordinator:amy")

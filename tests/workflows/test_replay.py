@@ -16,8 +16,11 @@ from pathways.settings import Settings
 from tests.workflows.histories import FOLDER
 from tests.workflows.support import deliver_everything, start
 from workflows.pathway import PathwayWorkflow
+from workflows.sandbox import RUNNER
 
-REPLAYER = Replayer(workflows=[PathwayWorkflow], data_converter=pydantic_data_converter)
+REPLAYER = Replayer(
+    workflows=[PathwayWorkflow], data_converter=pydantic_data_converter, workflow_runner=RUNNER
+)
 RECORDED = sorted(FOLDER.glob("*.json"))
 
 
