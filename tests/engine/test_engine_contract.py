@@ -1,0 +1,108 @@
+"""The handover data contract: every problem named by field, values never echoed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pathways.contract import check_delivery
+from pathways.model import Step
+
+STEP = Step.model_validate({
+    "id": "discharge",
+    "title": "Discharge summary",
+    "role": "ward",
+    "sla": {"accept_within": "PT1H", "complete_within": "P1D"},
+    "handover": [
+        {"name": "summary", "type": "text"},
+        {"name": "weight_kg", "type": "number", "required": False},
+        {"name": "visits", "type": "integer", "required": False},
+        {"name": "oxygen", "type": "boolean", "required": False},
+        {"name": "discharged_on", "type": "date", "required": False},
+        {"name": "seen_at", "type": "date-time", "required": False},
+        {"name": "route", "type": "coded", "codes": ["p0", "p1", "p2", "p3"], "required": False},
+        {"name": "letter", "type": "document", "required": False},
+    ],
+})
+GOOD: dict[str, Any] = {
+    "summary": "Home with support.",
+    "weight_kg": 71.5,
+    "visits": 3,
+    "oxygen": False,
+    "discharged_on": "2026-01-05",
+    "seen_at": "2026-01-05T10:00:00Z",
+    "route": "p1",
+    "letter": {"url": "https://docs.example/letter/1", "title": "Letter", "content_type": None},
+}
+
+
+def test_a_conforming_delivery_is_normalised() -> None:
+    output, problems = check_delivery(STEP, GOOD)
+    assert problems == []
+    assert output["seen_at"] == "2026-01-05T10:00:00+00:00"
+    assert output["letter"] == {"url": "https://docs.example/letter/1", "title": "Letter"}
+    assert list(output) == [f.name for f in STEP.handover]
+
+
+def test_optional_fields_may_be_absent_or_null() -> None:
+    output, problems = check_delivery(STEP, {"summary": "ok", "visits": None})
+    assert (output, problems) == ({"summary": "ok"}, [])
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "problem"),
+    [
+        ("summary", "   ", "field 'summary' must be non-empty text"),
+        ("summary", 12, "field 'summary' must be non-empty text"),
+        ("weight_kg", True, "field 'weight_kg' must be a number"),
+        ("weight_kg", "71", "field 'weight_kg' must be a number"),
+        ("weight_kg", float("nan"), "field 'weight_kg' must be a number"),
+        ("visits", 2.0, "field 'visits' must be a whole number"),
+        ("visits", False, "field 'visits' must be a whole number"),
+        ("oxygen", "yes", "field 'oxygen' must be true or false"),
+        ("oxygen", 1, "field 'oxygen' must be true or false"),
+        ("discharged_on", "05/01/2026", "field 'discharged_on' must be a calendar date YYYY-MM-DD"),
+        ("discharged_on", "2026-02-30", "field 'discharged_on' must be a calendar date YYYY-MM-DD"),
+        ("discharged_on", "2026-01-05T10:00:00Z",
+         "field 'discharged_on' must be a calendar date YYYY-MM-DD"),
+        ("seen_at", "2026-01-05T10:00:00",
+         "field 'seen_at' must be an ISO 8601 date-time with a time zone"),
+        ("seen_at", "2026-01-05", "field 'seen_at' must be an ISO 8601 date-time with a time zone"),
+        ("route", "p9", "field 'route' must be one of p0, p1, p2, p3 (got 'p9')"),
+        ("route", 1, "field 'route' must be one of p0, p1, p2, p3 (got int)"),
+        ("letter", "https://x", "field 'letter' must be a document with a url or reference"),
+        ("letter", {"title": "t"}, "field 'letter' must be a document with a url or reference"),
+        ("letter", {"url": 5}, "field 'letter' document keys must be non-empty text"),
+        ("letter", {"url": "u", "body": "b"}, "field 'letter' document may only have url, reference, title, content_type"),
+    ],
+)
+def test_each_type_rule(field: str, value: Any, problem: str) -> None:
+    output, problems = check_delivery(STEP, {**GOOD, field: value})
+    assert problems == [problem]
+    assert field not in output
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    _, problems = check_delivery(STEP, {"visits": "three", "nhs_number": "9434765919",
+                                        "name": "Jo"})
+    assert problems == [
+        "missing required field 'summary'",
+        "field 'visits' must be a whole number",
+        "unknown field 'name'",
+        "unknown field 'nhs_number'",
+    ]
+
+
+def test_free_text_values_are_never_echoed() -> None:
+    secret = "Mrs Jones 9434765919"
+    bad = {"summary": 5, "discharged_on": secret, "seen_at": secret, "letter": {"url": secret,
+                                                                                secret: 1}}
+    _, problems = check_delivery(STEP, bad)
+    assert len(problems) == 4
+    assert not any("Jones" in p or "9434765919" in p for p in problems)
+
+
+def test_a_reference_is_enough_for_a_document() -> None:
+    output, problems = check_delivery(STEP, {**GOOD, "letter": {"reference": "DocumentReference/7"}})
+    assert problems == [] and output["letter"] == {"reference": "DocumentReference/7"}
