@@ -276,7 +276,7 @@ def _parse_update(raw: bytes, task_id: str) -> dict[str, Any]:
         Task.model_validate(body)
     except ValidationError as error:
         problems = [
-            f"{'.'.join(str(p) for p in e['loc']) or 'Task'}: {e['msg']}"
+            f"{'.'.join(['Task', *map(str, e['loc'])])}: {e['msg']}"
             for e in error.errors(include_input=False, include_url=False)
         ]
         raise ApiError(400, problems or ["the body is not a valid FHIR R4 Task"]) from None
@@ -338,8 +338,24 @@ async def update_task(
     updated: Handover = await gateway.update(
         state.pathway_id, PathwayWorkflow.provider_update, command, str(handover.version)
     )
-    rendered = fhir.task_resource(state, updated, _settings(request).base_url)
-    return FhirResponse(rendered, headers=_etag(updated))
+    seen = _as_seen_by(principal, command, updated)
+    rendered = fhir.task_resource(state, seen, _settings(request).base_url)
+    return FhirResponse(rendered, headers=_etag(seen))
+
+
+def _as_seen_by(principal: Principal, command: ProviderCommand, handover: Handover) -> Handover:
+    """After a rejection or failure the broker hands the work to the next provider: the caller
+    sees its own final word on the Task, not who has it now."""
+    if handover.provider_id == principal.subject:
+        return handover
+    return handover.model_copy(
+        update={
+            "provider_id": principal.subject,
+            "status": command.status,
+            "status_reason": command.reason,
+            "output": {},
+        }
+    )
 
 
 @router.get(
