@@ -1,0 +1,1 @@
+"""Temporal activities: the pathway workflow's side effects (event store, provider webhooks)."""

@@ -75,6 +75,22 @@ def test_migrate_twice_is_a_no_op(store: EventStore) -> None:
     assert {"events", "handovers", "pathways", "pathway_open", "schema_version"} <= tables
 
 
+def test_concurrent_migrations_on_a_fresh_database_agree(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Worker and API may deploy at once: both migrate, neither fails, the schema is applied once."""
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    for target in (url, request.getfixturevalue("postgres_database")):
+        stores = [EventStore(target) for _ in range(3)]
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            versions = list(pool.map(EventStore.migrate, stores))
+        assert versions == [MIGRATIONS[-1][0]] * 3
+        with stores[0].engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM schema_version").scalar() == 1
+        for each in stores:
+            each.close()
+
+
 def test_fresh_database_reports_version_zero(tmp_path: Path) -> None:
     empty = EventStore(f"sqlite:///{tmp_path / 'empty.db'}")
     assert empty.schema_version() == 0
@@ -101,7 +117,7 @@ def test_record_is_idempotent(store: EventStore) -> None:
 
 
 def test_events_round_trip_exactly(store: EventStore) -> None:
-    sent = event("pw-1", 1, T0, EventKind.ESCALATED)
+    sent = event("pw-1", 1, T0, EventKind.ESCALATED).model_copy(update={"actor": "c:" + "x" * 400})
     store.record(RecordBatch(events=[sent], pathway=pathway("pw-1")))
     assert store.events("pw-1") == [sent]
 
