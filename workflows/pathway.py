@@ -99,6 +99,8 @@ class PathwayWorkflow:
             )
         self._search = search.current_values(workflow.info().typed_search_attributes)
         self._notifications: set[asyncio.Task[object]] = set()
+        self._timer: asyncio.Future[None] | None = None
+        self._timer_at: datetime | None = None
 
     @workflow.run
     async def run(self, input: PathwayInput) -> PathwayResult:
@@ -218,17 +220,29 @@ class PathwayWorkflow:
             raise _refused(refusal) from None
 
     async def _wait_for_work(self) -> None:
-        """Sleep until a command produced effects or the next SLA point is due."""
+        """Sleep until a command produced effects or the next SLA point is due.
+
+        The SLA timer outlives loop iterations: it is replaced only when the next SLA point
+        moves, so most commands cost no timer events in the history.
+        """
         wakeup = self._run.next_wakeup()
-        has_work = lambda: bool(self._run.outbox) or self._run.state.is_finished  # noqa: E731
-        if wakeup is None:
-            await workflow.wait_condition(has_work)
-            return
-        delay = max(wakeup - workflow.now(), timedelta(milliseconds=1))
-        try:
-            await workflow.wait_condition(has_work, timeout=delay, timeout_summary="next SLA point")
-        except asyncio.TimeoutError:
-            pass
+        if wakeup != self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer, self._timer_at = None, wakeup
+            if wakeup is not None:
+                delay = max(wakeup - workflow.now(), timedelta(milliseconds=1))
+                self._timer = asyncio.ensure_future(
+                    workflow.sleep(delay, summary="next SLA point")
+                )
+        timer = self._timer
+        await workflow.wait_condition(
+            lambda: bool(self._run.outbox)
+            or self._run.state.is_finished
+            or (timer is not None and timer.done())
+        )
+        if timer is not None and timer.done():
+            self._timer, self._timer_at = None, None
 
     async def _flush(self) -> None:
         """Hand the run's effects to activities and refresh search attributes."""
