@@ -78,7 +78,7 @@ def test_migrate_twice_is_a_no_op(store: EventStore) -> None:
 def test_concurrent_migrations_on_a_fresh_database_agree(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    """Worker and API may deploy at once: both migrate, neither fails, the schema is applied once."""
+    """Worker and API may deploy at once: all migrate, none fails, the schema is applied once."""
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     for target in (url, request.getfixturevalue("postgres_database")):
         stores = [EventStore(target) for _ in range(3)]
