@@ -127,17 +127,20 @@ class PathwayRun:
         return min((item.at for item in self._agenda()), default=None)
 
     def tick(self, now: datetime) -> None:
-        """Fire everything due at or before `now`, one at a time in time order."""
+        """Fire everything due at or before `now`, one at a time in time order.
+
+        What fires is recorded at `now`, when it really happens (a provider told late was told
+        late); a breach event keeps the due time it missed in its detail.
+        """
         while self.state.status is PathwayStatus.ACTIVE:
             due = [item for item in self._agenda() if item.at <= now]
             if not due:
                 return
             item = min(due, key=_order)
-            at = max(item.at, self.state.updated_at)
             if isinstance(item, _Recurrence):
-                self._fire_recurrence(item, at)
+                self._fire_recurrence(item, now)
             else:
-                self._fire_point(item, at)
+                self._fire_point(item, now)
 
     def _agenda(self) -> list[_Due]:
         items: list[_Due] = []
