@@ -87,9 +87,13 @@ class Gateway:
         handle = (await self.client()).get_workflow_handle(pathway_id)
         actor = str(getattr(command, "actor", ""))
         key = update_id(method.__name__, pathway_id, actor, command, basis)
+        ended = ApiError(409, [f"pathway {pathway_id} has ended"])
         try:
-            call = handle.execute_update(method, command, id=key)
-            return await self._deadline(call, ApiError(409, [f"pathway {pathway_id} has ended"]))
+            return await self._deadline(handle.execute_update(method, command, id=key), ended)
+        except ApiError as error:
+            if error is ended:  # no running workflow: tell a finished pathway from none at all
+                await self._deadline(handle.describe(), ApiError(404, [f"no pathway {pathway_id}"]))
+            raise
         except WorkflowUpdateFailedError as error:
             refusal = refusal_of(error)
             if refusal is None:
