@@ -35,7 +35,8 @@ async def test_missed_handover_escalates_in_ladder_order_reassigns_and_completes
         EscalationAction.REASSIGN,
     ]
     assert [e.at for e in first_attempt] == sorted(e.at for e in first_attempt)
-    assert first_attempt[1].at - first_attempt[0].at == timedelta(hours=12)
+    gap = first_attempt[1].at - first_attempt[0].at  # rung times, give or take timer latency
+    assert abs(gap - timedelta(hours=12)) < timedelta(seconds=1)
     assert visit.provider_id == "nursing-south"
     assert visit.status is TaskStatus.REQUESTED
     assert visit.accept_breached and visit.complete_breached
