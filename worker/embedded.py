@@ -16,6 +16,7 @@ import signal
 import sys
 from pathlib import Path
 
+import httpx
 import structlog
 
 from pathways.cli.exit import CommandFailed
@@ -92,6 +93,21 @@ async def _connect_when_ready(settings: Settings, server: asyncio.subprocess.Pro
         except Exception:  # not listening yet
             await asyncio.sleep(0.5)
     raise CommandFailed("the Temporal dev server did not become ready within 60 s")
+
+
+async def _wait_ready(url: str, process: asyncio.subprocess.Process, name: str) -> None:
+    """Wait until a child answers 200 on `url`, so the banner never points at nothing."""
+    async with httpx.AsyncClient(timeout=2) as http:
+        for _ in range(120):
+            if process.returncode is not None:
+                raise CommandFailed(f"the {name} exited with status {process.returncode}")
+            try:
+                if (await http.get(url)).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.5)
+    raise CommandFailed(f"the {name} did not become ready within 60 s")
 
 
 async def _start_demo(settings: Settings, client) -> list[str]:  # type: ignore[no-untyped-def]
@@ -185,16 +201,19 @@ async def run_embedded(settings: Settings, demo: bool = True) -> int:
         pathways_cli = str(Path(sys.executable).parent / "pathways")
         processes.append(await _spawn(pathways_cli, "worker", env=env))
         processes.append(await _spawn(pathways_cli, "api", env=env))
+        if settings.health_port:
+            health = f"http://{settings.metrics_host}:{settings.health_port}/healthz"
+            await _wait_ready(health, processes[1], "worker")
+        await _wait_ready(f"{settings.base_url}/fhir/metadata", processes[2], "API")
         demo_ids = await _start_demo(settings, client) if demo else []
         print(_banner(settings, demo_ids, _coordinator_token(settings)), flush=True)
-        waits = [asyncio.ensure_future(p.wait()) for p in processes]
-        stopper = asyncio.ensure_future(stop.wait())
-        done, _ = await asyncio.wait([stopper, *waits], return_when=asyncio.FIRST_COMPLETED)
-        failed = [p for p in processes if p.returncode not in (None, 0)]
-        if failed and not stop.is_set():
-            log.error("a component exited; stopping", exit_codes=[p.returncode for p in failed])
-            return 1
-        return 0
+        exits = [asyncio.ensure_future(p.wait()) for p in processes]
+        await asyncio.wait([asyncio.ensure_future(stop.wait()), *exits],
+                           return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            return 0
+        log.error("a component exited; stopping", exit_codes=[p.returncode for p in processes])
+        return 1
     finally:
         await _stop(processes)
         print("stopped", flush=True)
