@@ -30,6 +30,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         description="Handovers as FHIR R4 Tasks for provider systems (/fhir); pathways, "
         "escalations and the catalogue for coordinators (/api). Bearer tokens throughout.",
         lifespan=lifespan,
+        generate_unique_id_function=lambda route: route.name,
     )
     app.state.settings = settings
     app.state.catalogue = load_catalogue(settings.catalogue_dir)

@@ -85,11 +85,27 @@ def definition(
         raise ApiError(404, [str(error)]) from None
 
 
+PATHWAY_OPERATIONS = ("pathway", "reassign", "extend", "hold", "resume", "cancel", "add_note")
+"""What a client can do next with a started pathway (OpenAPI links, for generic clients)."""
+
+
 @router.post(
     "/pathways",
     status_code=201,
     response_model=PathwayCreated,
-    responses=api_errors(400, 401, 403, 422, 503),
+    responses={
+        **api_errors(503),
+        201: {
+            "description": "Started; Location is the pathway",
+            "links": {
+                operation: {
+                    "operationId": operation,
+                    "parameters": {"pathway_id": "$response.body#/id"},
+                }
+                for operation in PATHWAY_OPERATIONS
+            },
+        },
+    },
 )
 async def start(
     body: StartRequest, principal: Coordinator, request: Request, response: Response

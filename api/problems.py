@@ -152,7 +152,10 @@ def fhir_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def api_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` for coordinator routes: each status answers with problem details."""
+    """OpenAPI `responses` for coordinator routes: each status answers with problem details.
+
+    Every route may answer 400 (malformed), 401, 403 (a provider token) and 422 (invalid input).
+    """
     schema = {"$ref": "#/components/schemas/Problem"}
     return {
         status: {
@@ -160,5 +163,5 @@ def api_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
             "description": TITLES.get(status, "Error"),
             "content": {PROBLEM_JSON: {"schema": schema}},
         }
-        for status in statuses
+        for status in sorted({400, 401, 403, 422, *statuses})
     }

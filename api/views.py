@@ -29,6 +29,17 @@ class Body(BaseModel):
 
 
 class StartRequest(Body):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "definition": "hip-replacement-d2a",
+                    "patient": {"nhs_number": "943 476 5919", "name": "Example Patient"},
+                }
+            ]
+        }
+    )
+
     definition: str = Field(
         min_length=1, max_length=80, description="definition id, or id@version to pin one"
     )
