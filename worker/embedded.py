@@ -66,7 +66,7 @@ async def _start_dev_server(settings: Settings, env: dict[str, str]) -> asyncio.
         "--namespace",
         settings.namespace,
         "--log-level",
-        "warn",
+        "error",
     ]
     for key in search.ALL_KEYS:
         args += ["--search-attribute", f"{key.name}={_sa_type(key.indexed_value_type)}"]
@@ -111,7 +111,8 @@ async def _wait_ready(url: str, process: asyncio.subprocess.Process, name: str) 
 
 
 async def _start_demo(settings: Settings, client) -> list[str]:  # type: ignore[no-untyped-def]
-    """Start one pathway per shipped definition, once: a marker file remembers them."""
+    """Start one pathway per shipped definition, once (a marker file remembers them), and move
+    the first along so the flow shows: its first handovers delivered, the next ones dispatched."""
     from pathways.catalogue import load_catalogue
     from pathways.demo import DEMO_PATIENTS
     from workflows.client import start_pathway
@@ -124,8 +125,30 @@ async def _start_demo(settings: Settings, client) -> list[str]:  # type: ignore[
         await start_pathway(client, settings, definition, patient)
         for definition, patient in zip(catalogue, DEMO_PATIENTS)
     ]
+    await _deliver_first_handovers(client, ids[0])
     marker.write_text("\n".join(ids) + "\n")
     return ids
+
+
+async def _deliver_first_handovers(client, pathway_id: str) -> None:  # type: ignore[no-untyped-def]
+    from pathways.commands import ProviderCommand
+    from pathways.demo import example_output
+    from pathways.state import TaskStatus
+    from workflows.pathway import PathwayWorkflow
+
+    handle = client.get_workflow_handle(pathway_id)
+    state = await handle.query(PathwayWorkflow.state)
+    for handover in state.open_handovers:
+        await handle.execute_update(
+            PathwayWorkflow.provider_update,
+            ProviderCommand(
+                handover_id=handover.id,
+                provider_id=handover.provider_id,
+                status=TaskStatus.COMPLETED,
+                output=example_output(state.definition.step(handover.step_id)),
+                actor=f"provider:{handover.provider_id}",
+            ),
+        )
 
 
 def _coordinator_token(settings: Settings) -> Path:
