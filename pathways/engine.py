@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,7 @@ from pathways.lifecycle import check_provider_move
 from pathways.model import (
     Clock,
     EscalationAction,
+    EscalationRung,
     PathwayDefinition,
     Provider,
     Step,
@@ -623,7 +625,7 @@ class PathwayRun:
     def _step(self, handover: Handover) -> Step:
         return self.definition.step(handover.step_id)
 
-    def _ladder(self, handover: Handover) -> tuple[Any, ...]:
+    def _ladder(self, handover: Handover) -> tuple[EscalationRung, ...]:
         return self.definition.ladder(self._step(handover))
 
     def _handover(self, handover_id: str) -> Handover:
@@ -648,7 +650,7 @@ class PathwayRun:
             raise Refusal("conflict", [f"pathway is {self.state.status.value}"])
 
     @staticmethod
-    def _sorted(handovers: Any) -> list[Handover]:
+    def _sorted(handovers: Iterable[Handover]) -> list[Handover]:
         return sorted(handovers, key=lambda h: h.id)
 
     def _touch(self, handover: Handover, now: datetime) -> None:

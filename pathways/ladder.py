@@ -77,7 +77,9 @@ def pending_points(handover: Handover, ladder: tuple[EscalationRung, ...]) -> li
 
 def rearm_future(handover: Handover, ladder: tuple[EscalationRung, ...], now: datetime) -> None:
     """After due times moved: points whose new time is after `now` may fire again."""
-    handover.fired_rungs = [i for i in handover.fired_rungs if rung_time(handover, ladder[i]) <= now]
+    handover.fired_rungs = [
+        i for i in handover.fired_rungs if rung_time(handover, ladder[i]) <= now
+    ]
     handover.fired_breaches = [c for c in handover.fired_breaches if clock_due(handover, c) <= now]
 
 

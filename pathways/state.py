@@ -35,7 +35,7 @@ class Model(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _drop_computed(cls, data: Any) -> Any:
-        """Computed fields are serialised for readers; read back (continue-as-new) they are ignored."""
+        """Computed fields are serialised for readers; read back (continue-as-new), ignored."""
         if isinstance(data, dict) and cls.model_computed_fields:
             return {k: v for k, v in data.items() if k not in cls.model_computed_fields}
         return data
@@ -269,7 +269,7 @@ class PathwayState(Model):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def sla_state(self) -> SlaState:
-        """Breached if an unfinished handover is breached now; at risk if any is at risk or escalated.
+        """Breached if an unfinished handover is breached now; at risk if one is at risk/escalated.
 
         Business status, not the breach flags (which keep history), so that extending a due
         time or reassigning puts the pathway back on track.
@@ -288,7 +288,10 @@ class PathwayState(Model):
 
     @property
     def open_handovers(self) -> list[Handover]:
-        """Handovers still to be delivered, including those awaiting a coordinator (open steps)."""
+        """Handovers still to be delivered, including those awaiting a coordinator (open steps);
+        none once the pathway is finished."""
+        if self.is_finished:
+            return []
         return [h for h in self.handovers.values() if h.is_unfinished]
 
     @property

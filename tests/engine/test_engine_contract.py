@@ -74,7 +74,8 @@ def test_optional_fields_may_be_absent_or_null() -> None:
         ("letter", "https://x", "field 'letter' must be a document with a url or reference"),
         ("letter", {"title": "t"}, "field 'letter' must be a document with a url or reference"),
         ("letter", {"url": 5}, "field 'letter' document keys must be non-empty text"),
-        ("letter", {"url": "u", "body": "b"}, "field 'letter' document may only have url, reference, title, content_type"),
+        ("letter", {"url": "u", "body": "b"},
+         "field 'letter' document may only have url, reference, title, content_type"),
     ],
 )
 def test_each_type_rule(field: str, value: Any, problem: str) -> None:
@@ -104,5 +105,6 @@ def test_free_text_values_are_never_echoed() -> None:
 
 
 def test_a_reference_is_enough_for_a_document() -> None:
-    output, problems = check_delivery(STEP, {**GOOD, "letter": {"reference": "DocumentReference/7"}})
-    assert problems == [] and output["letter"] == {"reference": "DocumentReference/7"}
+    letter = {"reference": "DocumentReference/7"}
+    output, problems = check_delivery(STEP, {**GOOD, "letter": letter})
+    assert problems == [] and output["letter"] == letter

@@ -117,20 +117,21 @@ def test_hold_and_resume_only_from_the_right_status() -> None:
 
 def test_cancel_closes_every_open_handover_and_ends_the_pathway() -> None:
     run = _running()
+    run.apply_provider(command(run, "bloods.1", "rejected", reason="analyser down"), T0 + 2 * H)
     run.apply_hold(HoldPathway(reason="admitted", actor=ANN), T0 + 2 * H)
     state = run.apply_cancel(CancelPathway(reason="moved away", actor=ANN), T0 + 5 * H)
     assert state.status is PathwayStatus.CANCELLED and state.ended_at == T0 + 5 * H
     assert state.held_total == 3 * H and state.held_since is None
     assert {h.id: h.status for h in state.handovers.values()} == {
         "referral.1": TaskStatus.COMPLETED, "visit.1": TaskStatus.CANCELLED,
-        "bloods.1": TaskStatus.CANCELLED}
+        "bloods.1": TaskStatus.REJECTED}, "a closed handover keeps its outcome"
     assert state.handovers["visit.1"].attempts[-1].outcome == "cancelled"
     assert state.steps["visit"].status is StepStatus.ACTIVE
     effects = run.take_effects()
     assert kinds(effects)[-1] == "pathway-cancelled"
     assert [(n.provider_id, n.kind) for n in effects.notifications] == [
         ("nurse-a", NotificationKind.CANCELLED)]
-    assert run.next_wakeup() is None
+    assert run.next_wakeup() is None and state.open_handovers == []
     _refused(run.check_cancel, CancelPathway(reason="again", actor=ANN), "conflict")
     assert _refused(run.check_provider, command(run, "referral.1", "accepted",
                                                 provider="gp-a"), "conflict") == [

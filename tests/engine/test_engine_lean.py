@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from engine_builders import T0, command, complete, definition, start, step
@@ -20,8 +21,9 @@ DEFN = definition(
 )
 
 
-def _move(run: PathwayRun, handover_id: str, status: str, hours: float, **kw: object) -> None:
-    run.apply_provider(command(run, handover_id, status, **kw), T0 + hours * H)  # type: ignore[arg-type]
+def _move(run: PathwayRun, handover_id: str, status: str, hours: float,
+          output: dict[str, Any] | None = None) -> None:
+    run.apply_provider(command(run, handover_id, status, output=output), T0 + hours * H)
 
 
 def _worked_example() -> PathwayRun:

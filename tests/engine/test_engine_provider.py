@@ -69,7 +69,7 @@ def test_provider_transitions_follow_the_sdoh_referral_profile(
     output = GOOD if target is S.COMPLETED else None
     reason = "no capacity" if target in (S.REJECTED, S.FAILED) else None
     c = command(run, "report.1", target, provider="gp-a", output=output, reason=reason)
-    if target is current and ROUTE[current]:  # the same move again is the retry of the command that made it
+    if target is current and ROUTE[current]:  # the retry of the command that made it
         run.check_provider(c)
         run.apply_provider(c, T0 + 2 * H)
         assert run.state == before
