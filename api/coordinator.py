@@ -18,8 +18,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel
 
+from api import context
 from api.auth import Coordinator
-from api.gateway import Gateway
 from api.problems import ApiError, api_errors
 from api.tokens import Principal
 from api.views import (
@@ -40,7 +40,7 @@ from api.views import (
     StepProgress,
 )
 from pathways import commands as cmd
-from pathways.catalogue import Catalogue, UnknownDefinition
+from pathways.catalogue import UnknownDefinition
 from pathways.model import format_duration
 from pathways.state import Escalation, EscalationStatus, Handover, Note, PathwayState, PathwayStatus
 from workflows.pathway import PathwayWorkflow
@@ -56,18 +56,10 @@ IdempotencyKey = Annotated[
 ]
 
 
-def _gateway(request: Request) -> Gateway:
-    return request.app.state.gateway  # type: ignore[no-any-return]
-
-
-def _catalogue(request: Request) -> Catalogue:
-    return request.app.state.catalogue  # type: ignore[no-any-return]
-
-
 @router.get("/catalogue", response_model=CatalogueView, responses=api_errors(401, 403))
 def catalogue(principal: Coordinator, request: Request) -> CatalogueView:
     """Every pathway definition (latest versions) with its roles, steps and graph."""
-    return CatalogueView(definitions=[DefinitionView.of(d) for d in _catalogue(request)])
+    return CatalogueView(definitions=[DefinitionView.of(d) for d in context.catalogue(request)])
 
 
 @router.get(
@@ -80,7 +72,7 @@ def definition(
     version: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
 ) -> DefinitionView:
     try:
-        return DefinitionView.of(_catalogue(request).get(definition_id, version))
+        return DefinitionView.of(context.catalogue(request).get(definition_id, version))
     except UnknownDefinition as error:
         raise ApiError(404, [str(error)]) from None
 
@@ -112,10 +104,10 @@ async def start(
 ) -> PathwayCreated:
     """Start a pathway for a patient on the latest (or pinned) version of a definition."""
     try:
-        chosen = _catalogue(request).resolve(body.definition)
+        chosen = context.catalogue(request).resolve(body.definition)
     except UnknownDefinition as error:
         raise ApiError(422, [str(error)]) from None
-    pathway_id = await _gateway(request).start(chosen, body.patient)
+    pathway_id = await context.gateway(request).start(chosen, body.patient)
     response.headers["Location"] = f"/api/pathways/{pathway_id}"
     return PathwayCreated(
         id=pathway_id, status=PathwayStatus.ACTIVE, definition=chosen.id, version=chosen.version
@@ -132,13 +124,15 @@ async def list_pathways(
     provider: Annotated[str | None, Query(description="has an open handover here")] = None,
     step: Annotated[str | None, Query(description="has this step open")] = None,
     breached: bool | None = None,
-    q: Annotated[str | None, Query(max_length=200, description="text in an open step title")] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="text in an open step title")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> PathwayPage:
     """Pathways matching every filter, most recently changed first (from the read model)."""
     rows, total = await asyncio.to_thread(
-        request.app.state.store.list_pathways,
+        context.store(request).list_pathways,
         definition_id=definition,
         sla_state=sla_state,
         status=status,
@@ -156,8 +150,8 @@ async def list_pathways(
     "/pathways/{pathway_id}", response_model=PathwayDetail, responses=api_errors(401, 403, 404, 503)
 )
 async def pathway(pathway_id: str, principal: Coordinator, request: Request) -> PathwayDetail:
-    state = await _gateway(request).state(pathway_id)
-    events = await asyncio.to_thread(request.app.state.store.events, pathway_id)
+    state = await context.gateway(request).state(pathway_id)
+    events = await asyncio.to_thread(context.store(request).events, pathway_id)
     definition = state.definition
     return PathwayDetail(
         **PathwaySummary.of(state).model_dump(),
@@ -212,15 +206,13 @@ async def _command(
     idempotency_key: str | None,
 ) -> Any:
     basis = idempotency_key or secrets.token_hex(16)
-    return await _gateway(request).update(pathway_id, method, command, basis)
+    return await context.gateway(request).update(pathway_id, method, command, basis)
 
 
 COMMAND_ERRORS = api_errors(400, 401, 403, 404, 409, 422, 503)
 
 
-@router.post(
-    "/pathways/{pathway_id}/reassign", response_model=Handover, responses=COMMAND_ERRORS
-)
+@router.post("/pathways/{pathway_id}/reassign", response_model=Handover, responses=COMMAND_ERRORS)
 async def reassign(
     pathway_id: str,
     body: ReassignRequest,
@@ -230,7 +222,7 @@ async def reassign(
 ) -> Handover:
     """Hand a handover to another provider of its role (a new attempt)."""
     command = cmd.Reassign(**body.model_dump(), actor=principal.actor)
-    return await _command(request, pathway_id, PathwayWorkflow.reassign, command, idempotency_key)  # type: ignore[no-any-return]
+    return await _command(request, pathway_id, PathwayWorkflow.reassign, command, idempotency_key)
 
 
 @router.post("/pathways/{pathway_id}/extend", response_model=Handover, responses=COMMAND_ERRORS)
@@ -243,7 +235,7 @@ async def extend(
 ) -> Handover:
     """Move a handover's due time later, by a duration or to an instant."""
     command = _validated(cmd.ExtendDue, body.model_dump(), principal)
-    return await _command(request, pathway_id, PathwayWorkflow.extend_due, command, idempotency_key)  # type: ignore[no-any-return]
+    return await _command(request, pathway_id, PathwayWorkflow.extend_due, command, idempotency_key)
 
 
 def _validated(model: type[BaseModel], values: dict[str, Any], principal: Principal) -> Any:
@@ -272,17 +264,24 @@ async def hold(
 ) -> PathwaySummary:
     """Pause the pathway's clocks (e.g. the patient is in hospital)."""
     command = cmd.HoldPathway(reason=body.reason, actor=principal.actor)
-    return await _pathway_command(request, pathway_id, PathwayWorkflow.hold, command, idempotency_key)
+    return await _pathway_command(
+        request, pathway_id, PathwayWorkflow.hold, command, idempotency_key
+    )
 
 
 @router.post(
     "/pathways/{pathway_id}/resume", response_model=PathwaySummary, responses=COMMAND_ERRORS
 )
 async def resume(
-    pathway_id: str, principal: Coordinator, request: Request, idempotency_key: IdempotencyKey = None
+    pathway_id: str,
+    principal: Coordinator,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
 ) -> PathwaySummary:
     command = cmd.ResumePathway(actor=principal.actor)
-    return await _pathway_command(request, pathway_id, PathwayWorkflow.resume, command, idempotency_key)
+    return await _pathway_command(
+        request, pathway_id, PathwayWorkflow.resume, command, idempotency_key
+    )
 
 
 @router.post(
@@ -297,7 +296,9 @@ async def cancel(
 ) -> PathwaySummary:
     """End the pathway; open handovers are cancelled and their providers told."""
     command = cmd.CancelPathway(reason=body.reason, actor=principal.actor)
-    return await _pathway_command(request, pathway_id, PathwayWorkflow.cancel, command, idempotency_key)
+    return await _pathway_command(
+        request, pathway_id, PathwayWorkflow.cancel, command, idempotency_key
+    )
 
 
 @router.post(
@@ -311,7 +312,7 @@ async def add_note(
     idempotency_key: IdempotencyKey = None,
 ) -> Note:
     command = cmd.AddNote(text=body.text, actor=principal.actor)
-    return await _command(request, pathway_id, PathwayWorkflow.add_note, command, idempotency_key)  # type: ignore[no-any-return]
+    return await _command(request, pathway_id, PathwayWorkflow.add_note, command, idempotency_key)
 
 
 async def _escalation_command(
@@ -323,8 +324,10 @@ async def _escalation_command(
     principal: Principal,
     key: str | None,
 ) -> Escalation:
-    command = cmd.EscalationAction(escalation_id=escalation_id, actor=principal.actor, note=body.note)
-    return await _command(request, pathway_id, method, command, key)  # type: ignore[no-any-return]
+    command = cmd.EscalationAction(
+        escalation_id=escalation_id, actor=principal.actor, note=body.note
+    )
+    return await _command(request, pathway_id, method, command, key)
 
 
 @router.post(
@@ -368,14 +371,14 @@ async def resolve(
 @router.get("/escalations", response_model=Inbox, responses=api_errors(401, 403, 503))
 async def escalations(principal: Coordinator, request: Request) -> Inbox:
     """Unresolved escalations of running pathways (active or on hold), oldest first."""
-    store = request.app.state.store
+    store = context.store(request)
     ids: list[str] = []
     for status in (PathwayStatus.ACTIVE, PathwayStatus.ON_HOLD):
         rows, _ = await asyncio.to_thread(
             store.list_pathways, status=status.value, limit=INBOX_LIMIT
         )
         ids.extend(row.pathway_id for row in rows)
-    states = await asyncio.gather(*map(_gateway(request).state, ids[:INBOX_LIMIT]))
+    states = await asyncio.gather(*map(context.gateway(request).state, ids[:INBOX_LIMIT]))
     items = [
         InboxItem(pathway_id=state.pathway_id, definition=state.definition.id, escalation=e)
         for state in states

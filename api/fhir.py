@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from fhir.resources.R4B.task import Task
 from pydantic import ValidationError
 
+from api import context
 from api.auth import Caller, Provider
 from api.fhir_models import (
     BundleModel,
@@ -31,10 +32,9 @@ from api.gateway import Gateway
 from api.problems import FHIR_JSON, ApiError, fhir_errors
 from api.tokens import Principal, PrincipalKind
 from pathways import fhir
-from pathways.catalogue import Catalogue, UnknownDefinition
+from pathways.catalogue import UnknownDefinition
 from pathways.commands import ProviderCommand
 from pathways.events import HandoverRow
-from pathways.settings import Settings
 from pathways.state import Handover, PathwayState, TaskStatus, parse_task_id
 from workflows.pathway import PathwayWorkflow
 
@@ -61,14 +61,6 @@ class FhirResponse(JSONResponse):
 router = APIRouter(prefix="/fhir", tags=["FHIR R4"], default_response_class=FhirResponse)
 
 
-def _gateway(request: Request) -> Gateway:
-    return request.app.state.gateway  # type: ignore[no-any-return]
-
-
-def _settings(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
-
-
 def _etag(handover: Handover) -> dict[str, str]:
     return {"ETag": f'W/"{handover.version}"'}
 
@@ -76,7 +68,7 @@ def _etag(handover: Handover) -> dict[str, str]:
 @router.get("/metadata", response_model=CapabilityStatementModel, summary="CapabilityStatement")
 def metadata(request: Request) -> FhirResponse:
     """What this server supports (no token needed, as FHIR clients expect)."""
-    return FhirResponse(capability_statement(_settings(request).base_url))
+    return FhirResponse(capability_statement(context.settings(request).base_url))
 
 
 def capability_statement(base_url: str) -> dict[str, Any]:
@@ -92,7 +84,10 @@ def capability_statement(base_url: str) -> dict[str, Any]:
         "date": "2026-01-01",
         "kind": "instance",
         "software": {"name": "Pathway Orchestrator"},
-        "implementation": {"description": "Pathway Orchestrator handovers", "url": f"{base_url}/fhir"},
+        "implementation": {
+            "description": "Pathway Orchestrator handovers",
+            "url": f"{base_url}/fhir",
+        },
         "fhirVersion": "4.0.1",
         "format": ["json"],
         "rest": [
@@ -151,8 +146,8 @@ def _may_see(principal: Principal, handover: Handover) -> bool:
     summary="Read one handover",
 )
 async def read_task(task_id: str, principal: Caller, request: Request) -> FhirResponse:
-    state, handover = await _visible_handover(_gateway(request), principal, task_id)
-    body = fhir.task_resource(state, handover, _settings(request).base_url)
+    state, handover = await _visible_handover(context.gateway(request), principal, task_id)
+    body = fhir.task_resource(state, handover, context.settings(request).base_url)
     return FhirResponse(body, headers=_etag(handover))
 
 
@@ -198,7 +193,9 @@ async def _render_rows(
 ) -> list[dict[str, Any]]:
     """Full Tasks for read-model rows: one Query per pathway, in parallel."""
     pathway_ids = sorted({row.pathway_id for row in rows})
-    states = dict(zip(pathway_ids, await asyncio.gather(*map(gateway.state, pathway_ids))))
+    states = dict(
+        zip(pathway_ids, await asyncio.gather(*map(gateway.state, pathway_ids)), strict=True)
+    )
     tasks = []
     for row in rows:
         handover = states[row.pathway_id].handovers.get(row.handover_id)
@@ -223,19 +220,21 @@ async def search_tasks(
     request: Request,
     owner: Annotated[str | None, Query(description="Organization/{provider id}")] = None,
     status: Annotated[str | None, Query(description="e.g. requested,accepted")] = None,
-    last_updated: Annotated[str | None, Query(alias="_lastUpdated", description="gt<instant>")] = None,
+    last_updated: Annotated[
+        str | None, Query(alias="_lastUpdated", description="gt<instant>")
+    ] = None,
     count: Annotated[int, Query(alias="_count", ge=1, le=MAX_COUNT)] = 20,
     offset: Annotated[int, Query(alias="_offset", ge=0, le=1_000_000)] = 0,
 ) -> FhirResponse:
     provider_id = _owner(principal, owner)
     statuses = _statuses(status)
     after = _updated_after(last_updated)
-    store = request.app.state.store
+    store = context.store(request)
     rows, total = await asyncio.to_thread(
         store.search_tasks, provider_id, statuses, after, count, offset
     )
-    base_url = _settings(request).base_url
-    tasks = await _render_rows(_gateway(request), rows, base_url)
+    base_url = context.settings(request).base_url
+    tasks = await _render_rows(context.gateway(request), rows, base_url)
     params = {
         "owner": f"Organization/{provider_id}",
         "status": status,
@@ -292,7 +291,9 @@ def _expected_version(if_match: str | None) -> int | None:
     return int(match[2])
 
 
-def _command(body: dict[str, Any], handover: Handover, principal: Principal, version: int | None) -> ProviderCommand:
+def _command(
+    body: dict[str, Any], handover: Handover, principal: Principal, version: int | None
+) -> ProviderCommand:
     status = body["status"]
     if status not in {s.value for s in PROVIDER_STATUSES}:
         raise ApiError(409, [f"a provider cannot set a Task to {status!r}"])
@@ -332,14 +333,14 @@ async def update_task(
 ) -> FhirResponse:
     body = _parse_update(await request.body(), task_id)
     version = _expected_version(if_match)
-    gateway = _gateway(request)
+    gateway = context.gateway(request)
     state, handover = await _visible_handover(gateway, principal, task_id)
     command = _command(body, handover, principal, version)
     updated: Handover = await gateway.update(
         state.pathway_id, PathwayWorkflow.provider_update, command, str(handover.version)
     )
     seen = _as_seen_by(principal, command, updated)
-    rendered = fhir.task_resource(state, seen, _settings(request).base_url)
+    rendered = fhir.task_resource(state, seen, context.settings(request).base_url)
     return FhirResponse(rendered, headers=_etag(seen))
 
 
@@ -365,7 +366,7 @@ def _as_seen_by(principal: Principal, command: ProviderCommand, handover: Handov
     summary="A step's handover contract",
 )
 def read_questionnaire(questionnaire_id: str, principal: Caller, request: Request) -> FhirResponse:
-    catalogue: Catalogue = request.app.state.catalogue
+    catalogue = context.catalogue(request)
     not_found = ApiError(404, [f"no Questionnaire {questionnaire_id}"])
     definition_id, _, rest = questionnaire_id.partition(".")
     version, _, step_id = rest.partition(".")
@@ -378,4 +379,6 @@ def read_questionnaire(questionnaire_id: str, principal: Caller, request: Reques
     step = next((s for s in definition.steps if s.id == step_id), None)
     if step is None:
         raise not_found
-    return FhirResponse(fhir.questionnaire_resource(definition, step, _settings(request).base_url))
+    return FhirResponse(
+        fhir.questionnaire_resource(definition, step, context.settings(request).base_url)
+    )

@@ -21,7 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.problems import ApiError, unavailable
 from pathways.model import PathwayDefinition
 from pathways.settings import Settings
-from pathways.state import Patient, PathwayState
+from pathways.state import PathwayState, Patient
 from workflows.client import connect, refusal_of, start_pathway
 from workflows.pathway import PathwayWorkflow
 
@@ -68,7 +68,9 @@ class Gateway:
         try:
             return await asyncio.wait_for(call, self.settings.update_timeout_seconds)
         except TimeoutError:
-            raise unavailable("the pathway engine did not answer in time; nothing changed") from None
+            raise unavailable(
+                "the pathway engine did not answer in time; nothing changed"
+            ) from None
         except RPCError as error:
             if error.status is RPCStatusCode.NOT_FOUND:
                 raise missing from None

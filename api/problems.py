@@ -46,7 +46,12 @@ TITLES: dict[int, str] = {
     503: "Service unavailable",
 }
 
-REFUSAL_STATUS: dict[str, int] = {"not-found": 404, "conflict": 409, "non-conforming": 422, "invalid": 400}
+REFUSAL_STATUS: dict[str, int] = {
+    "not-found": 404,
+    "conflict": 409,
+    "non-conforming": 422,
+    "invalid": 400,
+}
 
 
 class ApiError(Exception):

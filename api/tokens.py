@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from sqlalchemy import Column, Engine, MetaData, String, Table, insert, select, update
@@ -86,7 +86,7 @@ class TokenStore:
         record = TokenRecord(
             id=f"tok-{secrets.token_hex(6)}",
             principal=principal,
-            created_at=datetime.now(timezone.utc),
+            created_at=datetime.now(UTC),
             revoked_at=None,
         )
         with self.engine.begin() as conn:
@@ -111,7 +111,7 @@ class TokenStore:
             result = conn.execute(
                 update(api_tokens)
                 .where(match, api_tokens.c.revoked_at.is_(None))
-                .values(revoked_at=datetime.now(timezone.utc))
+                .values(revoked_at=datetime.now(UTC))
             )
         return result.rowcount > 0
 

@@ -14,9 +14,9 @@ from pathways.state import (
     Escalation,
     Handover,
     Note,
-    Patient,
     PathwayState,
     PathwayStatus,
+    Patient,
     SlaState,
     StepStatus,
 )

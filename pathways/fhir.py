@@ -7,7 +7,7 @@ shape whether it polls or is notified. `outputs_from_task` is the inverse mappin
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from pathways.model import FieldType, HandoverField, PathwayDefinition, Step
@@ -55,7 +55,7 @@ BUSINESS_STATUS_DISPLAY: dict[BusinessStatus, str] = {
 def instant(value: datetime) -> str:
     """A FHIR instant: always with a time zone (naive times are UTC in this system)."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return value.isoformat().replace("+00:00", "Z")
 
 

@@ -42,8 +42,12 @@ def _known_provider(provider_id: str) -> bool:
 
 @token_app.command("issue")
 def issue(
-    provider: Annotated[str | None, typer.Option("--provider", help="provider organisation id")] = None,
-    coordinator: Annotated[str | None, typer.Option("--coordinator", help="coordinator name")] = None,
+    provider: Annotated[
+        str | None, typer.Option("--provider", help="provider organisation id")
+    ] = None,
+    coordinator: Annotated[
+        str | None, typer.Option("--coordinator", help="coordinator name")
+    ] = None,
     event_store_url: EventStoreUrl = None,
     data_dir: DataDir = None,
 ) -> None:
@@ -82,4 +86,6 @@ def list_tokens(event_store_url: EventStoreUrl = None, data_dir: DataDir = None)
     """Every token: id, who it is for, when issued, whether revoked (never the secret)."""
     for record in _store(event_store_url, data_dir).list():
         revoked = f"revoked {record.revoked_at:%Y-%m-%d %H:%M}" if record.revoked_at else "live"
-        typer.echo(f"{record.id}\t{record.principal.actor}\t{record.created_at:%Y-%m-%d %H:%M}\t{revoked}")
+        typer.echo(
+            f"{record.id}\t{record.principal.actor}\t{record.created_at:%Y-%m-%d %H:%M}\t{revoked}"
+        )

@@ -29,7 +29,9 @@ async def start_pathway(
     return str(response.json()["id"])
 
 
-async def read_task(http: httpx.AsyncClient, task_id: str, headers: dict[str, str]) -> dict[str, Any]:
+async def read_task(
+    http: httpx.AsyncClient, task_id: str, headers: dict[str, str]
+) -> dict[str, Any]:
     """The Task once its handover exists (the workflow creates it right after start)."""
     for _ in range(100):
         response = await http.get(f"/fhir/Task/{task_id}", headers=headers)

@@ -15,7 +15,11 @@ from tests.api.flow import HIP, PATIENT, bearer, put_status, read_task, start_pa
 pytestmark = pytest.mark.devserver
 
 PROBLEM_JSON = "application/problem+json"
-ORTHO_CENTRES = ("elmshire-elective-ortho-centre", "kingsbridge-treatment-centre", "fenwick-park-hospital")
+ORTHO_CENTRES = (
+    "elmshire-elective-ortho-centre",
+    "kingsbridge-treatment-centre",
+    "fenwick-park-hospital",
+)
 
 
 def problems(response: httpx.Response) -> list[str]:
@@ -46,7 +50,7 @@ async def test_the_catalogue_lists_definitions_with_roles_steps_and_graph(
     assert tuple(role["providers"]) == ORTHO_CENTRES
     step = next(s for s in hip["steps"] if s["id"] == "discharge-assessment")
     assert step["after"] == ["hip-replacement"] and step["role"] == "care-transfer-hub"
-    assert [f["name"] for f in step["handover"]][0] == "d2a_pathway"
+    assert step["handover"][0]["name"] == "d2a_pathway"
     assert hip["mermaid"].startswith("flowchart")
     missing = await http.get("/api/catalogue/no-such-pathway", headers=coordinator)
     assert missing.status_code == 404 and problems(missing)
@@ -56,10 +60,16 @@ async def test_provider_tokens_cannot_use_coordinator_routes(
     api: RunningApi, http: httpx.AsyncClient
 ) -> None:
     provider = bearer(api.provider_token(ORTHO_CENTRES[0]))
-    for method, url in (("GET", "/api/catalogue"), ("GET", "/api/pathways"), ("GET", "/api/escalations")):
+    for method, url in (
+        ("GET", "/api/catalogue"),
+        ("GET", "/api/pathways"),
+        ("GET", "/api/escalations"),
+    ):
         response = await http.request(method, url, headers=provider)
         assert response.status_code == 403 and problems(response)
-    start = await http.post("/api/pathways", json={"definition": HIP, "patient": PATIENT}, headers=provider)
+    start = await http.post(
+        "/api/pathways", json={"definition": HIP, "patient": PATIENT}, headers=provider
+    )
     assert start.status_code == 403
     anonymous = await http.get("/api/pathways")
     assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"] == "Bearer"
@@ -70,13 +80,21 @@ async def test_provider_tokens_cannot_use_coordinator_routes(
     [
         ({"definition": HIP, "patient": {"nhs_number": "9434765918"}}, 422, "check digit"),
         ({"definition": HIP, "patient": {"nhs_number": "94347"}}, 422, "10 digits"),
-        ({"definition": "no-such-pathway", "patient": PATIENT}, 422, "no pathway 'no-such-pathway'"),
+        (
+            {"definition": "no-such-pathway", "patient": PATIENT},
+            422,
+            "no pathway 'no-such-pathway'",
+        ),
         ({"definition": HIP, "patient": PATIENT, "priority": "high"}, 422, "priority"),
         ({"definition": HIP}, 422, "patient"),
     ],
 )
 async def test_a_bad_start_is_refused_without_echoing_patient_data(
-    http: httpx.AsyncClient, coordinator: dict[str, str], body: dict[str, Any], status: int, problem: str
+    http: httpx.AsyncClient,
+    coordinator: dict[str, str],
+    body: dict[str, Any],
+    status: int,
+    problem: str,
 ) -> None:
     response = await http.post("/api/pathways", json=body, headers=coordinator)
     assert response.status_code == status
@@ -116,12 +134,18 @@ async def test_a_started_pathway_is_listed_filtered_and_shown_in_full(
         "breached": "false",
         "sla_state": "on-track",
     }
-    page = await _until(http, "/api/pathways?" + "&".join(f"{k}={v}" for k, v in filters.items()),
-                        coordinator, listed)
+    page = await _until(
+        http,
+        "/api/pathways?" + "&".join(f"{k}={v}" for k, v in filters.items()),
+        coordinator,
+        listed,
+    )
     assert page["total"] >= 1
     for other in ({"status": "completed"}, {"provider": "elmshire-reablement"}, {"q": "dialysis"}):
-        (key, value), = other.items()
-        page = (await http.get(f"/api/pathways?{key}={value}&limit=500", headers=coordinator)).json()
+        ((key, value),) = other.items()
+        page = (
+            await http.get(f"/api/pathways?{key}={value}&limit=500", headers=coordinator)
+        ).json()
         assert not listed(page), other
     first = (await http.get("/api/pathways?limit=1", headers=coordinator)).json()
     assert len(first["items"]) == 1 and first["limit"] == 1 and first["total"] >= 1
@@ -133,13 +157,19 @@ async def test_a_started_pathway_is_listed_filtered_and_shown_in_full(
     (handover,) = detail["handovers"]
     assert handover["provider_id"] == ORTHO_CENTRES[0] and handover["status"] == "requested"
     assert detail["lean"]["completed_handovers"] == 0
-    await _until(http, f"/api/pathways/{pathway_id}", coordinator,
-                 lambda d: [e["kind"] for e in d["timeline"]][:1] == ["pathway-started"])
+    await _until(
+        http,
+        f"/api/pathways/{pathway_id}",
+        coordinator,
+        lambda d: [e["kind"] for e in d["timeline"]][:1] == ["pathway-started"],
+    )
     unknown = await http.get("/api/pathways/pw-0123456789abcdef", headers=coordinator)
     assert unknown.status_code == 404 and problems(unknown)
 
 
-@pytest.mark.parametrize("query", ["status=finished", "limit=0", "limit=501", "offset=-1", "sla_state=red"])
+@pytest.mark.parametrize(
+    "query", ["status=finished", "limit=0", "limit=501", "offset=-1", "sla_state=red"]
+)
 async def test_bad_list_filters_are_refused(
     http: httpx.AsyncClient, coordinator: dict[str, str], query: str
 ) -> None:
@@ -157,28 +187,41 @@ async def test_coordinator_commands_change_the_pathway_and_record_the_actor(
 
     moved = await http.post(
         f"{base}/reassign",
-        json={"handover_id": "hip-replacement.1", "provider_id": ORTHO_CENTRES[2], "reason": "list"},
+        json={
+            "handover_id": "hip-replacement.1",
+            "provider_id": ORTHO_CENTRES[2],
+            "reason": "list",
+        },
         headers=coordinator,
     )
     assert moved.status_code == 200, moved.text
     assert moved.json()["provider_id"] == ORTHO_CENTRES[2]
     due = moved.json()["complete_by"]
     extended = await http.post(
-        f"{base}/extend", json={"handover_id": "hip-replacement.1", "by": "P1D", "reason": "bank holiday"},
+        f"{base}/extend",
+        json={"handover_id": "hip-replacement.1", "by": "P1D", "reason": "bank holiday"},
         headers=coordinator,
     )
     assert extended.status_code == 200 and extended.json()["complete_by"] > due
     both = await http.post(
         f"{base}/extend",
-        json={"handover_id": "hip-replacement.1", "by": "P1D", "until": "2030-01-01T00:00:00Z",
-              "reason": "x"},
+        json={
+            "handover_id": "hip-replacement.1",
+            "by": "P1D",
+            "until": "2030-01-01T00:00:00Z",
+            "reason": "x",
+        },
         headers=coordinator,
     )
     assert both.status_code == 422 and problems(both)
 
-    held = await http.post(f"{base}/hold", json={"reason": "admitted elsewhere"}, headers=coordinator)
+    held = await http.post(
+        f"{base}/hold", json={"reason": "admitted elsewhere"}, headers=coordinator
+    )
     assert held.status_code == 200 and held.json()["status"] == "on-hold"
-    again = await http.post(f"{base}/hold", json={"reason": "admitted elsewhere"}, headers=coordinator)
+    again = await http.post(
+        f"{base}/hold", json={"reason": "admitted elsewhere"}, headers=coordinator
+    )
     assert again.status_code == 409 and problems(again)
     resumed = await http.post(f"{base}/resume", headers=coordinator)
     assert resumed.status_code == 200 and resumed.json()["status"] == "active"
@@ -186,16 +229,25 @@ async def test_coordinator_commands_change_the_pathway_and_record_the_actor(
     note = await http.post(f"{base}/notes", json={"text": "called the ward"}, headers=coordinator)
     assert note.status_code == 201 and note.json()["author"] == "coordinator:alex"
 
-    cancelled = await http.post(f"{base}/cancel", json={"reason": "patient moved"}, headers=coordinator)
+    cancelled = await http.post(
+        f"{base}/cancel", json={"reason": "patient moved"}, headers=coordinator
+    )
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
     late = await http.post(f"{base}/hold", json={"reason": "x"}, headers=coordinator)
     assert late.status_code == 409
 
-    detail = await _until(http, base, coordinator,
-                          lambda d: "pathway-cancelled" in [e["kind"] for e in d["timeline"]])
+    detail = await _until(
+        http, base, coordinator, lambda d: "pathway-cancelled" in [e["kind"] for e in d["timeline"]]
+    )
     actors = {e["kind"]: e["actor"] for e in detail["timeline"]}
-    for kind in ("reassigned", "due-extended", "pathway-held", "pathway-resumed", "note",
-                 "pathway-cancelled"):
+    for kind in (
+        "reassigned",
+        "due-extended",
+        "pathway-held",
+        "pathway-resumed",
+        "note",
+        "pathway-cancelled",
+    ):
         assert actors[kind] == "coordinator:alex", kind
     assert detail["notes"][0]["text"] == "called the ward"
     assert (await read_task(http, task["id"], coordinator))["status"] == "cancelled"
@@ -208,11 +260,14 @@ async def test_commands_on_unknown_things_are_404(
     await read_task(http, f"{pathway_id}.hip-replacement.1", coordinator)
     base = f"/api/pathways/{pathway_id}"
     wrong_handover = await http.post(
-        f"{base}/reassign", json={"handover_id": "nope.1", "provider_id": "x", "reason": "y"},
+        f"{base}/reassign",
+        json={"handover_id": "nope.1", "provider_id": "x", "reason": "y"},
         headers=coordinator,
     )
     assert wrong_handover.status_code == 404 and problems(wrong_handover)
-    wrong_escalation = await http.post(f"{base}/escalations/99/acknowledge", json={}, headers=coordinator)
+    wrong_escalation = await http.post(
+        f"{base}/escalations/99/acknowledge", json={}, headers=coordinator
+    )
     assert wrong_escalation.status_code == 404
     wrong_pathway = await http.post(
         "/api/pathways/pw-0123456789abcdef/hold", json={"reason": "x"}, headers=coordinator
@@ -254,7 +309,9 @@ async def test_an_escalation_reaches_the_inbox_until_resolved(
     escalation = item["escalation"]
     assert escalation["status"] == "open" and escalation["level"] == "alert-coordinator"
     base = f"/api/pathways/{pathway_id}/escalations/{escalation['id']}"
-    acknowledged = await http.post(f"{base}/acknowledge", json={"note": "on it"}, headers=coordinator)
+    acknowledged = await http.post(
+        f"{base}/acknowledge", json={"note": "on it"}, headers=coordinator
+    )
     assert acknowledged.status_code == 200 and acknowledged.json()["status"] == "acknowledged"
     twice = await http.post(f"{base}/acknowledge", json={}, headers=coordinator)
     assert twice.status_code == 409

@@ -1,4 +1,4 @@
-"""When the engine cannot answer, the API says 503 with Retry-After instead of hanging or failing."""
+"""When the engine cannot answer, the API says 503 with Retry-After rather than hang or fail."""
 
 from __future__ import annotations
 
@@ -16,7 +16,11 @@ pytestmark = pytest.mark.devserver
 
 async def test_without_a_worker_reads_and_changes_answer_503(api_settings: Settings) -> None:
     settings = api_settings.model_copy(
-        update={"api_port": free_port(), "task_queue": "no-worker-polls-this", "update_timeout_seconds": 1.0}
+        update={
+            "api_port": free_port(),
+            "task_queue": "no-worker-polls-this",
+            "update_timeout_seconds": 1.0,
+        }
     )
     served = serve_in_thread(settings)
     base_url = next(served)
@@ -42,7 +46,10 @@ async def test_without_a_worker_reads_and_changes_answer_503(api_settings: Setti
             detail = await http.get(f"/api/pathways/{pathway_id}", headers=coordinator)
             assert detail.status_code == 503
             assert detail.headers["content-type"] == "application/problem+json"
-            assert "nothing changed" in detail.json()["detail"] or "try again" in detail.json()["detail"]
+            assert (
+                "nothing changed" in detail.json()["detail"]
+                or "try again" in detail.json()["detail"]
+            )
     finally:
         served.close()
 
@@ -51,8 +58,11 @@ async def test_without_temporal_the_api_still_serves_and_answers_503(
     api_settings: Settings,
 ) -> None:
     settings = api_settings.model_copy(
-        update={"api_port": free_port(), "temporal_address": f"127.0.0.1:{free_port()}",
-                "update_timeout_seconds": 1.0}
+        update={
+            "api_port": free_port(),
+            "temporal_address": f"127.0.0.1:{free_port()}",
+            "update_timeout_seconds": 1.0,
+        }
     )
     served = serve_in_thread(settings)
     base_url = next(served)

@@ -55,7 +55,7 @@ async def test_a_provider_completes_a_whole_shipped_pathway_through_fhir(
         detail = (await http.get(f"/api/pathways/{pathway_id}", headers=coordinator)).json()
         if detail["status"] == "completed":
             break
-        for provider_id, auth in headers.items():
+        for auth in headers.values():
             search = await http.get(
                 "/fhir/Task", params={"status": "requested,accepted"}, headers=auth
             )
@@ -91,7 +91,9 @@ async def test_a_task_reads_as_valid_fhir_with_its_version_as_etag(
     assert parsed.status == "requested"
     assert parsed.owner.reference == f"Organization/{ORTHO}"
     contract = response.json()["input"][0]["valueCanonical"]
-    questionnaire = await http.get(contract.removeprefix(str(http.base_url).rstrip("/")), headers=ortho)
+    questionnaire = await http.get(
+        contract.removeprefix(str(http.base_url).rstrip("/")), headers=ortho
+    )
     assert questionnaire.status_code == 200
     assert Questionnaire.model_validate(questionnaire.json()).url == contract
 
@@ -135,7 +137,9 @@ async def test_search_pages_a_providers_tasks_as_a_valid_bundle(
     )
     other = await http.get("/fhir/Task", headers=provider)
     assert [e["resource"]["id"] for e in other.json().get("entry", [])] == []
-    forbidden = await http.get("/fhir/Task", params={"owner": f"Organization/{ORTHO}"}, headers=provider)
+    forbidden = await http.get(
+        "/fhir/Task", params={"owner": f"Organization/{ORTHO}"}, headers=provider
+    )
     assert forbidden.status_code == 403 and issues(forbidden)
 
 
@@ -152,7 +156,10 @@ def _earlier(instant: str) -> str:
     [
         ({"status": "requested,bogus"}, "unknown Task status 'bogus'"),
         ({"_lastUpdated": "lt2026-01-01T00:00:00Z"}, "_lastUpdated supports only gt"),
-        ({"_lastUpdated": "gtyesterday"}, "_lastUpdated must be gt followed by an ISO 8601 instant"),
+        (
+            {"_lastUpdated": "gtyesterday"},
+            "_lastUpdated must be gt followed by an ISO 8601 instant",
+        ),
         ({"_count": "0"}, "_count"),
     ],
 )
@@ -164,8 +171,14 @@ async def test_bad_search_parameters_are_400_with_the_reason(
     assert any(problem in issue for issue in issues(response))
 
 
-async def test_missing_or_bad_tokens_are_401_with_a_bearer_challenge(http: httpx.AsyncClient) -> None:
-    for headers in ({}, {"Authorization": "Bearer pwt_not-a-token"}, {"Authorization": "Basic eDp5"}):
+async def test_missing_or_bad_tokens_are_401_with_a_bearer_challenge(
+    http: httpx.AsyncClient,
+) -> None:
+    for headers in (
+        {},
+        {"Authorization": "Bearer pwt_not-a-token"},
+        {"Authorization": "Basic eDp5"},
+    ):
         response = await http.get("/fhir/Task", headers=headers)
         assert response.status_code == 401
         assert response.headers["www-authenticate"] == "Bearer"
@@ -236,8 +249,12 @@ async def test_unknown_tasks_are_404(http: httpx.AsyncClient, ortho: dict[str, s
     for task_id in ("nonsense", "pw-0123456789abcdef.hip-replacement.1"):
         response = await http.get(f"/fhir/Task/{task_id}", headers=ortho)
         assert response.status_code == 404 and issues(response) == [f"no Task {task_id}"]
-    task = {"resourceType": "Task", "id": "pw-0123456789abcdef.x.1", "status": "accepted",
-            "intent": "order"}
+    task = {
+        "resourceType": "Task",
+        "id": "pw-0123456789abcdef.x.1",
+        "status": "accepted",
+        "intent": "order",
+    }
     put = await http.put(f"/fhir/Task/{task['id']}", json=task, headers=ortho)
     assert put.status_code == 404
 
@@ -259,19 +276,24 @@ async def test_stale_if_match_is_409_and_a_fresh_one_applies(
     task = await _first_task(http, coordinator, ortho)
     version = task["meta"]["versionId"]
     fresh = await http.put(
-        f"/fhir/Task/{task['id']}", json={**task, "status": "accepted"},
+        f"/fhir/Task/{task['id']}",
+        json={**task, "status": "accepted"},
         headers={**ortho, "If-Match": f'W/"{version}"'},
     )
     assert fresh.status_code == 200
     assert fresh.headers["etag"] == f'W/"{int(version) + 1}"'
     stale = await http.put(
-        f"/fhir/Task/{task['id']}", json={**task, "status": "in-progress"},
+        f"/fhir/Task/{task['id']}",
+        json={**task, "status": "in-progress"},
         headers={**ortho, "If-Match": f'W/"{version}"'},
     )
     assert stale.status_code == 409
-    assert issues(stale) == [f"handover hip-replacement.1 is at version {int(version) + 1}, not {version}"]
+    assert issues(stale) == [
+        f"handover hip-replacement.1 is at version {int(version) + 1}, not {version}"
+    ]
     garbled = await http.put(
-        f"/fhir/Task/{task['id']}", json={**task, "status": "in-progress"},
+        f"/fhir/Task/{task['id']}",
+        json={**task, "status": "in-progress"},
         headers={**ortho, "If-Match": "yesterday"},
     )
     assert garbled.status_code == 400
@@ -290,7 +312,10 @@ async def test_an_identical_repeat_is_200_and_changes_nothing(
 
 
 async def test_non_conforming_data_is_422_naming_each_field(
-    http: httpx.AsyncClient, coordinator: dict[str, str], ortho: dict[str, str], catalogue: Catalogue
+    http: httpx.AsyncClient,
+    coordinator: dict[str, str],
+    ortho: dict[str, str],
+    catalogue: Catalogue,
 ) -> None:
     task = await _first_task(http, coordinator, ortho)
     accepted = (await put_status(http, task, "accepted", ortho)).json()
@@ -311,19 +336,25 @@ async def test_rejection_needs_and_records_a_reason(
     task = await _first_task(http, coordinator, ortho)
     bare = await put_status(http, task, "rejected", ortho)
     assert bare.status_code == 400 and issues(bare) == ["a rejected handover needs a reason"]
-    rejected = await put_status(http, task, "rejected", ortho, statusReason={"text": "no theatre capacity"})
+    rejected = await put_status(
+        http, task, "rejected", ortho, statusReason={"text": "no theatre capacity"}
+    )
     assert rejected.status_code == 200
     assert rejected.json()["status"] == "rejected"
     assert rejected.json()["statusReason"] == {"text": "no theatre capacity"}
     assert rejected.json()["owner"] == {"reference": f"Organization/{ORTHO}"}
     gone = await http.get(f"/fhir/Task/{task['id']}", headers=ortho)
     assert gone.status_code == 404, "the next provider of the role has the handover now"
-    detail = await http.get(f"/api/pathways/{task['basedOn'][0]['reference'][9:]}", headers=coordinator)
+    detail = await http.get(
+        f"/api/pathways/{task['basedOn'][0]['reference'][9:]}", headers=coordinator
+    )
     (handover,) = detail.json()["handovers"]
     assert handover["provider_id"] == "kingsbridge-treatment-centre"
 
 
-async def test_unknown_questionnaires_are_404(http: httpx.AsyncClient, ortho: dict[str, str]) -> None:
+async def test_unknown_questionnaires_are_404(
+    http: httpx.AsyncClient, ortho: dict[str, str]
+) -> None:
     for name in ("hip-replacement-d2a.9.hip-replacement", "hip-replacement-d2a.1.nope", "x"):
         response = await http.get(f"/fhir/Questionnaire/{name}", headers=ortho)
         assert response.status_code == 404 and issues(response)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fhir.resources.R4B.operationoutcome import OperationOutcome
@@ -18,13 +18,15 @@ from pathways.model import FieldType
 from pathways.state import Patient, TaskStatus
 
 BASE = "https://pathways.example.org"
-NOW = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 PATIENT = Patient(nhs_number="9434765919", name="Test Patient")
 
 
 @pytest.fixture
 def run(catalogue: Catalogue) -> PathwayRun:
-    return PathwayRun.begin("pw-00000000000000aa", catalogue.get("hip-replacement-d2a"), PATIENT, NOW)
+    return PathwayRun.begin(
+        "pw-00000000000000aa", catalogue.get("hip-replacement-d2a"), PATIENT, NOW
+    )
 
 
 def _move(run: PathwayRun, handover_id: str, status: TaskStatus, at: datetime, **extra: object):
@@ -100,10 +102,16 @@ def test_documents_round_trip_as_attachment_and_reference(run: PathwayRun) -> No
     step = run.definition.step("hip-replacement")
     note = step.field("operation_note")
     assert note is not None
-    attachment = {"url": "https://docs.example.org/1", "title": "Op note", "content_type": "application/pdf"}
+    attachment = {
+        "url": "https://docs.example.org/1",
+        "title": "Op note",
+        "content_type": "application/pdf",
+    }
     reference = {"reference": "DocumentReference/7", "title": None}
     for document in (attachment, reference):
-        task = {"output": [{"type": {"text": "operation_note"}, **fhir.field_value(note, document)}]}
+        task = {
+            "output": [{"type": {"text": "operation_note"}, **fhir.field_value(note, document)}]
+        }
         back = fhir.outputs_from_task(task)["operation_note"]
         assert back == {k: v for k, v in document.items() if v is not None}
 
@@ -126,8 +134,12 @@ def test_questionnaire_lists_every_field_of_the_contract(run: PathwayRun) -> Non
 
 
 def test_operation_outcome_has_one_issue_per_problem() -> None:
-    body = fhir.operation_outcome([("error", "invariant", "field 'side' is required"),
-                                   ("error", "invariant", "field 'procedure' must be one of")])
+    body = fhir.operation_outcome(
+        [
+            ("error", "invariant", "field 'side' is required"),
+            ("error", "invariant", "field 'procedure' must be one of"),
+        ]
+    )
     parsed = OperationOutcome.model_validate(body)
     assert [i.diagnostics for i in parsed.issue] == [
         "field 'side' is required",

@@ -84,10 +84,17 @@ async def test_fhirclient_lists_accepts_and_completes_its_task(
     step = catalogue.get(HIP).step("hip-replacement")
     outputs = fhir_outputs(step)
     for _ in range(100):  # the search reads the read model, which follows within moments
-        listed = (await http.get("/fhir/Task", params={"status": "requested", "_count": "100"},
-                                 headers={"Authorization": f"Bearer {token}"})).json()
-        if any(e["resource"]["basedOn"][0]["reference"] == f"CarePlan/{pathway_id}"
-               for e in listed.get("entry", [])):
+        listed = (
+            await http.get(
+                "/fhir/Task",
+                params={"status": "requested", "_count": "100"},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        ).json()
+        if any(
+            e["resource"]["basedOn"][0]["reference"] == f"CarePlan/{pathway_id}"
+            for e in listed.get("entry", [])
+        ):
             break
         await asyncio.sleep(0.05)
     result = await asyncio.to_thread(_conversation, api.base_url, token, pathway_id, outputs)
@@ -102,8 +109,13 @@ async def test_fhirclient_sees_401_and_404_as_its_own_errors(api: RunningApi) ->
     def attempt() -> tuple[type[Exception], type[Exception]]:
         anonymous = _connect(api.base_url, "pwt_wrong")
         errors: list[type[Exception]] = []
-        for server, task_id in ((anonymous, "x"), (_connect(api.base_url, api.provider_token(ORTHO)),
-                                                  "pw-0123456789abcdef.hip-replacement.1")):
+        for server, task_id in (
+            (anonymous, "x"),
+            (
+                _connect(api.base_url, api.provider_token(ORTHO)),
+                "pw-0123456789abcdef.hip-replacement.1",
+            ),
+        ):
             try:
                 Task.read(task_id, server)
             except Exception as error:  # fhirclient raises its own exception types

@@ -15,7 +15,14 @@ from tests.api.flow import start_pathway
 pytestmark = pytest.mark.devserver
 
 SCHEMATHESIS = str(Path(sys.executable).parent / "schemathesis")
-CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
+CHECKS = ",".join(
+    (
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_schema_conformance",
+    )
+)
 
 
 async def _fuzz(api: RunningApi, token: str, tmp_path: Path, *only: str) -> tuple[int, str]:
@@ -44,9 +51,7 @@ async def test_the_coordinator_api_survives_schema_driven_fuzzing(
     api: RunningApi, http: httpx.AsyncClient, coordinator: dict[str, str], tmp_path: Path
 ) -> None:
     await start_pathway(http, coordinator)  # something to list, read and act on
-    code, output = await _fuzz(
-        api, coordinator["Authorization"].removeprefix("Bearer "), tmp_path
-    )
+    code, output = await _fuzz(api, coordinator["Authorization"].removeprefix("Bearer "), tmp_path)
     assert code == 0, output[-6000:]
 
 

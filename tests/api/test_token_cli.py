@@ -20,10 +20,14 @@ PATHWAYS = str(Path(sys.executable).parent / "pathways")
 
 async def _pathways(api: RunningApi, *args: str) -> subprocess.CompletedProcess[str]:
     command = [PATHWAYS, "token", *args, "--event-store-url", api.settings.event_store]
-    return await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=60)
+    return await asyncio.to_thread(
+        subprocess.run, command, capture_output=True, text=True, timeout=60
+    )
 
 
-async def test_an_issued_token_works_until_revoked(api: RunningApi, http: httpx.AsyncClient) -> None:
+async def test_an_issued_token_works_until_revoked(
+    api: RunningApi, http: httpx.AsyncClient
+) -> None:
     issued = await _pathways(api, "issue", "--coordinator", "cli-coordinator")
     assert issued.returncode == 0, issued.stderr
     token = issued.stdout.strip().splitlines()[-1]
