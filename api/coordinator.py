@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from datetime import timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -41,7 +41,7 @@ from api.views import (
 )
 from pathways import commands as cmd
 from pathways.catalogue import UnknownDefinition
-from pathways.model import format_duration
+from pathways.lean import pathway_metrics
 from pathways.state import Escalation, EscalationStatus, Handover, Note, PathwayState, PathwayStatus
 from workflows.pathway import PathwayWorkflow
 
@@ -175,27 +175,9 @@ async def pathway(pathway_id: str, principal: Coordinator, request: Request) -> 
         handovers=sorted(state.handovers.values(), key=lambda h: (h.ready_at, h.id)),
         escalations=state.escalations,
         notes=state.notes,
-        lean=lean_measures(state),
+        lean=pathway_metrics(state, datetime.now(UTC)),
         timeline=events,
     )
-
-
-def lean_measures(state: PathwayState) -> dict[str, Any]:
-    """Lead, work and wait time over completed handovers, flow efficiency, first-time-right."""
-    done = [h for h in state.handovers.values() if h.lead_time is not None]
-    lead = sum((h.lead_time for h in done if h.lead_time), timedelta(0))
-    work = sum((h.work_time for h in done if h.work_time), timedelta(0))
-    gaps = [h.handover_gap for h in state.handovers.values()]
-    deliveries = len(done) + state.refused_deliveries
-    return {
-        "completed_handovers": len(done),
-        "lead_time": format_duration(lead),
-        "work_time": format_duration(work),
-        "wait_time": format_duration(lead - work),
-        "flow_efficiency": round(work / lead, 4) if lead else None,
-        "longest_handover_gap": format_duration(max(gaps)) if gaps else None,
-        "first_time_right": round(len(done) / deliveries, 4) if deliveries else None,
-    }
 
 
 async def _command(

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from pathways.events import PathwayEvent, PathwayRow
 from pathways.graph import to_mermaid
+from pathways.lean import PathwayMetrics
 from pathways.model import HandoverField, PathwayDefinition, Sla
 from pathways.state import (
     Escalation,
@@ -186,7 +186,7 @@ class PathwayDetail(PathwaySummary):
     handovers: list[Handover]
     escalations: list[Escalation]
     notes: list[Note]
-    lean: dict[str, Any] = Field(description="lean measures of this pathway")
+    lean: PathwayMetrics = Field(description="lean measures of this pathway, so far")
     timeline: list[PathwayEvent] = Field(description="the event log, oldest first")
 
 

@@ -156,7 +156,8 @@ async def test_a_started_pathway_is_listed_filtered_and_shown_in_full(
     assert {s["id"]: s["status"] for s in detail["steps"]}["hip-replacement"] == "active"
     (handover,) = detail["handovers"]
     assert handover["provider_id"] == ORTHO_CENTRES[0] and handover["status"] == "requested"
-    assert detail["lean"]["completed_handovers"] == 0
+    assert detail["lean"]["completed_deliveries"] == 0
+    assert detail["lean"]["first_time_right"] is None
     await _until(
         http,
         f"/api/pathways/{pathway_id}",

@@ -78,6 +78,9 @@ async def test_a_provider_completes_a_whole_shipped_pathway_through_fhir(
     assert completed[0] == "hip-replacement" and completed[-1] in {s.id for s in definition.steps}
     assert set(completed) <= {s.id for s in definition.steps}
     assert {s["id"] for s in detail["steps"] if s["status"] == "done"} == set(completed)
+    lean = detail["lean"]
+    assert lean["completed_deliveries"] == len(completed) and lean["first_time_right"] == 1.0
+    assert lean["refused_deliveries"] == 0 and lean["open_escalations"] == 0
 
 
 async def test_a_task_reads_as_valid_fhir_with_its_version_as_etag(
