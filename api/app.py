@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from temporalio.client import Client
 
 from activities.store import EventStore
@@ -13,7 +15,33 @@ from api import coordinator, fhir, problems
 from api.gateway import Gateway
 from api.tokens import TokenStore
 from pathways.catalogue import load_catalogue
+from pathways.model import _ISO_DURATION
 from pathways.settings import Settings
+
+DURATION = {"type": "string", "pattern": _ISO_DURATION.pattern, "description": "ISO 8601 duration"}
+
+
+def _iso_durations(node: Any) -> Any:
+    """JSON Schema's "duration" format forbids fractional seconds; our durations may have them."""
+    if isinstance(node, dict):
+        if node.get("format") == "duration":
+            return {**{k: v for k, v in node.items() if k != "format"}, **DURATION}
+        return {key: _iso_durations(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_iso_durations(item) for item in node]
+    return node
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        app.openapi_schema = _iso_durations(schema)
+    return app.openapi_schema
 
 
 def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
@@ -37,6 +65,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.state.store = EventStore(settings.event_store)
     app.state.tokens = TokenStore(settings.event_store)
     app.state.tokens.migrate()
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     problems.install(app)
     app.include_router(fhir.router)
     app.include_router(coordinator.router)
