@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from pathways.engine import PathwayRun
     from pathways.events import (
         Effects,
+        EventKind,
         HandoverRow,
         Notification,
         PathwayRow,
@@ -52,6 +53,9 @@ NOTIFY_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=10),
     non_retryable_error_types=["WebhookRejected"],
 )
+
+
+WATCHED = frozenset({EventKind.ESCALATED, EventKind.BREACHED, EventKind.REFUSED_DELIVERY})
 
 
 class PathwayInput(BaseModel):
@@ -100,6 +104,9 @@ class PathwayWorkflow:
         self._search = search.current_values(workflow.info().typed_search_attributes)
         self._notifications: set[asyncio.Task[object]] = set()
         self._timer: asyncio.Future[None] | None = None
+        self._attention = workflow.metric_meter().create_counter(
+            "pathways_attention_events_total", "escalations, breaches and refused deliveries"
+        )
         self._timer_at: datetime | None = None
 
     @workflow.run
@@ -251,6 +258,7 @@ class PathwayWorkflow:
             return
         for notification in effects.notifications:
             self._notify(notification)
+        self._observe(effects)
         await workflow.execute_local_activity(
             "record_events",
             self._batch(effects),
@@ -259,6 +267,26 @@ class PathwayWorkflow:
         )
         self._upsert_search_attributes()
         self._describe()
+
+    def _observe(self, effects: Effects) -> None:
+        """Count and log what needs attention: escalations, breaches, refused deliveries.
+
+        Labels and log fields are definition, step and provider ids only, never patient data;
+        the SDK's workflow meter and logger skip replays, so nothing is counted twice.
+        """
+        definition = self._run.state.definition.id
+        for event in effects.events:
+            if event.kind not in WATCHED:
+                continue
+            labels = {"kind": event.kind.value, "definition": definition}
+            if "level" in event.detail:
+                labels["level"] = str(event.detail["level"])
+            self._attention.add(1, labels)
+            workflow.logger.info(
+                "handover needs attention",
+                extra={"kind": event.kind.value, "step": event.step_id,
+                       "provider": event.provider_id, **labels},
+            )
 
     def _notify(self, notification: Notification) -> None:
         state = self._run.state

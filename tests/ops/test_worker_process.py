@@ -11,7 +11,7 @@ from temporalio.testing import WorkflowEnvironment
 from pathways.settings import Settings
 from pathways.state import TaskStatus
 from tests.ops.processes import PATHWAYS, env_for, free_port
-from tests.workflows.support import TWO_DAY, provider, start, state_of, wait_until
+from tests.workflows.support import TWO_DAY, provider, refused, start, state_of, wait_until
 
 
 async def test_worker_serves_health_and_metrics_and_stops_cleanly(
@@ -39,10 +39,12 @@ async def test_worker_serves_health_and_metrics_and_stops_cleanly(
             handle = await start(dev_env.client, own, TWO_DAY, _patient())
             visit = (await state_of(handle)).handovers["first-visit.1"]
             await provider(handle, visit, TaskStatus.ACCEPTED)
+            await refused(provider(handle, visit, TaskStatus.COMPLETED, output={"wound_ok": 3}))
 
             async def scraped() -> str | None:
                 text = (await http.get(f"http://127.0.0.1:{metrics}/metrics")).text
-                return text if "pathways_events_recorded" in text else None
+                wanted = ("pathways_events_recorded_total", "pathways_attention_events_total{")
+                return text if all(w in text for w in wanted) else None
 
             text = await wait_until(scraped, timeout=30)
             assert "temporal_workflow_task_schedule_to_start_latency" in text or "temporal_" in text
