@@ -41,7 +41,7 @@ async def _fuzz(api: RunningApi, token: str, tmp_path: Path, *only: str) -> tupl
         *only,
     ]  # fmt: skip
     process = await asyncio.create_subprocess_exec(
-        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path
     )
     output, _ = await asyncio.wait_for(process.communicate(), timeout=300)
     return process.returncode or 0, output.decode()

@@ -52,11 +52,12 @@ async def test_a_provider_token_acts_for_that_provider_only(
     issued = await _pathways(api, "issue", "--provider", "elmshire-care-transfer-hub")
     assert issued.returncode == 0, issued.stderr
     token = issued.stdout.strip().splitlines()[-1]
-    assert (await http.get("/fhir/Task", headers=bearer(token))).status_code == 200
+    unknown_task = "/fhir/Task/nonsense"  # answered without the engine: 404 once authenticated
+    assert (await http.get(unknown_task, headers=bearer(token))).status_code == 404
     assert (await http.get("/api/catalogue", headers=bearer(token))).status_code == 403
     revoked = await _pathways(api, "revoke", token)
     assert revoked.returncode == 0
-    assert (await http.get("/fhir/Task", headers=bearer(token))).status_code == 401
+    assert (await http.get(unknown_task, headers=bearer(token))).status_code == 401
 
 
 @pytest.mark.parametrize(
