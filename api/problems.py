@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -16,6 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pathways.commands import Refusal
 from pathways.fhir import operation_outcome
+
+log = structlog.get_logger("pathways.api")
 
 FHIR_JSON = "application/fhir+json"
 PROBLEM_JSON = "application/problem+json"
@@ -30,6 +33,7 @@ ISSUE_CODES: dict[int, str] = {
     412: "conflict",
     415: "not-supported",
     422: "invariant",
+    500: "exception",
     503: "transient",
 }
 """FHIR OperationOutcome issue code for each status we answer with."""
@@ -43,6 +47,7 @@ TITLES: dict[int, str] = {
     409: "Conflict",
     415: "Unsupported media type",
     422: "Unprocessable content",
+    500: "Internal server error",
     503: "Service unavailable",
 }
 
@@ -126,7 +131,15 @@ def validation_problems(error: RequestValidationError) -> list[str]:
 
 
 def install(app: FastAPI) -> None:
-    """Route every error through `error_response`."""
+    """Route every error through `error_response`; a bug logs its type, never the request."""
+
+    @app.middleware("http")
+    async def contain_bugs(request: Request, call_next: Any) -> Any:
+        try:
+            return await call_next(request)
+        except Exception as error:  # a bug: its message or traceback could quote patient data
+            log.error("request failed", path=request.url.path, error_type=type(error).__name__)
+            return error_response(request, ApiError(500, ["internal error"]))
 
     async def on_api_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, ApiError)
