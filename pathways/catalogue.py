@@ -17,7 +17,11 @@ import yaml
 from pydantic import ValidationError
 
 from pathways.model import PathwayDefinition
-from pathways.validation import DefinitionError, DefinitionProblem, problems_from_validation
+from pathways.validation import (
+    DefinitionError,
+    DefinitionProblem,
+    problems_from_validation,
+)
 
 SUFFIXES = (".yaml", ".yml")
 _REFERENCE = re.compile(r"^(?P<id>[^@\s]+)(@(?P<version>[1-9]\d*))?$")
@@ -167,7 +171,7 @@ def parse_definition(text: str, file: str) -> PathwayDefinition:
 
 def _parse_yaml(text: str, file: str) -> dict[str, Any]:
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

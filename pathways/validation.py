@@ -77,17 +77,16 @@ def problems_from_validation(
     error: ValidationError, data: Any, file: str | None = None
 ) -> list[DefinitionProblem]:
     """Turn pydantic's errors into problems, naming the step a `loc` like steps.3.sla points into."""
-    problems: list[DefinitionProblem] = []
+    whole: list[DefinitionProblem] = []
+    fields: list[DefinitionProblem] = []
     items = error.errors()
     for item in items:
-        if _follows_from_items(item, items):
-            continue
         cause = (item.get("ctx") or {}).get("error")
         if isinstance(cause, DefinitionError):
-            problems.extend(p.in_file(file) if file else p for p in cause.problems)
-        else:
-            problems.append(_problem_from_error(item, data, file))
-    return problems
+            whole.extend(p.in_file(file) if file else p for p in cause.problems)
+        elif not _follows_from_items(item, items):
+            fields.append(_problem_from_error(item, data, file))
+    return [*_merge_alternatives(fields), *whole]
 
 
 # --- pydantic error formatting --------------------------------------------------------------
@@ -101,12 +100,13 @@ def _follows_from_items(item: Any, items: list[Any]) -> bool:
 
 
 def _problem_from_error(item: Any, data: Any, file: str | None) -> DefinitionProblem:
-    loc = tuple(item["loc"])
+    loc = _without_union_tags(tuple(item["loc"]), data)
     step = None
     if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
-        step = _item_id(data, loc[:2]) or f"#{loc[1] + 1}"
-        loc = loc[2:]
-    path = _render_loc(data, loc, step is not None)
+        step = _item_name(_lookup(data, loc[:2])) or f"#{loc[1] + 1}"
+        path = _render_loc(_lookup(data, ("steps", loc[1])), loc[2:])
+    else:
+        path = _render_loc(data, loc)
     message = item["msg"].removeprefix("Value error, ")
     if item["type"] == "extra_forbidden":
         reason = f"unknown key {path!r}"
@@ -117,20 +117,38 @@ def _problem_from_error(item: Any, data: Any, file: str | None) -> DefinitionPro
     return DefinitionProblem(file, step, reason)
 
 
-def _render_loc(data: Any, loc: tuple[Any, ...], in_step: bool) -> str:
-    """steps.3.sla.accept_within -> sla.accept_within; roles.0.providers.1 -> roles[gp].providers[1]."""
-    text = ""
-    node = data
-    if in_step:
-        node = _lookup(data, ("steps",))
-    for depth, part in enumerate(loc):
-        if isinstance(part, int):
-            item = _lookup(node, (part,))
-            ident = item.get("id") if isinstance(item, dict) else None
-            text += f"[{ident}]" if isinstance(ident, str) else f"[{part}]"
+def _without_union_tags(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
+    """Drop the member names pydantic appends for unions (when.equals.str -> when.equals)."""
+    while loc and isinstance(loc[-1], str) and not isinstance(_lookup(data, loc[:-1]), dict):
+        loc = loc[:-1]
+    return loc
+
+
+def _merge_alternatives(problems: list[DefinitionProblem]) -> list[DefinitionProblem]:
+    """One problem per place for a value no member of a union accepts ("a valid string or ...")."""
+    merged: dict[tuple[str | None, str | None, str], list[str]] = {}
+    for problem in problems:
+        place, _, message = problem.reason.partition(": ")
+        merged.setdefault((problem.file, problem.step, place), []).append(message)
+    result = []
+    for (file, step, place), messages in merged.items():
+        if len(messages) == 1 or not all(m.startswith("Input should be ") for m in messages):
+            result.extend(DefinitionProblem(file, step, f"{place}: {m}" if m else place) for m in messages)
         else:
-            text += f".{part}" if depth else str(part)
+            either = " or ".join(m.removeprefix("Input should be ") for m in messages)
+            result.append(DefinitionProblem(file, step, f"{place}: Input should be {either}"))
+    return result
+
+
+def _render_loc(node: Any, loc: tuple[Any, ...]) -> str:
+    """sla.accept_within stays; roles.0.providers.1 -> roles[gp].providers[nsh] (ids, else index)."""
+    text = ""
+    for part in loc:
         node = _lookup(node, (part,))
+        if isinstance(part, int):
+            text += f"[{_item_name(node) or part}]"
+        else:
+            text += f".{part}"
     return text.lstrip(".")
 
 
@@ -145,10 +163,12 @@ def _lookup(data: Any, path: Iterable[Any]) -> Any:
     return data
 
 
-def _item_id(data: Any, path: tuple[Any, ...]) -> str | None:
-    item = _lookup(data, path)
-    ident = item.get("id") if isinstance(item, dict) else None
-    return ident if isinstance(ident, str) else None
+def _item_name(item: Any) -> str | None:
+    """The id (or, for handover fields, the name) a list item is known by in the YAML."""
+    if not isinstance(item, dict):
+        return None
+    name = item.get("id", item.get("name"))
+    return name if isinstance(name, str) else None
 
 
 # --- identity checks ------------------------------------------------------------------------

@@ -15,7 +15,13 @@ import typer
 
 from pathways.catalogue import Catalogue, UnknownDefinition, load_catalogue, scan
 from pathways.cli.app import app
-from pathways.graph import critical_path, max_parallelism, to_dot, to_mermaid, topological_order
+from pathways.graph import (
+    critical_path,
+    max_parallelism,
+    to_dot,
+    to_mermaid,
+    topological_order,
+)
 from pathways.model import HandoverField, PathwayDefinition, Step, format_duration
 from pathways.settings import Settings
 from pathways.validation import DefinitionError, DefinitionProblem
@@ -117,12 +123,11 @@ def describe(definition: PathwayDefinition) -> str:
 
 
 def _describe_step(step: Step) -> list[str]:
-    sla = step.sla
+    accept, complete = format_duration(step.sla.accept_within), format_duration(step.sla.complete_within)
     lines = [
         f"  {step.id}: {step.title}",
         f"    role: {step.role}",
-        f"    sla: accept within {format_duration(sla.accept_within)}, "
-        f"complete within {format_duration(sla.complete_within)}",
+        f"    sla: accept within {accept}, complete within {complete}",
         f"    waits for: {', '.join(step.after) or 'nothing (start step)'}",
     ]
     if step.when is not None:

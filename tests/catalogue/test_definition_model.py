@@ -9,7 +9,11 @@ import pytest
 from pydantic import ValidationError
 
 from pathways.model import Condition, PathwayDefinition
-from pathways.validation import DefinitionError, DefinitionProblem, problems_from_validation
+from pathways.validation import (
+    DefinitionError,
+    DefinitionProblem,
+    problems_from_validation,
+)
 
 
 def test_valid_definition_parses(raw: dict[str, Any]) -> None:

@@ -121,6 +121,18 @@ def test_missing_key_names_the_step(raw: dict[str, Any], write: Any) -> None:
     assert problems == [("discharge-summary", "missing required key 'role'")]
 
 
+def test_value_no_union_member_accepts_is_one_problem(raw: dict[str, Any], write: Any) -> None:
+    raw["steps"][2]["when"] = {"step": "surgery", "field": "route", "equals": ["pathway-1"]}
+    raw["steps"][0]["handover"][1]["codes"] = ["yes"]
+    assert _problems(read_definition, write("p.yaml", raw)) == [
+        ("surgery", "handover[weight_bearing]: field 'weight_bearing' has codes but is of type boolean"),
+        (
+            "home-therapy",
+            "when.equals: Input should be a valid string or a valid integer or a valid number or a valid boolean",
+        ),
+    ]
+
+
 def _problems(reader: Any, path: Path) -> list[tuple[str | None, str]]:
     with pytest.raises(DefinitionError) as caught:
         reader(path)
