@@ -26,11 +26,16 @@ class CriticalPath:
 
 
 def dependency_graph(definition: PathwayDefinition) -> nx.DiGraph:
-    """DiGraph of step ids, edges from each dependency to its dependent; nodes carry `step`."""
+    """DiGraph of step ids, edges from each dependency to its dependent; nodes carry `step`.
+
+    Dependencies on unknown steps are left out, so validation can analyse a broken graph too.
+    """
     graph = nx.DiGraph()
     for step in definition.steps:
         graph.add_node(step.id, step=step)
-    graph.add_edges_from((dependency, step.id) for step in definition.steps for dependency in step.after)
+    graph.add_edges_from(
+        (dependency, step.id) for step in definition.steps for dependency in step.after if dependency in graph
+    )
     return graph
 
 

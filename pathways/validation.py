@@ -19,6 +19,7 @@ from typing import Any
 import networkx as nx
 from pydantic import ValidationError
 
+from pathways.graph import dependency_graph
 from pathways.model import (
     Clock,
     Condition,
@@ -59,7 +60,7 @@ class DefinitionError(ValueError):
 
 def check_definition(definition: PathwayDefinition) -> list[DefinitionProblem]:
     """All cross-reference and graph problems of a field-valid definition (empty when sound)."""
-    graph = _known_edges(definition)
+    graph = dependency_graph(definition)
     return [
         *_duplicates("role id", (r.id for r in definition.roles)),
         *_roles_without_providers(definition),
@@ -228,19 +229,6 @@ def _step_references(definition: PathwayDefinition) -> Iterator[DefinitionProble
 
 
 # --- graph checks ---------------------------------------------------------------------------
-
-
-def _known_edges(definition: PathwayDefinition) -> nx.DiGraph:
-    """Dependency graph (dependency -> dependent) over known steps only, so checks can go on."""
-    graph = nx.DiGraph()
-    graph.add_nodes_from(s.id for s in definition.steps)
-    graph.add_edges_from(
-        (dependency, step.id)
-        for step in definition.steps
-        for dependency in step.after
-        if dependency in graph
-    )
-    return graph
 
 
 def _cycles(definition: PathwayDefinition, graph: nx.DiGraph) -> Iterator[DefinitionProblem]:
