@@ -108,14 +108,16 @@ class Scan:
 
 
 def definition_files(paths: Sequence[Path]) -> list[Path]:
-    """The YAML files named, and those under the folders named (recursively), in order."""
-    found: list[Path] = []
+    """The YAML files named, and those under the folders named (recursively), each once, in order."""
+    found: dict[Path, Path] = {}
     for path in paths:
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file()))
+            files = sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
         else:
-            found.append(path)
-    return found
+            files = [path]
+        for file in files:
+            found.setdefault(file.resolve(), file)
+    return list(found.values())
 
 
 def scan(paths: Sequence[Path]) -> Scan:

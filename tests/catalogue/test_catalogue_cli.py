@@ -33,6 +33,12 @@ def test_validate_prints_ok_per_definition(catalogue: Path) -> None:
     assert result.stderr == ""
 
 
+def test_validate_reads_a_file_named_twice_once(catalogue: Path) -> None:
+    result = runner.invoke(app, ["validate", str(catalogue), str(catalogue / "hip.yaml")])
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 2
+
+
 def test_validate_reports_every_problem_of_every_file_and_fails(catalogue: Path) -> None:
     result = runner.invoke(app, ["validate", str(catalogue), str(BROKEN / "cycle.yaml"), str(BROKEN / "unknown-role.yaml")])
     assert result.exit_code == 1
