@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -43,16 +44,11 @@ class RunningApi:
         return self.tokens.issue_coordinator(name)
 
 
-def serve_in_thread(settings: Settings) -> Iterator[str]:
+def serve_in_thread(settings: Settings, **config: Any) -> Iterator[str]:
     """Run the API until the generator is closed; yields its base URL."""
+    options: dict[str, Any] = {"log_level": "warning", "lifespan": "on"} | config
     server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings),
-            host="127.0.0.1",
-            port=settings.api_port,
-            log_level="warning",
-            lifespan="on",
-        )
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.api_port, **options)
     )
     thread = threading.Thread(target=server.run, name="api-under-test", daemon=True)
     thread.start()
