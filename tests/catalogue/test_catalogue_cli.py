@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BROKEN
+from tests.catalogue.conftest import BROKEN
 from typer.testing import CliRunner
 
 from pathways.cli import app

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BROKEN
+from tests.catalogue.conftest import BROKEN
 
 from pathways.catalogue import Catalogue, UnknownDefinition, load_catalogue
 from pathways.validation import DefinitionError

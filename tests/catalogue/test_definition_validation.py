@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BROKEN
+from tests.catalogue.conftest import BROKEN
 
 from pathways.catalogue import read_definition, scan
 from pathways.validation import DefinitionError, DefinitionProblem

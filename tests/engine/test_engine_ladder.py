@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from engine_builders import HOOK, T0, command, complete, definition, kinds, start, step
+from tests.engine.engine_builders import HOOK, T0, command, complete, definition, kinds, start, step
 
 from pathways.commands import ExtendDue, HoldPathway, ResumePathway
 from pathways.engine import PathwayRun

@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from engine_builders import T0, command, complete, definition, start, step
+from tests.engine.engine_builders import T0, command, complete, definition, start, step
 
 from pathways.commands import EscalationAction, Refusal
 from pathways.engine import PathwayRun

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from engine_builders import T0, definition, start, step
+from tests.engine.engine_builders import T0, definition, start, step
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
