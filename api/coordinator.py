@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import secrets
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
+from temporalio.workflow import UpdateMethodMultiParam
 
 from api import context
 from api.auth import Coordinator
@@ -46,6 +47,9 @@ from pathways.state import Escalation, EscalationStatus, Handover, Note, Pathway
 from workflows.pathway import PathwayWorkflow
 
 router = APIRouter(prefix="/api", tags=["Coordinators"])
+
+R = TypeVar("R")
+C = TypeVar("C", bound=BaseModel)
 
 INBOX_LIMIT = 500
 """Most running pathways the inbox looks at (one Query each)."""
@@ -183,10 +187,10 @@ async def pathway(pathway_id: str, principal: Coordinator, request: Request) -> 
 async def _command(
     request: Request,
     pathway_id: str,
-    method: Any,
+    method: UpdateMethodMultiParam[[Any, Any], R],
     command: BaseModel,
     idempotency_key: str | None,
-) -> Any:
+) -> R:
     basis = idempotency_key or secrets.token_hex(16)
     return await context.gateway(request).update(pathway_id, method, command, basis)
 
@@ -220,20 +224,22 @@ async def extend(
     return await _command(request, pathway_id, PathwayWorkflow.extend_due, command, idempotency_key)
 
 
-def _validated(model: type[BaseModel], values: dict[str, Any], principal: Principal) -> Any:
+def _validated(model: type[C], values: dict[str, Any], principal: Principal) -> C:
     """Build a command; its own rules (e.g. exactly one of by/until) answer 422."""
     try:
         return model.model_validate(values | {"actor": principal.actor})
-    except ValueError as error:
-        problems = [e["msg"] for e in getattr(error, "errors", lambda: [])()] or [str(error)]
-        raise ApiError(422, problems) from None
+    except ValidationError as error:
+        raise ApiError(422, [e["msg"] for e in error.errors()]) from None
 
 
 async def _pathway_command(
-    request: Request, pathway_id: str, method: Any, command: BaseModel, key: str | None
+    request: Request,
+    pathway_id: str,
+    method: UpdateMethodMultiParam[[Any, Any], PathwayState],
+    command: BaseModel,
+    key: str | None,
 ) -> PathwaySummary:
-    state: PathwayState = await _command(request, pathway_id, method, command, key)
-    return PathwaySummary.of(state)
+    return PathwaySummary.of(await _command(request, pathway_id, method, command, key))
 
 
 @router.post("/pathways/{pathway_id}/hold", response_model=PathwaySummary, responses=COMMAND_ERRORS)
@@ -301,7 +307,7 @@ async def _escalation_command(
     request: Request,
     pathway_id: str,
     escalation_id: int,
-    method: Any,
+    method: UpdateMethodMultiParam[[Any, Any], Escalation],
     body: EscalationRequest,
     principal: Principal,
     key: str | None,

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from temporalio.client import Client, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.workflow import UpdateMethodMultiParam
 
 from api.problems import ApiError, unavailable
 from pathways.model import PathwayDefinition
@@ -26,6 +27,7 @@ from workflows.client import connect, refusal_of, start_pathway
 from workflows.pathway import PathwayWorkflow
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 def update_id(name: str, pathway_id: str, actor: str, command: BaseModel, basis: str) -> str:
@@ -84,11 +86,18 @@ class Gateway:
         missing = ApiError(404, [f"no pathway {pathway_id}"])
         return await self._deadline(handle.query(PathwayWorkflow.state), missing)
 
-    async def update(self, pathway_id: str, method: Any, command: BaseModel, basis: str) -> Any:
+    async def update(
+        self,
+        pathway_id: str,
+        method: UpdateMethodMultiParam[[Any, Any], R],
+        command: BaseModel,
+        basis: str,
+    ) -> R:
         """Apply one command as an Update; refusals raise ApiError with every problem."""
         handle = (await self.client()).get_workflow_handle(pathway_id)
         actor = str(getattr(command, "actor", ""))
-        key = update_id(method.__name__, pathway_id, actor, command, basis)
+        name = getattr(method, "__name__", "update")  # the handler function: its Update name
+        key = update_id(name, pathway_id, actor, command, basis)
         ended = ApiError(409, [f"pathway {pathway_id} has ended"])
         try:
             return await self._deadline(handle.execute_update(method, command, id=key), ended)

@@ -154,7 +154,8 @@ def install(app: FastAPI) -> None:
     async def on_http(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, StarletteHTTPException)
         problems = [str(error.detail)] if error.detail else [TITLES.get(error.status_code, "Error")]
-        return error_response(request, ApiError(error.status_code, problems, error.headers))
+        headers = dict(error.headers or {})
+        return error_response(request, ApiError(error.status_code, problems, headers))
 
     app.add_exception_handler(ApiError, on_api_error)
     app.add_exception_handler(RequestValidationError, on_validation)
