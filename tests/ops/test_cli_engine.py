@@ -6,7 +6,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from pathways.settings import Settings
 from pathways.state import PathwayState
-from tests.ops.processes import env_for, run
+from tests.ops.processes import env_for, free_port, run
 from workflows.pathway import PathwayWorkflow
 
 
@@ -49,3 +49,11 @@ def test_start_refuses_an_unknown_definition(settings: Settings) -> None:
     done = run("start", "no-such-pathway", "--nhs-number", "9434765919", env=env_for(settings))
     assert done.returncode == 2
     assert "no-such-pathway" in done.stderr
+
+
+def test_global_options_override_the_environment(settings: Settings) -> None:
+    dead = f"127.0.0.1:{free_port()}"
+    done = run("--temporal-address", dead, "start", "urgent-community-response",
+               "--nhs-number", "9434765919", env=env_for(settings))
+    assert done.returncode == 1
+    assert "9434765919" not in done.stdout + done.stderr
