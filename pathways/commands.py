@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from pathways.state import Model, Patient, TaskStatus
+from pathways.state import Model, TaskStatus
 
 
 class Refusal(Exception):
@@ -91,9 +91,3 @@ class EscalationAction(Model):
     actor: str
     note: str | None = None
 
-
-class StartPathway(Model):
-    """What a client asks for; the API or CLI turns it into a workflow start."""
-
-    definition: str = Field(description="definition id, or id@version to pin an older one")
-    patient: Patient

@@ -87,10 +87,6 @@ class Effects(Model):
     events: list[PathwayEvent] = Field(default_factory=list)
     notifications: list[Notification] = Field(default_factory=list)
 
-    def extend(self, other: Effects) -> None:
-        self.events.extend(other.events)
-        self.notifications.extend(other.notifications)
-
     def __bool__(self) -> bool:
         return bool(self.events or self.notifications)
 
