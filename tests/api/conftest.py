@@ -66,7 +66,7 @@ def serve_in_thread(settings: Settings, **config: Any) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def api_settings(settings: Settings) -> Settings:
     """The shared test settings, with the API on its own free port (so Task URLs point at it)."""
-    return settings.model_copy(update={"api_port": free_port(), "update_timeout_seconds": 5.0})
+    return settings.model_copy(update={"api_port": free_port()})
 
 
 @pytest_asyncio.fixture(scope="session")

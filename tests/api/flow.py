@@ -33,7 +33,7 @@ async def read_task(
     http: httpx.AsyncClient, task_id: str, headers: dict[str, str]
 ) -> dict[str, Any]:
     """The Task once its handover exists (the workflow creates it right after start)."""
-    for _ in range(100):
+    for _ in range(300):
         response = await http.get(f"/fhir/Task/{task_id}", headers=headers)
         if response.status_code == 200:
             return dict(response.json())

@@ -31,7 +31,7 @@ def problems(response: httpx.Response) -> list[str]:
 
 async def _until(http: httpx.AsyncClient, url: str, headers: dict[str, str], check: Any) -> Any:
     """Poll a read-model route until `check(body)` holds (it lags a change by moments)."""
-    for _ in range(100):
+    for _ in range(300):
         body = (await http.get(url, headers=headers)).json()
         if check(body):
             return body

@@ -122,7 +122,7 @@ async def test_search_pages_a_providers_tasks_as_a_valid_bundle(
     await _first_task(http, coordinator, owner)
     since = first["meta"]["lastUpdated"]
     query = {"status": "requested", "_count": "1", "_lastUpdated": f"gt{_earlier(since)}"}
-    for _ in range(100):  # the read model catches up within moments
+    for _ in range(300):  # the read model catches up within moments
         page = await http.get("/fhir/Task", params=query, headers=owner)
         if page.json()["total"] >= 2:
             break

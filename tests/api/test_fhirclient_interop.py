@@ -83,7 +83,7 @@ async def test_fhirclient_lists_accepts_and_completes_its_task(
     await read_task(http, f"{pathway_id}.hip-replacement.1", {"Authorization": f"Bearer {token}"})
     step = catalogue.get(HIP).step("hip-replacement")
     outputs = fhir_outputs(step)
-    for _ in range(100):  # the search reads the read model, which follows within moments
+    for _ in range(300):  # the search reads the read model, which follows within moments
         listed = (
             await http.get(
                 "/fhir/Task",
