@@ -35,19 +35,11 @@ from pathways import fhir
 from pathways.catalogue import UnknownDefinition
 from pathways.commands import ProviderCommand
 from pathways.events import HandoverRow
+from pathways.lifecycle import PROVIDER_MOVES
 from pathways.state import Handover, PathwayState, TaskStatus, parse_task_id
 from workflows.pathway import PathwayWorkflow
 
-PROVIDER_STATUSES = frozenset(
-    {
-        TaskStatus.ACCEPTED,
-        TaskStatus.REJECTED,
-        TaskStatus.IN_PROGRESS,
-        TaskStatus.ON_HOLD,
-        TaskStatus.FAILED,
-        TaskStatus.COMPLETED,
-    }
-)
+PROVIDER_STATUSES: frozenset[TaskStatus] = frozenset().union(*PROVIDER_MOVES.values())
 """The statuses a performer sets (FHIR Task life cycle); the orchestrator sets the rest."""
 
 MAX_COUNT = 100
