@@ -366,7 +366,7 @@ async def escalations(principal: Coordinator, request: Request) -> Inbox:
             store.list_pathways, status=status.value, limit=INBOX_LIMIT
         )
         ids.extend(row.pathway_id for row in rows)
-    states = await asyncio.gather(*map(context.gateway(request).state, ids[:INBOX_LIMIT]))
+    states = (await context.gateway(request).states(ids[:INBOX_LIMIT])).values()
     items = [
         InboxItem(pathway_id=state.pathway_id, definition=state.definition.id, escalation=e)
         for state in states

@@ -181,18 +181,17 @@ def _updated_after(last_updated: str | None) -> datetime | None:
 
 
 async def _render_rows(
-    gateway: Gateway, rows: list[HandoverRow], base_url: str
+    gateway: Gateway, rows: list[HandoverRow], provider_id: str, base_url: str
 ) -> list[dict[str, Any]]:
-    """Full Tasks for read-model rows: one Query per pathway, in parallel."""
-    pathway_ids = sorted({row.pathway_id for row in rows})
-    states = dict(
-        zip(pathway_ids, await asyncio.gather(*map(gateway.state, pathway_ids)), strict=True)
-    )
+    """Full, current Tasks for read-model rows: one Query per pathway, in parallel. A row the
+    read model has not yet caught up with (the handover moved to another provider) is left out."""
+    states = await gateway.states(sorted({row.pathway_id for row in rows}))
     tasks = []
     for row in rows:
-        handover = states[row.pathway_id].handovers.get(row.handover_id)
-        if handover is not None:
-            tasks.append(fhir.task_resource(states[row.pathway_id], handover, base_url))
+        state = states.get(row.pathway_id)
+        handover = state.handovers.get(row.handover_id) if state else None
+        if state is not None and handover is not None and handover.provider_id == provider_id:
+            tasks.append(fhir.task_resource(state, handover, base_url))
     return tasks
 
 
@@ -226,7 +225,7 @@ async def search_tasks(
         store.search_tasks, provider_id, statuses, after, count, offset
     )
     base_url = context.settings(request).base_url
-    tasks = await _render_rows(context.gateway(request), rows, base_url)
+    tasks = await _render_rows(context.gateway(request), rows, provider_id, base_url)
     params = {
         "owner": f"Organization/{provider_id}",
         "status": status,

@@ -86,6 +86,19 @@ class Gateway:
         missing = ApiError(404, [f"no pathway {pathway_id}"])
         return await self._deadline(handle.query(PathwayWorkflow.state), missing)
 
+    async def states(self, pathway_ids: list[str]) -> dict[str, PathwayState]:
+        """Several pathways' states, queried in parallel; pathways that no longer exist (e.g.
+        past retention while the read model still lists them) are left out."""
+        answers = await asyncio.gather(*map(self.state, pathway_ids), return_exceptions=True)
+        found: dict[str, PathwayState] = {}
+        for pathway_id, answer in zip(pathway_ids, answers, strict=True):
+            if isinstance(answer, ApiError) and answer.status == 404:
+                continue
+            if isinstance(answer, BaseException):
+                raise answer
+            found[pathway_id] = answer
+        return found
+
     async def update(
         self,
         pathway_id: str,

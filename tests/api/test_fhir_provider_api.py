@@ -200,6 +200,34 @@ async def test_another_providers_task_is_not_found_and_cannot_be_changed(
     assert (await read_task(http, task["id"], ortho))["status"] == "requested"
 
 
+async def test_a_reassigned_task_leaves_the_old_providers_search_at_once(
+    api: RunningApi, http: httpx.AsyncClient, coordinator: dict[str, str]
+) -> None:
+    old = bearer(api.provider_token("fenwick-park-hospital"))
+    pathway_id = await start_pathway(http, coordinator)
+    task_id = f"{pathway_id}.hip-replacement.1"
+    await read_task(http, task_id, coordinator)
+    to_fenwick = {"handover_id": "hip-replacement.1", "provider_id": "fenwick-park-hospital"}
+    moved = await http.post(
+        f"/api/pathways/{pathway_id}/reassign",
+        json={**to_fenwick, "reason": "shorter list"},
+        headers=coordinator,
+    )
+    assert moved.status_code == 200
+    for _ in range(300):  # wait until the read model lists it for fenwick
+        found = (await http.get("/fhir/Task", params={"_count": "100"}, headers=old)).json()
+        if task_id in [e["resource"]["id"] for e in found.get("entry", [])]:
+            break
+        await asyncio.sleep(0.05)
+    back = {"handover_id": "hip-replacement.1", "provider_id": ORTHO, "reason": "list cleared"}
+    returned = await http.post(
+        f"/api/pathways/{pathway_id}/reassign", json=back, headers=coordinator
+    )
+    assert returned.status_code == 200
+    search = await http.get("/fhir/Task", params={"_count": "100"}, headers=old)
+    assert task_id not in [e["resource"]["id"] for e in search.json().get("entry", [])]
+
+
 async def test_a_coordinator_reads_tasks_but_cannot_act_as_a_provider(
     http: httpx.AsyncClient, coordinator: dict[str, str], ortho: dict[str, str]
 ) -> None:
