@@ -86,6 +86,10 @@ def business_status(status: BusinessStatus) -> dict[str, Any]:
     }
 
 
+def _present(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
 def _document(value: dict[str, Any]) -> dict[str, Any]:
     """A delivered document ({url|reference, title, content_type}) as value[x]."""
     if value.get("reference"):
@@ -248,10 +252,6 @@ class OutputError(ValueError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
-
-
-def _present(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if v is not None}
 
 
 def _output_value(element: dict[str, Any]) -> tuple[bool, Any]:
