@@ -389,3 +389,12 @@ async def test_unknown_questionnaires_are_404(
     for name in ("hip-replacement-d2a.9.hip-replacement", "hip-replacement-d2a.1.nope", "x"):
         response = await http.get(f"/fhir/Questionnaire/{name}", headers=ortho)
         assert response.status_code == 404 and issues(response)
+
+
+async def test_unsupported_interactions_answer_with_an_operation_outcome(
+    http: httpx.AsyncClient, ortho: dict[str, str]
+) -> None:
+    deleted = await http.delete("/fhir/Task/pw-0123456789abcdef.hip-replacement.1", headers=ortho)
+    assert deleted.status_code == 405 and issues(deleted)
+    other_type = await http.get("/fhir/Patient", headers=ortho)
+    assert other_type.status_code == 404 and issues(other_type)
