@@ -15,17 +15,14 @@ from api import coordinator, fhir, problems
 from api.gateway import Gateway
 from api.tokens import TokenStore
 from pathways.catalogue import load_catalogue
-from pathways.model import _ISO_DURATION
+from pathways.model import DURATION_SCHEMA
 from pathways.settings import Settings
-
-DURATION = {"type": "string", "pattern": _ISO_DURATION.pattern, "description": "ISO 8601 duration"}
-
 
 def _iso_durations(node: Any) -> Any:
     """JSON Schema's "duration" format forbids fractional seconds; our durations may have them."""
     if isinstance(node, dict):
         if node.get("format") == "duration":
-            return {**{k: v for k, v in node.items() if k != "format"}, **DURATION}
+            return {**{k: v for k, v in node.items() if k != "format"}, **DURATION_SCHEMA}
         return {key: _iso_durations(value) for key, value in node.items()}
     if isinstance(node, list):
         return [_iso_durations(item) for item in node]

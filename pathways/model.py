@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-_ISO_DURATION = re.compile(
+ISO_DURATION = re.compile(
     r"^-?P(?=\d|T\d)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$"
 )
 _TIMEDELTA = TypeAdapter(timedelta)
@@ -39,7 +39,7 @@ def _parse_duration(value: Any) -> timedelta:
     """Accept only ISO 8601 duration strings (months count as 30 days, years as 365)."""
     if isinstance(value, timedelta):
         return value
-    if not isinstance(value, str) or not _ISO_DURATION.match(value.strip()):
+    if not isinstance(value, str) or not ISO_DURATION.match(value.strip()):
         raise ValueError(f"{value!r} is not an ISO 8601 duration such as PT4H, P1D or P3M")
     return _TIMEDELTA.validate_python(value.strip())
 
@@ -68,13 +68,18 @@ def format_duration(value: timedelta) -> str:
     return text if text not in ("P", "-P") else "PT0S"
 
 
-_DURATION_SCHEMA = {"type": "string", "pattern": _ISO_DURATION.pattern, "examples": ["PT4H", "P1D"]}
+DURATION_SCHEMA = {
+    "type": "string",
+    "pattern": ISO_DURATION.pattern,
+    "description": "ISO 8601 duration",
+    "examples": ["PT4H", "P1D"],
+}
 
 SignedDuration = Annotated[
     timedelta,
     BeforeValidator(_parse_duration),
     PlainSerializer(format_duration, return_type=str),
-    WithJsonSchema(_DURATION_SCHEMA),
+    WithJsonSchema(DURATION_SCHEMA),
 ]
 """An ISO 8601 duration that may be negative (e.g. -PT2H: two hours before a due time)."""
 
