@@ -1,6 +1,7 @@
 """Recorded workflow histories: the proof that code changes keep in-flight pathways replayable.
 
-`python -m tests.workflows.histories` runs every shipped pathway (and the SLA ladder scenario) on
+`python -m tests.workflows.histories` runs every shipped pathway (and, with time skipping, the SLA ladder and a
+recurring pathway's whole year) on
 real Temporal servers and writes their histories to tests/workflows/histories/. Commit them: the
 test suite replays every file against the current workflow code, so a change that would break a
 running pathway fails CI unless it is guarded with `workflow.patched`.
@@ -24,7 +25,14 @@ from pathways.demo import DEMO_PATIENTS
 from pathways.settings import SHIPPED_CATALOGUE
 from pathways.state import TaskStatus
 from tests.conftest import make_settings, run_worker
-from tests.workflows.support import TWO_DAY, deliver_everything, provider, start, state_of
+from tests.workflows.support import (
+    TWO_DAY,
+    deliver_everything,
+    provider,
+    run_through_the_year,
+    start,
+    state_of,
+)
 from workflows import search
 
 FOLDER = Path(__file__).parent / "histories"
@@ -46,8 +54,9 @@ async def record_shipped(env: WorkflowEnvironment, data_dir: Path) -> None:
             await save(handle, definition.key.replace("@", "-v"))
 
 
-async def record_ladder(env: WorkflowEnvironment, data_dir: Path) -> None:
-    settings = make_settings(data_dir, "unused:0", search_attributes=False, task_queue="ladder")
+async def record_timed(env: WorkflowEnvironment, data_dir: Path) -> None:
+    """On the time-skipping server: the SLA ladder, and a recurring pathway's whole year."""
+    settings = make_settings(data_dir, "unused:0", search_attributes=False, task_queue="timed")
     async for _ in run_worker(env.client, settings):
         handle = await start(env.client, settings, TWO_DAY, DEMO_PATIENTS[0])
         await env.sleep(timedelta(days=2, hours=7))
@@ -56,6 +65,11 @@ async def record_ladder(env: WorkflowEnvironment, data_dir: Path) -> None:
         await deliver_everything(handle)
         await handle.result()
         await save(handle, "sla-ladder-two-day")
+
+        year = load_catalogue(SHIPPED_CATALOGUE).get("ltc-annual-contract")
+        handle = await start(env.client, settings, year, DEMO_PATIENTS[1])
+        await run_through_the_year(env, handle)
+        await save(handle, "ltc-annual-contract-v1-full-year")
 
 
 def _binary(name: str) -> str:
@@ -78,7 +92,7 @@ async def main() -> None:
             test_server_existing_path=_binary("temporal-test-server"),
         )
         async with skipping:
-            await record_ladder(skipping, Path(data_dir) / "skip")
+            await record_timed(skipping, Path(data_dir) / "skip")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ from pathways.demo import DEMO_PATIENTS
 from pathways.model import EscalationAction
 from pathways.settings import Settings
 from pathways.state import BusinessStatus, PathwayStatus, SlaState, TaskStatus
-from tests.workflows.support import TWO_DAY, provider, start, state_of
+from pathways.catalogue import Catalogue
+from tests.workflows.support import TWO_DAY, provider, run_through_the_year, start, state_of
 from workflows.pathway import PathwayWorkflow
 
 @pytest.fixture
@@ -112,3 +113,23 @@ async def test_hold_pauses_the_clocks_and_extension_moves_the_due_time(
     assert [e.level for e in later.escalations] == [EscalationAction.REMIND_PROVIDER]
     assert later.handovers["first-visit.1"].provider_id == "nursing-north"
     await handle.cancel()
+
+
+async def test_quarterly_reviews_recur_through_the_contract_year(
+    env: WorkflowEnvironment, skipping_settings: Settings, catalogue: Catalogue
+) -> None:
+    definition = catalogue.get("ltc-annual-contract")
+    handle = await start(env.client, skipping_settings, definition, DEMO_PATIENTS[3])
+    final = await run_through_the_year(env, handle)
+
+    assert final.status is PathwayStatus.COMPLETED
+    reviews = sorted(
+        (h for h in final.handovers.values() if h.step_id == "quarterly-review"),
+        key=lambda h: h.occurrence,
+    )
+    assert [h.occurrence for h in reviews] == [1, 2, 3, 4]
+    every = definition.step("quarterly-review").recurrence.every  # type: ignore[union-attr]
+    for review in reviews[1:]:
+        assert review.ready_at - reviews[0].ready_at >= every * (review.occurrence - 1)
+    outcome = next(h for h in final.handovers.values() if h.step_id == "annual-outcome-review")
+    assert outcome.ready_at >= reviews[-1].completed_at  # type: ignore[operator]
