@@ -58,6 +58,11 @@ NOTIFY_RETRY = RetryPolicy(
 WATCHED = frozenset({EventKind.ESCALATED, EventKind.BREACHED, EventKind.REFUSED_DELIVERY})
 
 
+CANCELLED_IN_TEMPORAL = cmd.CancelPathway(
+    reason="workflow cancellation requested in Temporal", actor="ops:temporal"
+)
+
+
 class PathwayInput(BaseModel):
     """Start (or continue-as-new) input: the pinned definition, the patient, and carried state."""
 
@@ -104,22 +109,18 @@ class PathwayWorkflow:
         self._search = search.current_values(workflow.info().typed_search_attributes)
         self._notifications: set[asyncio.Task[object]] = set()
         self._timer: asyncio.Future[None] | None = None
+        self._timer_at: datetime | None = None
         self._attention = workflow.metric_meter().create_counter(
             "pathways_attention_events_total", "escalations, breaches and refused deliveries"
         )
-        self._timer_at: datetime | None = None
 
     @workflow.run
     async def run(self, input: PathwayInput) -> PathwayResult:
-        while True:
-            await self._flush()
-            if self._run.state.is_finished:
-                break
-            if self._history_is_long():
-                await self._drain()
-                workflow.continue_as_new(self._input.model_copy(update={"state": self._run.state}))
-            await self._wait_for_work()
-            self._run.tick(workflow.now())
+        try:
+            await self._run_until_finished()
+        except asyncio.CancelledError:
+            await self._cancelled_from_temporal()
+            raise
         await self._drain()
         state = self._run.state
         return PathwayResult(
@@ -130,6 +131,24 @@ class PathwayWorkflow:
             refused_deliveries=state.refused_deliveries,
             escalations=len(state.escalations),
         )
+
+    async def _run_until_finished(self) -> None:
+        while True:
+            await self._flush()
+            if self._run.state.is_finished:
+                return
+            if self._history_is_long():
+                await self._drain()
+                workflow.continue_as_new(self._input.model_copy(update={"state": self._run.state}))
+            await self._wait_for_work()
+            self._run.tick(workflow.now())
+
+    async def _cancelled_from_temporal(self) -> None:
+        """Ops cancelled the workflow (Temporal UI or CLI): cancel the pathway properly, so its
+        open handovers are closed, providers told and the event log complete."""
+        if not self._run.state.is_finished:
+            self._run.apply_cancel(CANCELLED_IN_TEMPORAL, workflow.now())
+        await self._flush()
 
     # --- queries --------------------------------------------------------------------------
     @workflow.query

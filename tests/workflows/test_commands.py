@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from activities.store import EventStore
 from pathways.commands import AddNote, CancelPathway, EscalationAction, HoldPathway, Reassign
 from pathways.demo import DEMO_PATIENTS
+from pathways.events import EventKind
 from pathways.settings import Settings
 from pathways.state import EscalationStatus, PathwayStatus, TaskStatus
 from tests.workflows.support import TWO_DAY, provider, refused, start, state_of
@@ -173,3 +175,18 @@ async def test_cancel_closes_open_handovers_and_finishes_the_workflow(
     assert result.status is PathwayStatus.CANCELLED
     final = await state_of(handle)
     assert [n.text for n in final.notes] == ["family informed"]
+
+
+async def test_cancelling_the_workflow_in_temporal_cancels_the_pathway_properly(
+    handle: WorkflowHandle, settings: Settings
+) -> None:
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    final = await state_of(handle)
+    assert final.status is PathwayStatus.CANCELLED
+    assert final.handovers[VISIT].status is TaskStatus.CANCELLED
+    store = EventStore(settings.event_store)
+    kinds = [e.kind for e in store.events(handle.id)]
+    assert kinds[-1] is EventKind.PATHWAY_CANCELLED
+    assert EventKind.CANCELLED in kinds
