@@ -9,10 +9,8 @@ from __future__ import annotations
 import shutil
 import sys
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
@@ -20,11 +18,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.pathway_activities import PathwayActivities
 from activities.store import EventStore
 from pathways.catalogue import Catalogue, load_catalogue
 from pathways.settings import SHIPPED_CATALOGUE, Settings
-from worker.main import build_worker
+from worker.main import running_worker
 from workflows import search
 
 pytest_plugins = ["tests.fixtures.postgres"]
@@ -89,15 +86,10 @@ def settings(tmp_path_factory: pytest.TempPathFactory, dev_env: WorkflowEnvironm
 
 
 async def run_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
-    """A real worker (workflow + activities) on `client`, for the duration of the fixture."""
-    store = EventStore(settings.event_store)
-    store.migrate()
-    async with httpx.AsyncClient() as http:
-        activities = PathwayActivities(settings, store, http)
-        with ThreadPoolExecutor(max_workers=8) as executor:
-            worker = build_worker(client, settings, activities, executor)
-            async with worker:
-                yield worker
+    """A real worker (workflow + activities) on `client`, on a migrated event store."""
+    EventStore(settings.event_store).migrate()
+    async with running_worker(client, settings) as worker:
+        yield worker
 
 
 @pytest_asyncio.fixture(scope="session")

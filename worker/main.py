@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 
 import httpx
 import structlog
@@ -50,27 +52,34 @@ def build_worker(
     )
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """Run until `stop` is set or SIGTERM/SIGINT arrives."""
-    stop = stop or _stop_on_signals()
-    client = await connect(settings, runtime=metrics_runtime(settings))
+@asynccontextmanager
+async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
+    """A worker polling the task queue for as long as the context is open."""
     store = EventStore(settings.event_store)
     async with httpx.AsyncClient() as http:
         activities = PathwayActivities(settings, store, http)
         with ThreadPoolExecutor(max_workers=settings.activity_threads) as executor:
             worker = build_worker(client, settings, activities, executor)
-            health = await serve_health(settings, client)
-            log.info(
-                "worker started",
-                task_queue=settings.task_queue,
-                namespace=settings.namespace,
-                metrics_port=settings.metrics_port,
-                health_port=settings.health_port,
-            )
             async with worker:
-                await stop.wait()
-                log.info("worker stopping: finishing running tasks")
-            await health.shutdown()
+                yield worker
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run until `stop` is set or SIGTERM/SIGINT arrives."""
+    stop = stop or _stop_on_signals()
+    client = await connect(settings, runtime=metrics_runtime(settings))
+    async with running_worker(client, settings):
+        health = await serve_health(settings, client)
+        log.info(
+            "worker started",
+            task_queue=settings.task_queue,
+            namespace=settings.namespace,
+            metrics_port=settings.metrics_port,
+            health_port=settings.health_port,
+        )
+        await stop.wait()
+        log.info("worker stopping: finishing running tasks")
+        await health.shutdown()
     log.info("worker stopped")
 
 
