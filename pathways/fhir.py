@@ -198,6 +198,17 @@ def task_resource(state: PathwayState, handover: Handover, base_url: str) -> dic
     return task
 
 
+def withdrawn_task(task: dict[str, Any], provider_id: str) -> dict[str, Any]:
+    """The Task as a provider that lost it must see it: cancelled, and still addressed to it
+    (the live Task may by now belong to another provider, whom this one must not learn of)."""
+    return {
+        **task,
+        "status": "cancelled",
+        "owner": {"reference": f"Organization/{provider_id}"},
+        "statusReason": {"text": "withdrawn from this provider"},
+    }
+
+
 def _item(definition: PathwayDefinition, field: HandoverField) -> dict[str, Any]:
     item: dict[str, Any] = {
         "linkId": field.name,

@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         EventKind,
         HandoverRow,
         Notification,
+        NotificationKind,
         PathwayRow,
         RecordBatch,
     )
@@ -51,12 +52,10 @@ NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=10),
-    non_retryable_error_types=["WebhookRejected"],
 )
-
+"""Webhook retries back off to every 10 minutes; a provider's 4xx refusal is not retried."""
 
 WATCHED = frozenset({EventKind.ESCALATED, EventKind.BREACHED, EventKind.REFUSED_DELIVERY})
-
 
 CANCELLED_IN_TEMPORAL = cmd.CancelPathway(
     reason="workflow cancellation requested in Temporal", actor="ops:temporal"
@@ -311,6 +310,8 @@ class PathwayWorkflow:
         state = self._run.state
         handover = state.handovers[notification.handover_id]
         body = fhir.task_resource(state, handover, self._input.public_base_url)
+        if notification.kind is NotificationKind.CANCELLED:
+            body = fhir.withdrawn_task(body, notification.provider_id)
         task = asyncio.ensure_future(
             workflow.execute_activity(
                 "notify_provider",

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -19,6 +16,7 @@ from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
 from temporalio.testing import ActivityEnvironment
 
 from activities.notify import deliver, verify_signature
+from tests.fixtures.provider_system import ProviderSystem
 from activities.pathway_activities import PathwayActivities
 from activities.store import EventStore
 from pathways.events import (
@@ -34,42 +32,6 @@ from pathways.settings import Settings
 SECRET = b"provider-secret"
 TASK = {"resourceType": "Task", "id": "pw-1.gp-review.1", "status": "requested",
         "for": {"reference": "Patient/SENTINEL-9434765919"}, "intent": "order"}
-
-
-@dataclass
-class Received:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-class ProviderSystem:
-    """A provider's webhook endpoint: records requests; '/status/NNN' answers NNN."""
-
-    def __init__(self) -> None:
-        self.received: list[Received] = []
-        received = self.received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                received.append(Received(self.path, dict(self.headers.items()), body))
-                status = int(self.path.rsplit("/", 1)[1]) if "/status/" in self.path else 202
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture(scope="module")
