@@ -1,8 +1,8 @@
 """Recorded workflow histories: the proof that code changes keep in-flight pathways replayable.
 
-`python -m tests.workflows.histories` runs every shipped pathway (and, with time skipping, the SLA ladder and a
-recurring pathway's whole year) on
-real Temporal servers and writes their histories to tests/workflows/histories/. Commit them: the
+`python -m tests.workflows.histories` runs every shipped pathway, one with provider webhooks and,
+with time skipping, the SLA ladder and a recurring pathway's whole year on real Temporal servers,
+and writes their histories to tests/workflows/histories/. Commit them: the
 test suite replays every file against the current workflow code, so a change that would break a
 running pathway fails CI unless it is guarded with `workflow.patched`.
 """
@@ -25,6 +25,7 @@ from pathways.demo import DEMO_PATIENTS
 from pathways.settings import SHIPPED_CATALOGUE
 from pathways.state import TaskStatus
 from tests.conftest import make_settings, run_worker
+from tests.fixtures.provider_system import ProviderSystem
 from tests.workflows.support import (
     TWO_DAY,
     deliver_everything,
@@ -32,6 +33,7 @@ from tests.workflows.support import (
     run_through_the_year,
     start,
     state_of,
+    with_webhooks,
 )
 from workflows import search
 
@@ -52,6 +54,14 @@ async def record_shipped(env: WorkflowEnvironment, data_dir: Path) -> None:
             handle = await start(env.client, settings, definition, DEMO_PATIENTS[0])
             await deliver_everything(handle)
             await save(handle, definition.key.replace("@", "-v"))
+        system = ProviderSystem()
+        try:
+            handle = await start(env.client, settings, with_webhooks(system.url), DEMO_PATIENTS[1])
+            await deliver_everything(handle)
+            await handle.result()
+            await save(handle, "webhooks-two-step")
+        finally:
+            system.close()
 
 
 async def record_timed(env: WorkflowEnvironment, data_dir: Path) -> None:

@@ -151,3 +151,11 @@ async def run_through_the_year(env: Any, handle: WorkflowHandle) -> PathwayState
         assert pending, "nothing open and nothing scheduled, yet the pathway is not finished"
         await env.sleep(min(pending) - state.updated_at + timedelta(minutes=1))
     raise AssertionError("the pathway did not finish")
+
+
+def with_webhooks(url: str) -> PathwayDefinition:
+    data = TWO_DAY.model_dump(mode="json")
+    for role in data["roles"]:
+        for entry in role["providers"]:
+            entry["webhook"] = f"{url}/{entry['id']}"
+    return PathwayDefinition.model_validate(data)

@@ -13,11 +13,10 @@ from temporalio.testing import WorkflowEnvironment
 from activities.notify import verify_signature
 from pathways.commands import Reassign
 from pathways.demo import DEMO_PATIENTS
-from pathways.model import PathwayDefinition
 from pathways.settings import Settings
 from pathways.state import TaskStatus
 from tests.fixtures.provider_system import ProviderSystem, Received
-from tests.workflows.support import TWO_DAY, provider, start, state_of, wait_until
+from tests.workflows.support import provider, start, state_of, wait_until, with_webhooks
 from workflows.pathway import PathwayWorkflow
 
 
@@ -26,14 +25,6 @@ def systems() -> Iterator[ProviderSystem]:
     system = ProviderSystem()
     yield system
     system.close()
-
-
-def with_webhooks(url: str) -> PathwayDefinition:
-    data = TWO_DAY.model_dump(mode="json")
-    for role in data["roles"]:
-        for entry in role["providers"]:
-            entry["webhook"] = f"{url}/{entry['id']}"
-    return PathwayDefinition.model_validate(data)
 
 
 def received_by(system: ProviderSystem, provider_id: str, kind: str) -> list[Received]:
