@@ -18,7 +18,7 @@ import platform
 import statistics
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 from temporalio.client import Client, WorkflowHandle
@@ -144,7 +144,7 @@ async def run(pathways: int) -> dict[str, float]:
 
 def record(result: dict[str, float], command: str) -> str:
     line = (
-        f"| {datetime.now(timezone.utc):%Y-%m-%d} | {platform.machine()}, {os.cpu_count()} cores "
+        f"| {datetime.now(UTC):%Y-%m-%d} | {platform.machine()}, {os.cpu_count()} cores "
         f"| {command} | {result['pathways']:.0f} | {result['handovers_per_second']:.1f} "
         f"| {result['p50_ms']:.0f} | {result['p95_ms']:.0f} | {result['events_per_handover']:.1f} |"
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from itertools import cycle
 import shutil
 import signal
 import sys
@@ -123,7 +124,7 @@ async def _start_demo(settings: Settings, client) -> list[str]:  # type: ignore[
     catalogue = load_catalogue(settings.catalogue_dir)
     ids = [
         await start_pathway(client, settings, definition, patient)
-        for definition, patient in zip(catalogue, DEMO_PATIENTS)
+        for definition, patient in zip(catalogue, cycle(DEMO_PATIENTS))
     ]
     await _deliver_first_handovers(client, ids[0])
     marker.write_text("\n".join(ids) + "\n")
@@ -204,7 +205,7 @@ async def _stop(processes: list[asyncio.subprocess.Process]) -> None:
             process.send_signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(process.wait(), timeout=40)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 process.kill()
                 await process.wait()
 

@@ -52,7 +52,7 @@ async def serve_health(settings: Settings, client: Client) -> HealthServer:
                 f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode() + payload
             )
             await writer.drain()
-        except (asyncio.TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError):
             pass
         finally:
             writer.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from tests.engine.engine_builders import HOOK, T0, command, complete, definition, kinds, start, step
+from tests.engine.engine_builders import HOOK, T0, command, definition, kinds, start, step
 
 from pathways.commands import HoldPathway, Reassign, Refusal
 from pathways.engine import PathwayRun
