@@ -2,9 +2,10 @@
 
 `python -m tests.workflows.histories` runs every shipped pathway, one with provider webhooks and,
 with time skipping, the SLA ladder and a recurring pathway's whole year on real Temporal servers,
-and writes their histories to tests/workflows/histories/. Commit them: the
-test suite replays every file against the current workflow code, so a change that would break a
-running pathway fails CI unless it is guarded with `workflow.patched`.
+and writes their histories to tests/workflows/histories/<today>/. Commit them, and keep the older
+folders: they stand for pathways still in flight. The test suite replays every file against the
+current workflow code, so a change that would break a running pathway fails CI unless it is
+guarded with `workflow.patched`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import asyncio
 import shutil
 import sys
 import tempfile
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 from temporalio.client import WorkflowHandle
@@ -38,11 +39,12 @@ from tests.workflows.support import (
 from workflows import search
 
 FOLDER = Path(__file__).parent / "histories"
+TODAY = FOLDER / date.today().isoformat()
 
 
 async def save(handle: WorkflowHandle, name: str) -> None:
     history = await handle.fetch_history()
-    (FOLDER / f"{name}.json").write_text(history.to_json())
+    (TODAY / f"{name}.json").write_text(history.to_json())
     print(f"recorded {name}: {len(history.events)} events")
 
 
@@ -88,7 +90,7 @@ def _binary(name: str) -> str:
 
 
 async def main() -> None:
-    FOLDER.mkdir(exist_ok=True)
+    TODAY.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as data_dir:
         dev = await WorkflowEnvironment.start_local(
             data_converter=pydantic_data_converter,

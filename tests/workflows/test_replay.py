@@ -21,7 +21,7 @@ from workflows.sandbox import RUNNER
 REPLAYER = Replayer(
     workflows=[PathwayWorkflow], data_converter=pydantic_data_converter, workflow_runner=RUNNER
 )
-RECORDED = sorted(FOLDER.glob("*.json"))
+RECORDED = sorted(FOLDER.glob("*/*.json"))
 
 
 def test_every_shipped_definition_has_a_recorded_history(catalogue: Catalogue) -> None:
@@ -32,7 +32,7 @@ def test_every_shipped_definition_has_a_recorded_history(catalogue: Catalogue) -
         )
 
 
-@pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])
+@pytest.mark.parametrize("path", RECORDED, ids=[f"{p.parent.name}/{p.stem}" for p in RECORDED])
 async def test_recorded_history_replays_on_current_code(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     await REPLAYER.replay_workflow(history)
