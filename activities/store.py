@@ -42,7 +42,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.sql import Select
 
-from pathways.events import HandoverRow, PathwayEvent, PathwayRow, RecordBatch
+from pathways.events import EventKind, HandoverRow, PathwayEvent, PathwayRow, RecordBatch
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -96,6 +96,7 @@ event_rows = Table(
     Column("detail", Json, nullable=False),
     Index("ix_events_pathway_seq", "pathway_id", "seq"),
     Index("ix_events_at", "at"),
+    Index("ix_events_kind_pathway", "kind", "pathway_id"),
 )
 
 handover_rows = Table(
@@ -154,6 +155,12 @@ indexed side of the JSON lists on `pathways`, rewritten whenever the pathway row
 
 OPEN_STEP, OPEN_PROVIDER, OPEN_TITLE = "step", "provider", "title"
 
+ESCALATION_KINDS = (
+    EventKind.ESCALATED,
+    EventKind.ESCALATION_ACKNOWLEDGED,
+    EventKind.ESCALATION_RESOLVED,
+)
+
 
 def _create_v1(conn: Connection) -> None:
     """The first released schema. Later steps must alter tables, since create_all is checkfirst."""
@@ -161,7 +168,16 @@ def _create_v1(conn: Connection) -> None:
     metadata.create_all(conn, tables=tables, checkfirst=True)
 
 
-MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [(1, _create_v1)]
+def _index_event_kinds(conn: Connection) -> None:
+    """v2: the escalation inbox reads events by kind."""
+    index = next(i for i in event_rows.indexes if i.name == "ix_events_kind_pathway")
+    index.create(conn, checkfirst=True)
+
+
+MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
+    (1, _create_v1),
+    (2, _index_event_kinds),
+]
 """Versioned schema steps, applied in order once each; append new steps, never edit old ones."""
 
 _PG_MIGRATION_LOCK = 724_170_001
@@ -286,6 +302,18 @@ class EventStore:
             query = query.where(event_rows.c.at >= _utc(since, "since"))
         order = (event_rows.c.pathway_id, event_rows.c.at, event_rows.c.seq)
         return self._events(query.order_by(*order).limit(limit))
+
+    def escalation_events(self, pathway_statuses: Sequence[str]) -> list[PathwayEvent]:
+        """Escalation records' events (raised, acknowledged, resolved) of the pathways in the
+        given statuses, in order: what the escalation inbox is folded from."""
+        kinds = [k.value for k in ESCALATION_KINDS]
+        running = select(pathway_rows.c.pathway_id).where(
+            pathway_rows.c.status.in_(list(pathway_statuses))
+        )
+        query = select(event_rows).where(
+            event_rows.c.kind.in_(kinds), event_rows.c.pathway_id.in_(running)
+        )
+        return self._events(query.order_by(event_rows.c.pathway_id, event_rows.c.seq))
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:

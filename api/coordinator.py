@@ -29,7 +29,6 @@ from api.views import (
     EscalationRequest,
     ExtendRequest,
     Inbox,
-    InboxItem,
     NoteRequest,
     PathwayCreated,
     PathwayDetail,
@@ -43,7 +42,8 @@ from api.views import (
 from pathways import commands as cmd
 from pathways.catalogue import UnknownDefinition
 from pathways.lean import pathway_metrics
-from pathways.state import Escalation, EscalationStatus, Handover, Note, PathwayState, PathwayStatus
+from pathways.inbox import open_escalations
+from pathways.state import Escalation, Handover, Note, PathwayState, PathwayStatus
 from workflows.pathway import PathwayWorkflow
 
 router = APIRouter(prefix="/api", tags=["Coordinators"])
@@ -51,7 +51,6 @@ router = APIRouter(prefix="/api", tags=["Coordinators"])
 R = TypeVar("R")
 C = TypeVar("C", bound=BaseModel)
 
-INBOX_LIMIT = 500
 """Most running pathways the inbox looks at (one Query each)."""
 
 IdempotencyKey = Annotated[
@@ -358,19 +357,10 @@ async def resolve(
 
 @router.get("/escalations", response_model=Inbox, responses=api_errors(401, 403, 503))
 async def escalations(principal: Coordinator, request: Request) -> Inbox:
-    """Unresolved escalations of running pathways (active or on hold), oldest first."""
-    store = context.store(request)
-    ids: list[str] = []
-    for status in (PathwayStatus.ACTIVE, PathwayStatus.ON_HOLD):
-        rows, _ = await asyncio.to_thread(
-            store.list_pathways, status=status.value, limit=INBOX_LIMIT
-        )
-        ids.extend(row.pathway_id for row in rows)
-    states = (await context.gateway(request).states(ids[:INBOX_LIMIT])).values()
-    items = [
-        InboxItem(pathway_id=state.pathway_id, definition=state.definition.id, escalation=e)
-        for state in states
-        for e in state.escalations
-        if e.status is not EscalationStatus.RESOLVED
-    ]
-    return Inbox(items=sorted(items, key=lambda item: item.escalation.at))
+    """Unresolved escalations of running pathways (active or on hold), oldest first.
+
+    Folded from the event store's escalation events: one indexed read, however many pathways.
+    """
+    running = [PathwayStatus.ACTIVE.value, PathwayStatus.ON_HOLD.value]
+    events = await asyncio.to_thread(context.store(request).escalation_events, running)
+    return Inbox(items=open_escalations(events))

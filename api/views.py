@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pathways.events import PathwayEvent, PathwayRow
 from pathways.graph import to_mermaid
+from pathways.inbox import InboxItem
 from pathways.lean import PathwayMetrics
 from pathways.model import HandoverField, PathwayDefinition, Sla
 from pathways.state import (
@@ -188,12 +189,6 @@ class PathwayDetail(PathwaySummary):
     notes: list[Note]
     lean: PathwayMetrics = Field(description="lean measures of this pathway, so far")
     timeline: list[PathwayEvent] = Field(description="the event log, oldest first")
-
-
-class InboxItem(BaseModel):
-    pathway_id: str
-    definition: str
-    escalation: Escalation
 
 
 class Inbox(BaseModel):

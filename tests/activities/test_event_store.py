@@ -86,9 +86,21 @@ def test_concurrent_migrations_on_a_fresh_database_agree(
             versions = list(pool.map(EventStore.migrate, stores))
         assert versions == [MIGRATIONS[-1][0]] * 3
         with stores[0].engine.connect() as conn:
-            assert conn.exec_driver_sql("SELECT count(*) FROM schema_version").scalar() == 1
+            applied = conn.exec_driver_sql("SELECT count(*) FROM schema_version").scalar()
+            assert applied == len(MIGRATIONS)
         for each in stores:
             each.close()
+
+
+def test_a_version_1_database_gains_the_event_kind_index(store: EventStore) -> None:
+    """A database deployed before v2 (no kind index) is brought up to date by migrate()."""
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("DROP INDEX ix_events_kind_pathway")
+        conn.exec_driver_sql("DELETE FROM schema_version WHERE version > 1")
+    assert store.schema_version() == 1
+    assert store.migrate() == MIGRATIONS[-1][0]
+    indexes = {i["name"] for i in inspect(store.engine).get_indexes("events")}
+    assert "ix_events_kind_pathway" in indexes
 
 
 def test_fresh_database_reports_version_zero(tmp_path: Path) -> None:
@@ -285,3 +297,30 @@ def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
     with sqlite_store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
     sqlite_store.close()
+
+
+def escalation_event(pathway_id: str, seq: int, kind: EventKind, escalation_id: int) -> PathwayEvent:
+    detail: dict[str, object] = {"escalation_id": escalation_id}
+    if kind is EventKind.ESCALATED:
+        detail |= {"level": "alert-coordinator", "reason": "no alternate provider left"}
+    return event(pathway_id, seq, T0 + timedelta(minutes=seq), kind).model_copy(
+        update={"detail": detail}
+    )
+
+
+def test_escalation_events_of_running_pathways_only_in_order(store: EventStore) -> None:
+    running = [
+        escalation_event("pw-run", 2, EventKind.ESCALATED, 1),
+        event("pw-run", 3, T0 + timedelta(minutes=3), EventKind.ACCEPTED),
+        escalation_event("pw-run", 4, EventKind.ESCALATION_ACKNOWLEDGED, 1),
+    ]
+    store.record(RecordBatch(events=running, pathway=pathway("pw-run")))
+    done = [escalation_event("pw-done", 2, EventKind.ESCALATED, 1)]
+    store.record(RecordBatch(events=done, pathway=pathway("pw-done", status="completed")))
+
+    got = store.escalation_events(["active", "on-hold"])
+    assert [(e.pathway_id, e.seq, e.kind) for e in got] == [
+        ("pw-run", 2, EventKind.ESCALATED),
+        ("pw-run", 4, EventKind.ESCALATION_ACKNOWLEDGED),
+    ]
+    assert got[0].detail["level"] == "alert-coordinator"

@@ -316,8 +316,11 @@ async def test_an_escalation_reaches_the_inbox_until_resolved(
     assert acknowledged.status_code == 200 and acknowledged.json()["status"] == "acknowledged"
     twice = await http.post(f"{base}/acknowledge", json={}, headers=coordinator)
     assert twice.status_code == 409
-    (item,) = mine((await http.get("/api/escalations", headers=coordinator)).json())
-    assert item["escalation"]["status"] == "acknowledged"
+    def acknowledged_in(inbox: dict[str, Any]) -> bool:
+        return [i["escalation"]["status"] for i in mine(inbox)] == ["acknowledged"]
+
+    (item,) = mine(await _until(http, "/api/escalations", coordinator, acknowledged_in))
+    assert item["escalation"]["acknowledged_by"].startswith("coordinator:")
     resolved = await http.post(f"{base}/resolve", json={}, headers=coordinator)
     assert resolved.status_code == 200 and resolved.json()["status"] == "resolved"
-    assert mine((await http.get("/api/escalations", headers=coordinator)).json()) == []
+    await _until(http, "/api/escalations", coordinator, lambda inbox: mine(inbox) == [])
