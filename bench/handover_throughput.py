@@ -32,7 +32,7 @@ from pathways.logs import configure_logging
 from pathways.model import PathwayDefinition
 from pathways.settings import Settings
 from pathways.state import TaskStatus
-from worker.embedded import temporal_binary
+from worker.embedded import installed_binary
 from worker.main import running_worker
 from workflows import search
 from workflows.client import start_pathway
@@ -123,7 +123,7 @@ async def run(pathways: int) -> dict[str, float]:
         env = await WorkflowEnvironment.start_local(
             data_converter=pydantic_data_converter,
             search_attributes=search.ALL_KEYS,
-            dev_server_existing_path=temporal_binary(),
+            dev_server_existing_path=installed_binary("temporal"),
             dev_server_database_filename=str(Path(data_dir) / "temporal.db"),
         )
         async with env:

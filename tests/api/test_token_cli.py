@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
-from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.ops.processes import PATHWAYS
 from tests.api.conftest import RunningApi
 from tests.api.flow import bearer
 
 pytestmark = pytest.mark.devserver
 
-PATHWAYS = str(Path(sys.executable).parent / "pathways")
 
 
 async def _pathways(api: RunningApi, *args: str) -> subprocess.CompletedProcess[str]:

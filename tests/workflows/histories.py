@@ -11,8 +11,6 @@ guarded with `workflow.patched`.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import sys
 import tempfile
 from datetime import date, timedelta
 from pathlib import Path
@@ -36,6 +34,7 @@ from tests.workflows.support import (
     state_of,
     with_webhooks,
 )
+from worker.embedded import installed_binary
 from workflows import search
 
 FOLDER = Path(__file__).parent / "histories"
@@ -84,24 +83,19 @@ async def record_timed(env: WorkflowEnvironment, data_dir: Path) -> None:
         await save(handle, "ltc-annual-contract-v1-full-year")
 
 
-def _binary(name: str) -> str:
-    beside = Path(sys.executable).parent / name
-    return str(beside) if beside.exists() else str(shutil.which(name))
-
-
 async def main() -> None:
     TODAY.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as data_dir:
         dev = await WorkflowEnvironment.start_local(
             data_converter=pydantic_data_converter,
             search_attributes=search.ALL_KEYS,
-            dev_server_existing_path=_binary("temporal"),
+            dev_server_existing_path=installed_binary("temporal"),
         )
         async with dev:
             await record_shipped(dev, Path(data_dir) / "dev")
         skipping = await WorkflowEnvironment.start_time_skipping(
             data_converter=pydantic_data_converter,
-            test_server_existing_path=_binary("temporal-test-server"),
+            test_server_existing_path=installed_binary("temporal-test-server"),
         )
         async with skipping:
             await record_timed(skipping, Path(data_dir) / "skip")
