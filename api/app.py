@@ -18,6 +18,7 @@ from pathways.catalogue import load_catalogue
 from pathways.model import DURATION_SCHEMA
 from pathways.settings import Settings
 
+
 def _iso_durations(node: Any) -> Any:
     """JSON Schema's "duration" format forbids fractional seconds; our durations may have them."""
     if isinstance(node, dict):

@@ -41,8 +41,8 @@ from api.views import (
 )
 from pathways import commands as cmd
 from pathways.catalogue import UnknownDefinition
-from pathways.lean import pathway_metrics
 from pathways.inbox import open_escalations
+from pathways.lean import pathway_metrics
 from pathways.state import Escalation, Handover, Note, PathwayState, PathwayStatus
 from workflows.pathway import PathwayWorkflow
 

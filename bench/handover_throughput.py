@@ -18,7 +18,7 @@ import platform
 import statistics
 import tempfile
 import time
-from datetime import datetime, UTC
+from datetime import UTC, datetime
 from pathlib import Path
 
 from temporalio.client import Client, WorkflowHandle
@@ -32,7 +32,7 @@ from pathways.logs import configure_logging
 from pathways.model import PathwayDefinition
 from pathways.settings import Settings
 from pathways.state import TaskStatus
-from worker.embedded import installed_binary
+from worker.binaries import installed_binary
 from worker.main import running_worker
 from workflows import search
 from workflows.client import start_pathway

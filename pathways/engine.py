@@ -18,7 +18,7 @@ from typing import Any
 from pathways import commands as cmd
 from pathways.commands import Refusal
 from pathways.contract import check_fields
-from pathways.events import EventKind, Effects, Notification, NotificationKind, PathwayEvent
+from pathways.events import Effects, EventKind, Notification, NotificationKind, PathwayEvent
 from pathways.ladder import DuePoint, due_times, pending_points, raised, rearm_future, settled
 from pathways.lifecycle import check_provider_move
 from pathways.model import (
@@ -37,9 +37,9 @@ from pathways.state import (
     EscalationStatus,
     Handover,
     Note,
-    Patient,
     PathwayState,
     PathwayStatus,
+    Patient,
     StepState,
     StepStatus,
     TaskStatus,

@@ -281,7 +281,7 @@ def _ladder_problems(definition: PathwayDefinition) -> Iterator[DefinitionProble
         ladder = definition.ladder(step)
         source = "its" if step.escalation is not None else "the pathway default"
         offsets = [rung_offset(step, rung) for rung in ladder]
-        for number, (rung, offset) in enumerate(zip(ladder, offsets), start=1):
+        for number, (rung, offset) in enumerate(zip(ladder, offsets, strict=False), start=1):
             where = f"rung {number} of {source} escalation ladder ({_describe_rung(step, rung)})"
             if offset <= timedelta(0):
                 yield DefinitionProblem(

@@ -19,7 +19,7 @@ from temporalio.worker import Worker
 from activities.store import EventStore
 from pathways.catalogue import Catalogue, load_catalogue
 from pathways.settings import SHIPPED_CATALOGUE, Settings
-from worker.embedded import installed_binary
+from worker.binaries import installed_binary
 from worker.main import running_worker
 from workflows import search
 

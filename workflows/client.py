@@ -8,10 +8,10 @@ from __future__ import annotations
 import secrets
 
 from temporalio.client import Client, TLSConfig, WorkflowUpdateFailedError
-from temporalio.runtime import Runtime
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
+from temporalio.runtime import Runtime
 
 from pathways.commands import Refusal
 from pathways.model import PathwayDefinition

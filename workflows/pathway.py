@@ -39,9 +39,9 @@ with workflow.unsafe.imports_passed_through():
         Escalation,
         Handover,
         Note,
-        Patient,
         PathwayState,
         PathwayStatus,
+        Patient,
         task_id,
     )
     from workflows import search

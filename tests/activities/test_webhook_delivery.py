@@ -16,7 +16,6 @@ from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
 from temporalio.testing import ActivityEnvironment
 
 from activities.notify import deliver, verify_signature
-from tests.fixtures.provider_system import ProviderSystem
 from activities.pathway_activities import PathwayActivities
 from activities.store import EventStore
 from pathways.events import (
@@ -28,6 +27,7 @@ from pathways.events import (
     RecordBatch,
 )
 from pathways.settings import Settings
+from tests.fixtures.provider_system import ProviderSystem
 
 SECRET = b"provider-secret"
 TASK = {"resourceType": "Task", "id": "pw-1.gp-review.1", "status": "requested",

@@ -8,9 +8,9 @@ import subprocess
 import httpx
 import pytest
 
-from tests.ops.processes import PATHWAYS
 from tests.api.conftest import RunningApi
 from tests.api.flow import bearer
+from tests.ops.processes import PATHWAYS
 
 pytestmark = pytest.mark.devserver
 

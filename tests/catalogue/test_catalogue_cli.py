@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.catalogue.conftest import BROKEN
 from typer.testing import CliRunner
 
-from pathways.cli import app
+from cli import app
 from pathways.model import PathwayDefinition
+from tests.catalogue.conftest import BROKEN
 
 runner = CliRunner()
 

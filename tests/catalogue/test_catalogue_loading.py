@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.catalogue.conftest import BROKEN
 
 from pathways.catalogue import Catalogue, UnknownDefinition, load_catalogue
 from pathways.validation import DefinitionError
+from tests.catalogue.conftest import BROKEN
 
 
 @pytest.fixture

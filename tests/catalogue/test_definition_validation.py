@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.catalogue.conftest import BROKEN
 
 from pathways.catalogue import read_definition, scan
 from pathways.validation import DefinitionError, DefinitionProblem
+from tests.catalogue.conftest import BROKEN
 
 # fixture file -> (step named in the problem or None, fragments the reason must contain)
 EXPECTED: dict[str, tuple[str | None, tuple[str, ...]]] = {

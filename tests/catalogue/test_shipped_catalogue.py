@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from pathways.cli import app
+from cli import app
 from pathways.settings import SHIPPED_CATALOGUE
 
 

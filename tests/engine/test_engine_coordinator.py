@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from tests.engine.engine_builders import T0, command, complete, definition, kinds, start, step
 
 from pathways.commands import (
     AddNote,
@@ -20,6 +19,7 @@ from pathways.commands import (
 from pathways.engine import PathwayRun
 from pathways.events import NotificationKind
 from pathways.state import EscalationStatus, PathwayStatus, StepStatus, TaskStatus
+from tests.engine.engine_builders import T0, command, complete, definition, kinds, start, step
 
 H = timedelta(hours=1)
 ANN = "coordinator:ann"

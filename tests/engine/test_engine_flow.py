@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.engine.engine_builders import HOOK, PATIENT, T0, complete, definition, kinds, start, step
-
 from pathways.events import NotificationKind
 from pathways.state import PathwayState, PathwayStatus, StepStatus, TaskStatus
+from tests.engine.engine_builders import HOOK, PATIENT, T0, complete, definition, kinds, start, step
 
 H = timedelta(hours=1)
 

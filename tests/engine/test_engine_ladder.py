@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.engine.engine_builders import HOOK, T0, command, complete, definition, kinds, start, step
-
 from pathways.commands import ExtendDue, HoldPathway, ResumePathway
 from pathways.engine import PathwayRun
 from pathways.events import NotificationKind
 from pathways.model import EscalationAction
 from pathways.state import BusinessStatus, SlaState, TaskStatus
+from tests.engine.engine_builders import HOOK, T0, command, complete, definition, kinds, start, step
 
 H = timedelta(hours=1)
 

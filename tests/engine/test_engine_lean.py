@@ -6,11 +6,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from tests.engine.engine_builders import T0, command, complete, definition, start, step
 
 from pathways.commands import EscalationAction, Refusal
 from pathways.engine import PathwayRun
 from pathways.lean import covered, little_wip, pathway_metrics, takt_time
+from tests.engine.engine_builders import T0, command, complete, definition, start, step
 
 H = timedelta(hours=1)
 DEFN = definition(

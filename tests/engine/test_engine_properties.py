@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from tests.engine.engine_builders import T0, definition, start, step
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pathways import commands as cmd
 from pathways.engine import PathwayRun
 from pathways.state import PathwayState, PathwayStatus, StepStatus, TaskStatus
+from tests.engine.engine_builders import T0, definition, start, step
 
 DEFN = definition(
     step("assess", "gp", handover=[{"name": "route", "type": "coded", "codes": ["a", "b"]}]),

@@ -5,13 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from tests.engine.engine_builders import HOOK, T0, command, definition, kinds, start, step
 
 from pathways.commands import HoldPathway, Reassign, Refusal
 from pathways.engine import PathwayRun
 from pathways.events import NotificationKind
 from pathways.model import EscalationAction
 from pathways.state import BusinessStatus, PathwayState, SlaState, TaskStatus
+from tests.engine.engine_builders import HOOK, T0, command, definition, kinds, start, step
 
 H = timedelta(hours=1)
 S = TaskStatus

@@ -34,7 +34,7 @@ from tests.workflows.support import (
     state_of,
     with_webhooks,
 )
-from worker.embedded import installed_binary
+from worker.binaries import installed_binary
 from workflows import search
 
 FOLDER = Path(__file__).parent / "histories"

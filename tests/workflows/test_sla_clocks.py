@@ -7,14 +7,15 @@ from datetime import timedelta
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from pathways.catalogue import Catalogue
 from pathways.commands import ExtendDue, HoldPathway, ResumePathway
 from pathways.demo import DEMO_PATIENTS
 from pathways.model import EscalationAction
 from pathways.settings import Settings
 from pathways.state import BusinessStatus, PathwayStatus, SlaState, TaskStatus
-from pathways.catalogue import Catalogue
 from tests.workflows.support import TWO_DAY, provider, run_through_the_year, start, state_of
 from workflows.pathway import PathwayWorkflow
+
 
 @pytest.fixture
 def env(skipping_env: WorkflowEnvironment, skipping_worker: object) -> WorkflowEnvironment:

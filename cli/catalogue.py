@@ -13,8 +13,8 @@ from typing import Annotated
 
 import typer
 
+from cli.app import app
 from pathways.catalogue import Catalogue, UnknownDefinition, load_catalogue, scan
-from pathways.cli.app import app
 from pathways.graph import (
     critical_path,
     max_parallelism,
@@ -81,7 +81,7 @@ def catalog(catalogue: CatalogueDir = None) -> None:
     header = ("ID", "VERSION", "TITLE", "STEPS", "PLANNED LEAD TIME")
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
     for row in (header, *rows):
-        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip())
 
 
 app.command("catalog")(catalog)

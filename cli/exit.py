@@ -15,15 +15,9 @@ from typing import Any, NoReturn
 
 import structlog
 
-log = structlog.get_logger("pathways.cli")
+from pathways.errors import CommandFailed
 
-
-class CommandFailed(Exception):
-    """An expected failure: its message is printed, the exit status is `code`."""
-
-    def __init__(self, message: str, code: int = 1) -> None:
-        super().__init__(message)
-        self.code = code
+log = structlog.get_logger("cli")
 
 
 def finish(coroutine: Coroutine[Any, Any, int | None]) -> NoReturn:

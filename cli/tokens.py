@@ -12,8 +12,8 @@ from typing import Annotated
 import typer
 
 from api.tokens import Principal, PrincipalKind, TokenStore
+from cli.app import app
 from pathways.catalogue import load_catalogue
-from pathways.cli.app import app
 from pathways.settings import Settings
 
 token_app = typer.Typer(help="Issue, revoke and list API bearer tokens.", no_args_is_help=True)

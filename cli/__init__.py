@@ -1,0 +1,8 @@
+"""Entry point of the `pathways` console script."""
+
+from cli import catalogue, engine, tokens  # noqa: F401  (each registers its commands)
+from cli.app import app
+
+
+def main() -> None:
+    app()
