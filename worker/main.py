@@ -19,10 +19,11 @@ from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
-from activities.pathway_activities import PathwayActivities
+from activities.pathway_activities import PathwayActivities, StoreStatus
 from activities.store import EventStore
 from pathways.settings import Settings
 from worker.health import serve_health
+from worker.reconcile import reconcile_forever
 from workflows.client import connect
 from workflows.pathway import PathwayWorkflow
 from workflows.sandbox import RUNNER
@@ -53,11 +54,13 @@ def build_worker(
 
 
 @asynccontextmanager
-async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
+async def running_worker(
+    client: Client, settings: Settings, store_status: StoreStatus | None = None
+) -> AsyncIterator[Worker]:
     """A worker polling the task queue for as long as the context is open."""
     store = EventStore(settings.event_store)
     async with httpx.AsyncClient() as http:
-        activities = PathwayActivities(settings, store, http)
+        activities = PathwayActivities(settings, store, http, store_status)
         with ThreadPoolExecutor(max_workers=settings.activity_threads) as executor:
             worker = build_worker(client, settings, activities, executor)
             async with worker:
@@ -68,8 +71,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     """Run until `stop` is set or SIGTERM/SIGINT arrives."""
     stop = stop or _stop_on_signals()
     client = await connect(settings, runtime=metrics_runtime(settings))
-    async with running_worker(client, settings):
-        health = await serve_health(settings, client)
+    store_status = StoreStatus()
+    async with running_worker(client, settings, store_status):
+        health = await serve_health(settings, client, store_status)
+        reconciler = asyncio.ensure_future(
+            reconcile_forever(client, EventStore(settings.event_store))
+        )
         log.info(
             "worker started",
             task_queue=settings.task_queue,
@@ -79,6 +86,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         )
         await stop.wait()
         log.info("worker stopping: finishing running tasks")
+        reconciler.cancel()
         await health.shutdown()
     log.info("worker stopped")
 

@@ -12,6 +12,7 @@ Update handlers never await, so they run atomically between workflow tasks and n
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -19,7 +20,7 @@ from typing import TypeVar
 from pydantic import BaseModel, ConfigDict
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from pathways import commands as cmd
@@ -33,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         NotificationKind,
         PathwayRow,
         RecordBatch,
+        TaskVersion,
     )
     from pathways.model import PathwayDefinition
     from pathways.state import (
@@ -52,6 +54,21 @@ R = TypeVar("R")
 REFUSAL = "Refusal"
 """ApplicationError type of a refused command; details[0] = {"kind": ..., "problems": [...]}."""
 
+INTERNAL_ERROR = "CommandFailed"
+"""ApplicationError type of a command the engine could not apply (a bug): nothing changed."""
+
+EFFECTS_PATCH = "effects-carried-v2"
+"""Runs started on this code: effects never block the loop (a background event-store writer
+and per-provider webhook chains), are carried across continue-as-new, and a failing command
+becomes a failed Update. Runs started before keep the v1 path until their next run."""
+
+WRITE_ATTEMPT = timedelta(seconds=10)
+WRITE_BACKOFF = (timedelta(seconds=2), timedelta(minutes=5))
+"""One event-store write attempt, then the workflow retries it on a timer (first, longest
+pause), so an outage never blocks the SLA loop and is visible as failed attempts."""
+
+NOTIFY_GIVE_UP_AFTER = timedelta(hours=24)
+
 RECORD_TIMEOUT = timedelta(seconds=30)
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -67,8 +84,19 @@ CANCELLED_IN_TEMPORAL = cmd.CancelPathway(
 )
 
 
+class Outgoing(BaseModel):
+    """One engine step's effects not yet written to the event store: the batch, and the
+    notifications to send once the batch (which holds their Task bodies) is written."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch: RecordBatch
+    notifications: list[Notification] = []
+
+
 class PathwayInput(BaseModel):
-    """Start (or continue-as-new) input: the pinned definition, the patient, and carried state."""
+    """Start (or continue-as-new) input: the pinned definition, the patient, and carried state
+    (the run's state, event-store batches not yet written, notifications not yet delivered)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -79,6 +107,9 @@ class PathwayInput(BaseModel):
     search_attributes: bool = True
     state: PathwayState | None = None
     max_history_events: int | None = None
+    unwritten: list[Outgoing] = []
+    undelivered: list[Notification] = []
+    notify_give_up_after: timedelta = NOTIFY_GIVE_UP_AFTER
 
 
 class PathwayResult(BaseModel):
@@ -117,15 +148,20 @@ class PathwayWorkflow:
         self._attention = workflow.metric_meter().create_counter(
             "pathways_attention_events_total", "escalations, breaches and refused deliveries"
         )
+        self._v2 = workflow.patched(EFFECTS_PATCH)
+        self._unwritten: list[Outgoing] = list(input.unwritten)
+        self._queues: dict[tuple[str, str], list[Notification]] = {}
+        self._chains: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._changed = False
+        self._store_down_since: datetime | None = None
+        self._writer: asyncio.Task[None] | None = None
 
     @workflow.run
     async def run(self, input: PathwayInput) -> PathwayResult:
-        try:
-            await self._run_until_finished()
-        except asyncio.CancelledError:
-            await self._cancelled_from_temporal()
-            raise
-        await self._drain()
+        if self._v2:
+            await self._run_v2()
+        else:
+            await self._run_v1()
         state = self._run.state
         return PathwayResult(
             pathway_id=state.pathway_id,
@@ -135,6 +171,64 @@ class PathwayWorkflow:
             refused_deliveries=state.refused_deliveries,
             escalations=len(state.escalations),
         )
+
+    async def _run_v1(self) -> None:
+        """Runs started before EFFECTS_PATCH: effects flushed inline, drained before closing."""
+        try:
+            await self._run_until_finished()
+        except asyncio.CancelledError:
+            await self._cancelled_from_temporal()
+            raise
+        await self._drain()
+
+    async def _run_v2(self) -> None:
+        """The loop never waits for the outside world: a background writer records batches in
+        order and webhook chains deliver; both are carried across continue-as-new."""
+        self._writer = asyncio.ensure_future(self._write_loop())
+        for notification in self._input.undelivered:
+            self._release(notification)
+        try:
+            while True:
+                self._collect()
+                self._refresh()
+                if self._run.state.is_finished:
+                    break
+                if self._history_is_long():
+                    await workflow.wait_condition(workflow.all_handlers_finished)
+                    self._collect()
+                    if not self._run.state.is_finished:
+                        workflow.continue_as_new(self._continued())
+                    break
+                await self._wait_for_work()
+                self._run.tick(workflow.now())
+        except asyncio.CancelledError:
+            if not self._run.state.is_finished:
+                self._run.apply_cancel(CANCELLED_IN_TEMPORAL, workflow.now())
+            self._collect()
+            await self._settle()
+            raise
+        await self._settle()
+
+    def _continued(self) -> PathwayInput:
+        """The next run's input: state plus every effect not yet done, in order."""
+        undelivered = [n for queue in self._queues.values() for n in queue]
+        return self._input.model_copy(
+            update={
+                "state": self._run.state,
+                "unwritten": list(self._unwritten),
+                "undelivered": undelivered,
+            }
+        )
+
+    async def _settle(self) -> None:
+        """Before closing: every handler done, every batch written, every webhook settled."""
+        await workflow.wait_condition(
+            lambda: workflow.all_handlers_finished()
+            and not self._run.outbox
+            and not self._unwritten
+            and not self._chains
+        )
+        self._refresh()
 
     async def _run_until_finished(self) -> None:
         while True:
@@ -243,11 +337,33 @@ class PathwayWorkflow:
 
     def _apply(self, apply: Callable[[C, datetime], R], command: C) -> R:
         """Apply a checked command; a refusal found while applying (a non-conforming delivery)
-        keeps what the run recorded (the refused-delivery count) and fails the Update."""
+        keeps what the run recorded (the refused-delivery count) and fails the Update.
+
+        On v2 any other exception (an engine bug) fails the Update, not the workflow task, and
+        leaves the pathway exactly as it was (see `apply_atomically`).
+        """
+        if not self._v2:
+            try:
+                return apply(command, workflow.now())
+            except cmd.Refusal as refusal:
+                raise _refused(refusal) from None
+        self._collect()
         try:
-            return apply(command, workflow.now())
+            result = apply_atomically(self._run, lambda: apply(command, workflow.now()))
         except cmd.Refusal as refusal:
+            self._collect()
             raise _refused(refusal) from None
+        except CommandFailed as failure:
+            self._run = failure.restored
+            workflow.logger.error(
+                "command failed in the engine; nothing changed",
+                extra={"command": type(command).__name__, "error": failure.error},
+            )
+            raise ApplicationError(
+                str(failure), {"error": failure.error}, type=INTERNAL_ERROR, non_retryable=True
+            ) from None
+        self._collect()
+        return result
 
     async def _wait_for_work(self) -> None:
         """Sleep until a command produced effects or the next SLA point is due.
@@ -266,8 +382,10 @@ class PathwayWorkflow:
                     workflow.sleep(delay, summary="next SLA point")
                 )
         timer = self._timer
+        self._changed = False
         await workflow.wait_condition(
             lambda: bool(self._run.outbox)
+            or self._changed
             or self._run.state.is_finished
             or (timer is not None and timer.done())
         )
@@ -290,6 +408,128 @@ class PathwayWorkflow:
         )
         self._upsert_search_attributes()
         self._describe()
+
+    # --- v2 effects: collected after every engine step, written and delivered behind ------
+    def _collect(self) -> None:
+        """Take the run's effects now, while the state is as they describe it: the batch
+        carries each changed handover's Task rendered at its current version (the webhook
+        body), and waits in order for the background writer."""
+        effects = self._run.take_effects()
+        if not effects:
+            return
+        self._observe(effects)
+        batch = self._batch(effects)
+        state = self._run.state
+        touched = {e.handover_id for e in effects.events if e.handover_id}
+        touched |= {n.handover_id for n in effects.notifications}
+        batch.tasks = [
+            TaskVersion(
+                task_id=task_id(state.pathway_id, h),
+                version=state.handovers[h].version,
+                task=fhir.task_resource(state, state.handovers[h], self._input.public_base_url),
+            )
+            for h in sorted(touched)
+            if h in state.handovers
+        ]
+        self._unwritten.append(Outgoing(batch=batch, notifications=effects.notifications))
+        self._changed = True
+
+    def _refresh(self) -> None:
+        """Search attributes and the UI summary follow the state (no I/O: history commands)."""
+        self._upsert_search_attributes()
+        self._describe()
+
+    async def _write_loop(self) -> None:
+        """Write unwritten batches in order, merged into one local activity; on failure keep
+        them, say so, and retry on a timer. Written batches release their notifications."""
+        pause = WRITE_BACKOFF[0]
+        while True:
+            await workflow.wait_condition(lambda: bool(self._unwritten))
+            taken = list(self._unwritten)
+            try:
+                await workflow.execute_local_activity(
+                    "record_events",
+                    merge_batches([o.batch for o in taken]),
+                    start_to_close_timeout=WRITE_ATTEMPT,
+                    schedule_to_close_timeout=WRITE_ATTEMPT,
+                    retry_policy=RetryPolicy(maximum_attempts=1),
+                )
+            except ActivityError as error:
+                self._store_failed(error, len(taken))
+                await workflow.sleep(pause, summary="event store retry")
+                pause = min(pause * 2, WRITE_BACKOFF[1])
+                continue
+            pause = WRITE_BACKOFF[0]
+            del self._unwritten[: len(taken)]
+            if self._store_down_since is not None:
+                workflow.logger.warning(
+                    "event store back: kept batches written",
+                    extra={"batches": len(taken), "since": self._store_down_since.isoformat()},
+                )
+                self._store_down_since = None
+            for outgoing in taken:
+                for notification in outgoing.notifications:
+                    self._release(notification)
+
+    def _store_failed(self, error: ActivityError, batches: int) -> None:
+        if self._store_down_since is None:
+            self._store_down_since = workflow.now()
+        cause = error.cause
+        workflow.logger.warning(
+            "event store write failed: batches kept, retrying",
+            extra={
+                "batches": batches,
+                "error": getattr(cause, "type", None) or type(cause).__name__,
+                "since": self._store_down_since.isoformat(),
+            },
+        )
+
+    def _release(self, notification: Notification) -> None:
+        """Queue a webhook behind the earlier ones to the same provider about the same
+        handover, so a provider never gets an older version after a newer one."""
+        key = (notification.handover_id, notification.provider_id)
+        self._queues.setdefault(key, []).append(notification)
+        if key not in self._chains:
+            self._chains[key] = asyncio.ensure_future(self._deliver_chain(key))
+
+    async def _deliver_chain(self, key: tuple[str, str]) -> None:
+        queue = self._queues[key]
+        while queue:
+            notification = queue[0]
+            try:
+                await workflow.execute_activity(
+                    "notify_provider",
+                    notification,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    schedule_to_close_timeout=self._input.notify_give_up_after,
+                    retry_policy=NOTIFY_RETRY,
+                )
+            except ActivityError as error:
+                self._notification_failed(notification, error)
+            queue.pop(0)
+        del self._queues[key]
+        del self._chains[key]
+
+    def _notification_failed(self, notification: Notification, error: ActivityError) -> None:
+        """Delivery given up: the engine records it and escalates to the coordinator."""
+        cause = error.cause
+        reason = str(cause.message if isinstance(cause, ApplicationError) else error.message)
+        workflow.logger.warning(
+            "webhook delivery given up",
+            extra={"provider": notification.provider_id, "kind": notification.kind.value},
+        )
+        failed = getattr(self._run, "notification_failed", None)
+        if failed is None:  # engine without notification_failed (before merging branch engine)
+            return
+        failed(
+            notification.handover_id,
+            notification.provider_id,
+            notification.kind,
+            notification.version,
+            reason,
+            workflow.now(),
+        )
+        self._collect()
 
     def _observe(self, effects: Effects) -> None:
         """Count and log what needs attention: escalations, breaches, refused deliveries.
@@ -405,3 +645,49 @@ class PathwayWorkflow:
         if limit is not None and info.get_current_history_length() >= limit:
             return True
         return info.is_continue_as_new_suggested()
+
+
+class CommandFailed(Exception):
+    """The engine raised something other than a Refusal while applying a command; `restored`
+    is the run as it was before (use it instead of the one that failed)."""
+
+    def __init__(self, error: BaseException, restored: PathwayRun) -> None:
+        super().__init__("the pathway could not apply this command; nothing changed")
+        self.error = type(error).__name__
+        self.restored = restored
+
+
+def apply_atomically(run: PathwayRun, apply: Callable[[], R]) -> R:
+    """Apply a command to a run all or nothing.
+
+    A Refusal keeps what the run recorded before refusing (the engine's contract: a refused
+    delivery is counted). Any other exception restores the state and outbox from before, and
+    raises CommandFailed. The snapshot shares the definition, which no command changes.
+    """
+    state = run.state
+    snapshot = copy.deepcopy(state, {id(state.definition): state.definition})
+    outbox = run.outbox.model_copy(deep=True)
+    try:
+        return apply()
+    except cmd.Refusal:
+        raise
+    except Exception as error:  # an engine bug: the Update fails, the pathway lives on
+        restored = PathwayRun(snapshot)
+        restored.outbox = outbox
+        raise CommandFailed(error, restored) from error
+
+
+def merge_batches(batches: list[RecordBatch]) -> RecordBatch:
+    """One store write for several batches: events in order, the newest row per handover and
+    pathway, every rendered Task version."""
+    rows: dict[str, HandoverRow] = {}
+    tasks: dict[tuple[str, int], TaskVersion] = {}
+    for batch in batches:
+        rows.update({row.task_id: row for row in batch.handovers})
+        tasks.update({(t.task_id, t.version): t for t in batch.tasks})
+    return RecordBatch(
+        events=[event for batch in batches for event in batch.events],
+        handovers=list(rows.values()),
+        pathway=batches[-1].pathway,
+        tasks=list(tasks.values()),
+    )
