@@ -1,0 +1,221 @@
+"""No effect is ever lost: webhooks and event-store writes never block the SLA loop, survive
+continue-as-new and a Temporal cancellation, and an event-store outage only delays the log."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from activities.store import EventStore
+from pathways.commands import AddNote
+from pathways.demo import DEMO_PATIENTS
+from pathways.events import EventKind
+from pathways.model import PathwayDefinition
+from pathways.settings import Settings
+from tests.fixtures.provider_system import ProviderSystem, Received
+from tests.workflows.support import TWO_DAY, start, state_of, wait_until
+from workflows.client import new_pathway_id
+from workflows.pathway import PathwayInput, PathwayWorkflow
+
+
+def fast_ladder(webhook_base: str | None = None) -> PathwayDefinition:
+    """TWO_DAY with seconds-long SLAs: a reminder 3 s after dispatch, an alert at 6 s."""
+    data = TWO_DAY.model_dump(mode="json")
+    data["id"] = "fast-ladder"
+    data["escalation"] = [
+        {"at": "-PT3S", "action": "remind-provider"},
+        {"at": "PT0S", "action": "alert-coordinator"},
+    ]
+    for step in data["steps"]:
+        step["sla"] = {"accept_within": "PT4S", "complete_within": "PT6S"}
+    if webhook_base:
+        for role in data["roles"]:
+            for entry in role["providers"]:
+                entry["webhook"] = f"{webhook_base}/{entry['id']}"
+    return PathwayDefinition.model_validate(data)
+
+
+class Receiver:
+    """A provider webhook endpoint on a fixed port that can be down, then come up."""
+
+    def __init__(self) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.received: list[Received] = []
+        self._server: ThreadingHTTPServer | None = None
+
+    def up(self) -> None:
+        received = self.received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append(Received(self.path, dict(self.headers.items()), body))
+                self.send_response(202)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def down(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def keys(self) -> list[str]:
+        return [r.headers["Idempotency-Key"] for r in self.received]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.down()
+
+
+async def continued_input(client: Client, workflow_id: str, run_id: str) -> PathwayInput:
+    """The input a run handed to its successor (its ContinuedAsNew event)."""
+    history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+    last = history.events[-1]
+    attrs = last.workflow_execution_continued_as_new_event_attributes
+    [decoded] = await pydantic_data_converter.decode(attrs.input.payloads, [PathwayInput])
+    assert isinstance(decoded, PathwayInput)
+    return decoded
+
+
+async def test_continue_as_new_carries_undelivered_webhooks_and_rungs_fire_meanwhile(
+    dev_env: WorkflowEnvironment, worker: object, settings: Settings, receiver: Receiver
+) -> None:
+    """Provider system down: the run continues as new without waiting, carrying the
+    undelivered notifications; rungs keep firing; once up, every notification arrives
+    exactly once under its idempotency key."""
+    started = await dev_env.client.start_workflow(
+        PathwayWorkflow.run,
+        PathwayInput(
+            definition=fast_ladder(receiver.url), patient=DEMO_PATIENTS[3],
+            search_attributes=False, max_history_events=40,
+        ),
+        id=new_pathway_id(),
+        task_queue=settings.task_queue,
+    )
+    first_run = started.result_run_id
+    assert first_run is not None
+    handle = dev_env.client.get_workflow_handle_for(PathwayWorkflow.run, started.id)
+    for n in range(12):
+        await handle.execute_update(
+            PathwayWorkflow.add_note, AddNote(text=f"call {n}", actor="coordinator:amy")
+        )
+
+    async def continued() -> bool:
+        return (await handle.describe()).run_id != first_run
+
+    await wait_until(continued, timeout=20)
+    carried = await continued_input(dev_env.client, started.id, first_run)
+    assert carried.undelivered or any(o.notifications for o in carried.unwritten)
+    assert receiver.received == []
+
+    async def rungs_fired() -> bool:
+        state = await state_of(handle)
+        return len(state.escalations) >= 2
+
+    await wait_until(rungs_fired, timeout=30)
+    assert receiver.received == []
+    receiver.up()
+    expected = {
+        f"{handle.id}.first-visit.1.v1.dispatched",
+    }
+
+    def delivered() -> bool:
+        keys = set(receiver.keys())
+        return expected <= keys and any(k.endswith(".reminder") for k in keys)
+
+    await wait_until(delivered, timeout=90, interval=0.5)
+    await handle.terminate("test over")
+    keys = receiver.keys()
+    assert len(keys) == len(set(keys)), f"a notification was delivered twice: {keys}"
+    reminder = next(r for r in receiver.received if r.headers["X-Pathways-Event"] == "reminder")
+    task = json.loads(reminder.body)
+    assert task["owner"]["reference"] == "Organization/nursing-north"
+    assert int(task["meta"]["versionId"]) <= int(
+        reminder.headers["Idempotency-Key"].rsplit(".v", 1)[1].split(".")[0]
+    )
+
+
+async def test_cancelling_in_temporal_tells_the_providers_and_completes_the_log(
+    dev_env: WorkflowEnvironment, worker: object, settings: Settings
+) -> None:
+    system = ProviderSystem()
+    try:
+        handle = await start(dev_env.client, settings, fast_ladder(system.url), DEMO_PATIENTS[0])
+        store = EventStore(settings.event_store)
+
+        def dispatched() -> bool:
+            return any(r.headers.get("X-Pathways-Event") == "dispatched" for r in system.received)
+
+        await wait_until(dispatched)
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        cancels = [r for r in system.received if r.headers.get("X-Pathways-Event") == "cancelled"]
+        assert [r.path for r in cancels] == ["/nursing-north"]
+        assert json.loads(cancels[0].body)["status"] == "cancelled"
+        kinds = [e.kind for e in store.events(handle.id)]
+        assert kinds[-1] is EventKind.PATHWAY_CANCELLED and EventKind.CANCELLED in kinds
+        cancelled = store.list_pathways(status="cancelled", limit=1000)[0]
+        assert any(p.pathway_id == handle.id for p in cancelled)
+    finally:
+        system.close()
+
+
+async def test_a_terminated_pathway_is_recorded_and_no_longer_listed_active(
+    dev_env: WorkflowEnvironment, worker: object, settings: Settings
+) -> None:
+    from worker.reconcile import reconcile_once
+
+    handle = await start(dev_env.client, settings, TWO_DAY, DEMO_PATIENTS[1])
+    store = EventStore(settings.event_store)
+
+    def listed_active() -> bool:
+        rows = store.list_pathways(status="active", limit=1000)[0]
+        return any(p.pathway_id == handle.id for p in rows)
+
+    await wait_until(listed_active)
+    await handle.terminate("stuck")
+    assert (await handle.describe()).status is WorkflowExecutionStatus.TERMINATED
+
+    async def reconciled() -> bool:
+        await reconcile_once(dev_env.client, store)
+        return not listed_active()
+
+    await wait_until(reconciled, timeout=20, interval=1)
+    [row] = [p for p in store.list_pathways(status="terminated", limit=1000)[0]
+             if p.pathway_id == handle.id]
+    assert row.ended_at is not None and row.open_steps == []
+    last = store.events(handle.id)[-1]
+    assert last.kind is EventKind.PATHWAY_TERMINATED
+    assert last.detail["temporal_status"] == "terminated"
+    assert await reconcile_once(dev_env.client, store) == 0  # idempotent
+
+
+def _events_of(store: EventStore, pathway_id: str) -> list[Any]:
+    try:
+        return store.events(pathway_id)
+    except Exception:  # the database is down
+        return []
