@@ -20,7 +20,12 @@ from typing import TypeVar
 from pydantic import BaseModel, ConfigDict
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    FailureError,
+    TemporalError,
+)
 
 with workflow.unsafe.imports_passed_through():
     from pathways import commands as cmd
@@ -454,7 +459,7 @@ class PathwayWorkflow:
                     schedule_to_close_timeout=WRITE_ATTEMPT,
                     retry_policy=RetryPolicy(maximum_attempts=1),
                 )
-            except ActivityError as error:
+            except TemporalError as error:  # activity failed or timed out: keep, retry later
                 self._store_failed(error, len(taken))
                 await workflow.sleep(pause, summary="event store retry")
                 pause = min(pause * 2, WRITE_BACKOFF[1])
@@ -471,10 +476,10 @@ class PathwayWorkflow:
                 for notification in outgoing.notifications:
                     self._release(notification)
 
-    def _store_failed(self, error: ActivityError, batches: int) -> None:
+    def _store_failed(self, error: TemporalError, batches: int) -> None:
         if self._store_down_since is None:
             self._store_down_since = workflow.now()
-        cause = error.cause
+        cause = error.cause if isinstance(error, ActivityError) else error
         workflow.logger.warning(
             "event store write failed: batches kept, retrying",
             extra={
@@ -504,16 +509,16 @@ class PathwayWorkflow:
                     schedule_to_close_timeout=self._input.notify_give_up_after,
                     retry_policy=NOTIFY_RETRY,
                 )
-            except ActivityError as error:
+            except TemporalError as error:  # retries given up (or refused for good)
                 self._notification_failed(notification, error)
             queue.pop(0)
         del self._queues[key]
         del self._chains[key]
 
-    def _notification_failed(self, notification: Notification, error: ActivityError) -> None:
+    def _notification_failed(self, notification: Notification, error: TemporalError) -> None:
         """Delivery given up: the engine records it and escalates to the coordinator."""
-        cause = error.cause
-        reason = str(cause.message if isinstance(cause, ApplicationError) else error.message)
+        cause = error.cause if isinstance(error, ActivityError) else error
+        reason = cause.message if isinstance(cause, FailureError) else str(cause)
         workflow.logger.warning(
             "webhook delivery given up",
             extra={"provider": notification.provider_id, "kind": notification.kind.value},

@@ -4,26 +4,38 @@ continue-as-new and a Temporal cancellation, and an event-store outage only dela
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
+import sqlite3
+import tempfile
 import threading
+import time
 from collections.abc import Iterator
-from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from activities.pathway_activities import StoreStatus
 from activities.store import EventStore
 from pathways.commands import AddNote
 from pathways.demo import DEMO_PATIENTS
 from pathways.events import EventKind
 from pathways.model import PathwayDefinition
 from pathways.settings import Settings
+from pathways.state import TaskStatus
+from tests.conftest import make_settings
+from tests.fixtures import postgres as pg
 from tests.fixtures.provider_system import ProviderSystem, Received
-from tests.workflows.support import TWO_DAY, start, state_of, wait_until
+from tests.workflows.support import TWO_DAY, provider, start, state_of, wait_until
+from worker.health import health_body
+from worker.main import running_worker
 from workflows.client import new_pathway_id
 from workflows.pathway import PathwayInput, PathwayWorkflow
 
@@ -219,3 +231,105 @@ def _events_of(store: EventStore, pathway_id: str) -> list[Any]:
         return store.events(pathway_id)
     except Exception:  # the database is down
         return []
+
+
+class SqliteLock:
+    """Another process's write lock on the event store's SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+
+    def start(self) -> None:
+        self._conn = sqlite3.connect(self.path, isolation_level=None)
+        self._conn.execute("BEGIN EXCLUSIVE")
+
+    def stop(self) -> None:
+        assert self._conn is not None
+        self._conn.execute("ROLLBACK")
+        self._conn.close()
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster that the test really stops and starts again."""
+
+    def __init__(self, root: Path) -> None:
+        self.bin, self.root, self.port = pg._bin_dir(), root, pg._free_port()
+        if os.geteuid() == 0:
+            shutil.chown(root, pg.SERVER_USER)
+        self.data = root / "data"
+        pg._run([str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U",
+                 "postgres", "-E", "UTF8", "--no-sync"])
+        self.stop = self._ctl("stop")
+        self.start = self._ctl("start")
+        self.start()
+        admin = f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE pathways_outage")
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/pathways_outage"
+
+    def _ctl(self, action: str) -> Any:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        args = [str(self.bin / "pg_ctl"), "-D", str(self.data), "-w"]
+        if action == "start":
+            args += ["-l", str(self.root / "server.log"), "-o", options, "start"]
+        else:
+            args += ["-m", "fast", "stop"]
+        return lambda: pg._run(args)
+
+
+@pytest.mark.parametrize("database", ["sqlite-locked", "postgres-stopped"])
+async def test_an_event_store_outage_neither_fails_nor_stalls_a_pathway(
+    dev_env: WorkflowEnvironment, tmp_path: Path, database: str
+) -> None:
+    """The store goes away: Updates still answer, rungs still fire, the outage shows in the
+    worker's health; when it returns every kept batch is written, in order."""
+    target = dev_env.client.service_client.config.target_host
+    server: PostgresServer | None = None
+    if database == "postgres-stopped":
+        server = PostgresServer(Path(tempfile.mkdtemp(prefix="pathways-outage-")))
+        settings = make_settings(tmp_path, target, task_queue=f"outage-{database}",
+                                 event_store_url=server.url)
+        outage: Any = server
+    else:
+        settings = make_settings(tmp_path, target, task_queue=f"outage-{database}")
+        lock = SqliteLock(tmp_path / "pathways.db")
+        outage = type("O", (), {"stop": lock.start, "start": lock.stop})()
+    store = EventStore(settings.event_store)
+    store.migrate()
+    status = StoreStatus()
+    try:
+        async with running_worker(dev_env.client, settings, status):
+            handle = await start(dev_env.client, settings, fast_ladder(), DEMO_PATIENTS[2])
+            await wait_until(lambda: _events_of(store, handle.id))
+            outage.stop()
+            try:
+                visit = (await state_of(handle)).handovers["first-visit.1"]
+                began = time.monotonic()
+                await provider(handle, visit, TaskStatus.ACCEPTED)
+                assert time.monotonic() - began < 15
+
+                async def rung_fired() -> bool:
+                    return bool((await state_of(handle)).escalations)
+
+                await wait_until(rung_fired, timeout=30)
+                await wait_until(lambda: status.detail()["event_store"] == "unavailable")
+                code, body = health_body(True, settings, status)
+                assert code.startswith("200") and body["status"] == "degraded"
+            finally:
+                outage.start()
+
+            def all_written() -> bool:
+                kinds = [e.kind for e in _events_of(store, handle.id)]
+                return EventKind.ACCEPTED in kinds and EventKind.ESCALATED in kinds
+
+            await wait_until(all_written, timeout=60, interval=0.5)
+            seqs = [e.seq for e in store.events(handle.id)]
+            assert seqs == list(range(1, len(seqs) + 1))
+            await wait_until(lambda: status.detail()["event_store"] == "ok", timeout=30)
+            await handle.terminate("test over")
+    finally:
+        store.close()
+        if server is not None:
+            server.stop()
+            shutil.rmtree(server.root, ignore_errors=True)
