@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +32,8 @@ from pathways.model import (
     format_duration,
 )
 from pathways.state import (
+    RULES_LATEST,
+    RULES_PATIENT_CLOCK,
     Attempt,
     BusinessStatus,
     Escalation,
@@ -105,13 +108,19 @@ class PathwayRun:
 
     @classmethod
     def begin(
-        cls, pathway_id: str, definition: PathwayDefinition, patient: Patient, now: datetime
+        cls, pathway_id: str, definition: PathwayDefinition, patient: Patient, now: datetime,
+        rules_version: int = RULES_LATEST,
     ) -> PathwayRun:
-        """New pathway: dispatch every step with no dependencies (skipping false conditions)."""
+        """New pathway: dispatch every step with no dependencies (skipping false conditions).
+
+        `rules_version` is RULES_LATEST for new pathways; the workflow passes RULES_ORIGINAL when
+        replaying a run that started before the patient's clock (see pathways.state).
+        """
         state = PathwayState(
             pathway_id=pathway_id,
             definition=definition,
             patient=patient,
+            rules_version=rules_version,
             started_at=now,
             updated_at=now,
             steps={step.id: StepState() for step in definition.steps},
@@ -315,6 +324,7 @@ class PathwayRun:
         self._emit(_provider_event(previous, target), now, handover=handover, actor=c.actor,
                    detail=detail)
         if target is TaskStatus.COMPLETED:
+            self._resolve_automatically(handover, "completed", now)
             self._after_completion(handover, now)
         elif target in (TaskStatus.REJECTED, TaskStatus.FAILED):
             self._broker(handover, c.actor, now)
@@ -448,6 +458,7 @@ class PathwayRun:
         for handover in self._sorted(h for h in state.handovers.values() if h.is_open):
             handover.status, handover.ended_at = TaskStatus.CANCELLED, now
             self._end_attempt(handover, now, "cancelled", c.reason)
+            self._resolve_automatically(handover, "cancelled", now)
             self._touch(handover, now)
             self._emit(EventKind.CANCELLED, now, handover=handover, actor=c.actor,
                        detail={"reason": c.reason})
@@ -572,6 +583,7 @@ class PathwayRun:
     ) -> None:
         """Start a new attempt with `provider`: clocks restart, fired rungs reset."""
         previous, was_open = handover.provider_id, handover.is_open
+        self._resolve_automatically(handover, "reassigned", now)
         self._end_attempt(handover, now, outcome, reason)
         handover.provider_id = provider.id
         handover.status = TaskStatus.REQUESTED
@@ -605,21 +617,92 @@ class PathwayRun:
         return next((p for p in providers if p.id not in tried), None)
 
     def _escalate(
-        self, handover: Handover, level: EscalationAction, reason: str, at: datetime
+        self, handover: Handover, level: EscalationAction, reason: str, at: datetime,
+        provider_id: str | None = None, cause: str | None = None,
     ) -> Escalation:
-        escalation = Escalation(
-            id=len(self.state.escalations) + 1,
-            handover_id=handover.id,
-            step_id=handover.step_id,
-            provider_id=handover.provider_id,
-            level=level,
-            reason=reason,
-            at=at,
-        )
-        self.state.escalations.append(escalation)
-        detail = {"escalation_id": escalation.id, "level": level.value, "reason": reason}
-        self._emit(EventKind.ESCALATED, at, handover=handover, actor=ENGINE, detail=detail)
+        """Open an escalation for the handover, or (rules 2) raise the one already open for it.
+
+        A rise in level re-opens an acknowledged escalation: it is news for the coordinator.
+        """
+        current = self._live_escalation(handover.id) if self._patient_clock else None
+        if current is None:
+            escalation = Escalation(
+                id=len(self.state.escalations) + 1,
+                handover_id=handover.id,
+                step_id=handover.step_id,
+                provider_id=provider_id or handover.provider_id,
+                level=level,
+                reason=reason,
+                at=at,
+                raised_at=at,
+            )
+            self.state.escalations.append(escalation)
+        else:
+            escalation = current
+            if _SEVERITY.index(level) > _SEVERITY.index(escalation.level):
+                escalation.level, escalation.raised_at = level, at
+                escalation.status = EscalationStatus.OPEN
+            escalation.reason = reason
+        self.state.updated_at = at
+        detail = {"escalation_id": escalation.id, "level": escalation.level.value,
+                  "cause": cause or level.value, "reason": reason}
+        self._emit(EventKind.ESCALATED, at, handover=handover, actor=ENGINE,
+                   provider_id=escalation.provider_id, detail=detail)
         return escalation
+
+    def _live_escalation(self, handover_id: str) -> Escalation | None:
+        """The unresolved escalation of a handover, if any (the latest one)."""
+        return next(
+            (e for e in reversed(self.state.escalations)
+             if e.handover_id == handover_id and e.status is not EscalationStatus.RESOLVED),
+            None,
+        )
+
+    def _resolve_automatically(self, handover: Handover, resolution: str, at: datetime) -> None:
+        """Rules 2: a reassignment, completion or cancellation settles the handover's escalation."""
+        if not self._patient_clock:
+            return
+        escalation = self._live_escalation(handover.id)
+        if escalation is None:
+            return
+        escalation.status, escalation.resolution = EscalationStatus.RESOLVED, resolution
+        escalation.resolved_at, escalation.resolved_by = at, ENGINE
+        self.state.updated_at = at
+        self._emit(EventKind.ESCALATION_RESOLVED, at, handover=handover,
+                   provider_id=escalation.provider_id, actor=ENGINE,
+                   detail={"escalation_id": escalation.id, "resolution": resolution})
+
+    @property
+    def _patient_clock(self) -> bool:
+        return self.state.rules_version >= RULES_PATIENT_CLOCK
+
+    # --- notifications ------------------------------------------------------------------
+    def notification_failed(
+        self, handover_id: str, provider_id: str, kind: NotificationKind, version: int,
+        reason: str, now: datetime,
+    ) -> None:
+        """A webhook could not be delivered after bounded retries: record it and escalate.
+
+        Never raises. The event always lands; the coordinator escalation is raised (alert level)
+        only while the handover is still to be delivered in a running pathway, since a closed
+        handover has nothing left to act on. `reason` is cut to a safe alphabet and length so
+        that a provider's error body cannot put patient data in the event log.
+        """
+        safe = _safe_reason(reason)
+        handover = self.state.handovers.get(handover_id)
+        detail = {"kind": kind.value, "version": version, "provider": provider_id,
+                  "reason": safe}
+        self.state.updated_at = max(self.state.updated_at, now)
+        self._emit(EventKind.NOTIFICATION_FAILED, now, handover=handover,
+                   handover_id=handover_id if handover is None else None,
+                   provider_id=provider_id, actor=ENGINE, detail=detail)
+        if handover is None or self.state.is_finished or not handover.is_unfinished:
+            return
+        text = f"{kind.value} notification (version {version}) to {provider_id} failed: {safe}"
+        handover.business_status = raised(handover.business_status, BusinessStatus.ESCALATED)
+        self._touch(handover, now)
+        self._escalate(handover, EscalationAction.ALERT_COORDINATOR, text, now, provider_id,
+                      cause=EventKind.NOTIFICATION_FAILED.value)
 
     # --- helpers ------------------------------------------------------------------------
     def _step(self, handover: Handover) -> Step:
@@ -663,6 +746,7 @@ class PathwayRun:
         at: datetime,
         *,
         handover: Handover | None = None,
+        handover_id: str | None = None,
         step_id: str | None = None,
         provider_id: str | None = None,
         actor: str | None = None,
@@ -679,7 +763,7 @@ class PathwayRun:
                 seq=state.event_seq,
                 kind=kind,
                 at=at,
-                handover_id=handover.id if handover else None,
+                handover_id=handover.id if handover else handover_id,
                 step_id=handover.step_id if handover else step_id,
                 provider_id=provider_id or (handover.provider_id if handover else None),
                 actor=actor,
@@ -711,6 +795,26 @@ class PathwayRun:
                 version=handover.version,
             )
         )
+
+
+_SEVERITY = (
+    EscalationAction.REMIND_PROVIDER,
+    EscalationAction.ALERT_COORDINATOR,
+    EscalationAction.REASSIGN,
+    EscalationAction.MARK_BREACHED,
+)
+"""Escalation levels from mild to severe: an escalation's level only rises."""
+
+_SAFE_REASON = re.compile(r"[^A-Za-z0-9 .,:;()/_+-]")
+REASON_LIMIT = 200
+
+
+def _safe_reason(reason: str) -> str:
+    """An operational reason fit for the event log: safe characters, bounded, no long digit runs
+    (an NHS number is ten digits)."""
+    text = _SAFE_REASON.sub(" ", str(reason))[:REASON_LIMIT]
+    text = re.sub(r"\d{6,}", "#", text)
+    return " ".join(text.split()) or "unspecified"
 
 
 def _provider_event(previous: TaskStatus, target: TaskStatus) -> EventKind:

@@ -24,20 +24,21 @@ REFERRAL = definition(step("referral", "gp", accept="PT4H", complete="P2D"),
                       escalation=LADDER)
 LAB = definition(step("bloods", "lab", accept="PT4H", complete="P2D"), escalation=LADDER)
 
-EXPECTED = [  # (hours after T0, event kind, escalation level)
+EXPECTED = [  # (hours after T0, event kind, the rung's action that raised the escalation)
     (2, "escalated", "remind-provider"),
     (4, "escalated", "alert-coordinator"),
     (4, "breached", None),
     (44, "escalated", "remind-provider"),
     (48, "escalated", "mark-breached"),
     (50, "escalated", "reassign"),
+    (50, "escalation-resolved", None),
     (50, "reassigned", None),
     (50, "dispatched", None),
 ]
 
 
 def _fired(run: PathwayRun) -> list[tuple[float, str, str | None]]:
-    return [((e.at - T0) / H, e.kind.value, e.detail.get("level"))
+    return [((e.at - T0) / H, e.kind.value, e.detail.get("cause"))
             for e in run.take_effects().events]
 
 
@@ -75,11 +76,11 @@ def test_rungs_set_business_status_escalations_and_reminders() -> None:
         NotificationKind.REMINDER, "gp-a", handover.version)
     run.tick(T0 + 4 * H)
     assert handover.business_status is BusinessStatus.BREACHED and handover.accept_breached
+    # one escalation per late handover: the alert raises the reminder's level
     assert [(e.id, e.level, e.provider_id) for e in run.state.escalations] == [
-        (1, EscalationAction.REMIND_PROVIDER, "gp-a"),
-        (2, EscalationAction.ALERT_COORDINATOR, "gp-a"),
+        (1, EscalationAction.ALERT_COORDINATOR, "gp-a"),
     ]
-    assert "accept" in run.state.escalations[1].reason
+    assert "accept" in run.state.escalations[0].reason
     assert run.state.sla_state is SlaState.BREACHED
 
 
@@ -120,8 +121,8 @@ def test_the_reassign_rung_with_no_one_left_alerts_the_coordinator() -> None:
     run.tick(T0 + 50 * H)
     handover = run.state.handovers["bloods.1"]
     assert handover.provider_id == "lab-a" and handover.is_open
-    last = run.state.escalations[-1]
-    assert last.level is EscalationAction.ALERT_COORDINATOR
+    (last,) = run.state.escalations
+    assert last.level is EscalationAction.MARK_BREACHED, "the level never drops"
     assert "no alternate provider left" in last.reason
 
 
