@@ -13,6 +13,10 @@ from pydantic import Field, model_validator
 
 from pathways.state import Model, TaskStatus
 
+MAX_EXTENSION = timedelta(days=366)
+"""The most one extension may move a due time: a year (and a day); far more than any care
+standard, and far from datetime overflow."""
+
 
 class Refusal(Exception):
     """A command that cannot be applied; `problems` lists every reason, `kind` classifies it.
@@ -62,6 +66,8 @@ class ExtendDue(Model):
             raise ValueError("give exactly one of 'by' or 'until'")
         if self.by is not None and self.by <= timedelta(0):
             raise ValueError("'by' must be positive")
+        if self.by is not None and self.by > MAX_EXTENSION:
+            raise ValueError("'by' may be at most P366D")
         return self
 
 

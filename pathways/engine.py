@@ -20,10 +20,21 @@ from pathways import commands as cmd
 from pathways.commands import Refusal
 from pathways.contract import check_fields
 from pathways.events import Effects, EventKind, Notification, NotificationKind, PathwayEvent
-from pathways.ladder import DuePoint, due_times, pending_points, raised, rearm_future, settled
+from pathways.ladder import (
+    DuePoint,
+    clock_due,
+    clock_running,
+    due_times,
+    pending_points,
+    raised,
+    rearm_future,
+    rung_time,
+    settled,
+)
 from pathways.lifecycle import check_provider_move
 from pathways.model import (
     Clock,
+    CompleteClock,
     EscalationAction,
     EscalationRung,
     PathwayDefinition,
@@ -189,6 +200,8 @@ class PathwayRun:
             handover.business_status = raised(handover.business_status, BusinessStatus.ESCALATED)
         else:
             self._flag_breach(handover, rung.clock)
+            if self._patient_clock and rung.clock not in handover.fired_breaches:
+                handover.fired_breaches.append(rung.clock)  # the due point will not repeat it
         self._touch(handover, at)
         self._escalate(handover, rung.action, reason, at)
         if rung.action is EscalationAction.REMIND_PROVIDER:
@@ -204,7 +217,7 @@ class PathwayRun:
 
     def _breach(self, handover: Handover, clock: Clock, at: datetime) -> None:
         handover.fired_breaches.append(clock)
-        if self._marked_breached(handover, clock):
+        if not self._patient_clock and self._marked_breached(handover, clock):
             return
         self._flag_breach(handover, clock)
         self._touch(handover, at)
@@ -382,7 +395,9 @@ class PathwayRun:
         self._redispatch(handover, provider, now, c.actor, c.reason, outcome="reassigned")
         return handover
 
-    def check_extend(self, c: cmd.ExtendDue) -> None:
+    def check_extend(self, c: cmd.ExtendDue, now: datetime | None = None) -> None:
+        """Refuse an extension of a closed handover or one that would not move the due time
+        later; `now` (when the caller has it) also refuses an `until` already past."""
         handover = self._handover(c.handover_id)
         self._require_unfinished()
         if not handover.is_open:
@@ -391,14 +406,58 @@ class PathwayRun:
                 [f"handover {handover.id} is {handover.status.value}: only an open one can be "
                  "extended"],
             )
-        if c.until is not None and c.until.tzinfo is None:
+        if c.until is None:
+            return
+        if c.until.tzinfo is None:
             raise Refusal("invalid", ["'until' needs a time zone"])
-        if c.until is not None and c.until <= handover.complete_by:
+        if c.until <= handover.complete_by:
             raise Refusal("invalid", ["'until' must be later than the current due time"])
+        if now is not None and c.until <= now:
+            raise Refusal("invalid", ["'until' must be in the future"])
+        if c.until - handover.complete_by > cmd.MAX_EXTENSION:
+            raise Refusal("invalid", [
+                f"'until' may be at most {format_duration(cmd.MAX_EXTENSION)} after the "
+                "current due time"])
 
     def apply_extend(self, c: cmd.ExtendDue, now: datetime) -> Handover:
-        self.check_extend(c)
+        """Move the completion due time later on purpose, recording who, why and from what.
+
+        Rules 2: `by` counts from the current due time, or from now when the handover is
+        already overdue (so "30 more minutes" gives 30 minutes); rungs that fired stay fired
+        (once per attempt), while the due-time breach points re-arm if moved past now.
+        """
+        self.check_extend(c, now)
         handover = self.state.handovers[c.handover_id]
+        old = handover.complete_by
+        if not self._patient_clock:
+            self._extend_original(handover, c, now)
+            counted_from = "due"
+        else:
+            counted_from = "due" if old >= now else "now"
+            base = max(old, now)
+            new = base + c.by if c.by is not None else c.until
+            assert new is not None
+            gain = new - base
+            handover.complete_by = new
+            if handover.accepted_at is None:
+                handover.accept_by = min(max(handover.accept_by, now) + gain, new)
+            handover.fired_breaches = [
+                clock for clock in handover.fired_breaches if clock_due(handover, clock) <= now
+            ]
+            running = [c for c in handover.fired_breaches if clock_running(handover, c)]
+            handover.business_status = (
+                BusinessStatus.BREACHED if running else BusinessStatus.ON_TRACK
+            )
+        self._touch(handover, now)
+        detail = {"from": old.isoformat(), "to": handover.complete_by.isoformat(),
+                  "counted_from": counted_from, "reason": c.reason}
+        if c.by is not None:
+            detail["by"] = format_duration(c.by)
+        self._emit(EventKind.DUE_EXTENDED, now, handover=handover, actor=c.actor, detail=detail)
+        return handover
+
+    def _extend_original(self, handover: Handover, c: cmd.ExtendDue, now: datetime) -> None:
+        """Rules 1: `by` counts from the due time even when overdue; fired rungs re-arm."""
         old = handover.complete_by
         delta = c.by if c.by is not None else c.until - old  # type: ignore[operator]
         handover.complete_by = old + delta
@@ -408,11 +467,6 @@ class PathwayRun:
         rearm_future(handover, ladder, now)
         if settled(handover, ladder):
             handover.business_status = BusinessStatus.ON_TRACK
-        self._touch(handover, now)
-        detail = {"from": old.isoformat(), "to": handover.complete_by.isoformat(),
-                  "reason": c.reason}
-        self._emit(EventKind.DUE_EXTENDED, now, handover=handover, actor=c.actor, detail=detail)
-        return handover
 
     def check_hold(self, c: cmd.HoldPathway) -> None:
         self._require_active()
@@ -587,12 +641,10 @@ class PathwayRun:
         self._end_attempt(handover, now, outcome, reason)
         handover.provider_id = provider.id
         handover.status = TaskStatus.REQUESTED
-        handover.business_status = BusinessStatus.ON_TRACK
         handover.accepted_at = handover.started_at = handover.ended_at = None
         handover.status_reason = None
         handover.dispatched_at = now
-        handover.accept_by, handover.complete_by = due_times(self._step(handover).sla, now)
-        handover.fired_rungs, handover.fired_breaches = [], []
+        self._restart_clocks(handover, now)
         handover.applied_commands = [  # the new provider starts afresh, even if tried before
             f for f in handover.applied_commands if not f.startswith(f"{provider.id}:")
         ]
@@ -604,6 +656,31 @@ class PathwayRun:
         if was_open:
             self._notify(handover, NotificationKind.CANCELLED, previous)
         self._notify(handover, NotificationKind.DISPATCHED)
+
+    def _restart_clocks(self, handover: Handover, now: datetime) -> None:
+        """A new attempt: the acceptance clock always restarts; the completion clock is the
+        patient's and keeps running (rules 2, complete_clock ready), else it restarts too.
+
+        On the patient's clock, completion rungs and the breach already passed stay passed, so
+        the new provider is not reminded of a past point and a breached handover stays breached.
+        """
+        step = self._step(handover)
+        accept_by, complete_by = due_times(step.sla, now)
+        handover.accept_by = accept_by
+        if not self._patient_clock or step.sla.complete_clock is CompleteClock.ATTEMPT:
+            handover.complete_by = complete_by
+            handover.fired_rungs, handover.fired_breaches = [], []
+            handover.business_status = BusinessStatus.ON_TRACK
+            return
+        ladder = self._ladder(handover)
+        handover.fired_rungs = [
+            i for i, rung in enumerate(ladder)
+            if rung.clock is Clock.COMPLETE and rung_time(handover, rung) <= now
+        ]
+        handover.fired_breaches = [c for c in handover.fired_breaches if c is Clock.COMPLETE]
+        handover.business_status = (
+            BusinessStatus.BREACHED if handover.fired_breaches else BusinessStatus.ON_TRACK
+        )
 
     @staticmethod
     def _end_attempt(handover: Handover, now: datetime, outcome: str, reason: str | None) -> None:

@@ -57,7 +57,8 @@ def test_reassign_starts_a_new_attempt_and_tells_both_providers() -> None:
     handover = run.apply_reassign(_reassign("visit.1", "nurse-b"), T0 + 3 * H)
     assert (handover.provider_id, handover.status, handover.accepted_at) == (
         "nurse-b", TaskStatus.REQUESTED, None)
-    assert handover.dispatched_at == T0 + 3 * H and handover.complete_by == T0 + 51 * H
+    assert handover.dispatched_at == T0 + 3 * H and handover.accept_by == T0 + 7 * H
+    assert handover.complete_by == T0 + 49 * H, "the patient's clock runs from ready (T0 + 1 h)"
     assert [(a.provider_id, a.outcome, a.reason) for a in handover.attempts] == [
         ("nurse-a", "reassigned", "capacity"), ("nurse-b", None, None)]
     effects = run.take_effects()

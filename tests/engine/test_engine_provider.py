@@ -248,7 +248,8 @@ def test_rejection_moves_the_handover_to_the_next_provider_then_escalates() -> N
     handover = run.state.handovers["report.1"]
     assert (handover.provider_id, handover.status) == ("gp-b", S.REQUESTED)
     assert handover.dispatched_at == T0 + H and handover.ready_at == T0
-    assert handover.accept_by == T0 + 5 * H and handover.complete_by == T0 + 49 * H
+    assert handover.accept_by == T0 + 5 * H, "gp-b's own time to accept"
+    assert handover.complete_by == T0 + 48 * H, "the patient's clock is not reset"
     assert [(a.provider_id, a.outcome, a.reason) for a in handover.attempts] == [
         ("gp-a", "rejected", "list closed"), ("gp-b", None, None)]
     effects = run.take_effects()
