@@ -260,6 +260,15 @@ class PathwayRun:
                  f"not {c.expected_version}"],
             )
         check_provider_move(handover.id, handover.status, c.status)
+        if c.status is TaskStatus.COMPLETED and c.output:
+            self._check_output_budget(c.output)
+
+    def _check_output_budget(self, output: dict[str, Any]) -> None:
+        kept = sum(cmd.json_size(h.output) for h in self.state.handovers.values())
+        if kept + cmd.json_size(output) > cmd.PATHWAY_OUTPUT_BUDGET:
+            raise Refusal("invalid", [
+                f"this pathway keeps at most {cmd.PATHWAY_OUTPUT_BUDGET // 1024} KiB of handover "
+                "data: send large documents as references (url)"])
 
     def apply_provider(self, c: cmd.ProviderCommand, now: datetime) -> Handover:
         """Apply a provider's status move; a non-conforming delivery is counted, then refused."""
@@ -527,7 +536,11 @@ class PathwayRun:
         return state
 
     def check_note(self, c: cmd.AddNote) -> None:
-        """Notes are always welcome, even on a finished pathway (a record of what happened)."""
+        """Notes are welcome even on a finished pathway (a record of what happened), up to
+        MAX_NOTES so the carried state stays bounded."""
+        if len(self.state.notes) >= cmd.MAX_NOTES:
+            raise Refusal("conflict", [f"this pathway already keeps {cmd.MAX_NOTES} notes, "
+                                       "the most it can hold"])
 
     def apply_note(self, c: cmd.AddNote, now: datetime) -> Note:
         self.check_note(c)

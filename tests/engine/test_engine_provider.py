@@ -223,7 +223,7 @@ def test_a_non_conforming_delivery_only_counts_and_is_refused_with_every_problem
     assert refused.value.kind == "non-conforming"
     assert refused.value.problems == [
         "missing required field 'summary'",
-        "field 'outcome' must be one of home, bed (got 'nursing-home')",
+        "field 'outcome' must be one of home, bed",
         "field 'score' must be a whole number",
         "unknown field 'nhs'",
     ]
@@ -235,6 +235,7 @@ def test_a_non_conforming_delivery_only_counts_and_is_refused_with_every_problem
     assert event.kind == "refused-delivery"
     assert event.detail["fields"] == ["nhs", "outcome", "score", "summary"]
     assert "9434765919" not in event.model_dump_json()
+    assert "nursing-home" not in event.model_dump_json() + str(refused.value), "named, not echoed"
     with pytest.raises(Refusal):
         run.apply_provider(bad, T0 + 2 * H)
     assert run.state.handovers["report.1"].refused_deliveries == 2, "a retry is counted again"
