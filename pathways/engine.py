@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,10 +20,21 @@ from pathways import commands as cmd
 from pathways.commands import Refusal
 from pathways.contract import check_fields
 from pathways.events import Effects, EventKind, Notification, NotificationKind, PathwayEvent
-from pathways.ladder import DuePoint, due_times, pending_points, raised, rearm_future, settled
+from pathways.ladder import (
+    DuePoint,
+    clock_due,
+    clock_running,
+    due_times,
+    pending_points,
+    raised,
+    rearm_future,
+    rung_time,
+    settled,
+)
 from pathways.lifecycle import check_provider_move
 from pathways.model import (
     Clock,
+    CompleteClock,
     EscalationAction,
     EscalationRung,
     PathwayDefinition,
@@ -31,6 +43,8 @@ from pathways.model import (
     format_duration,
 )
 from pathways.state import (
+    RULES_LATEST,
+    RULES_PATIENT_CLOCK,
     Attempt,
     BusinessStatus,
     Escalation,
@@ -105,13 +119,19 @@ class PathwayRun:
 
     @classmethod
     def begin(
-        cls, pathway_id: str, definition: PathwayDefinition, patient: Patient, now: datetime
+        cls, pathway_id: str, definition: PathwayDefinition, patient: Patient, now: datetime,
+        rules_version: int = RULES_LATEST,
     ) -> PathwayRun:
-        """New pathway: dispatch every step with no dependencies (skipping false conditions)."""
+        """New pathway: dispatch every step with no dependencies (skipping false conditions).
+
+        `rules_version` is RULES_LATEST for new pathways; the workflow passes RULES_ORIGINAL when
+        replaying a run that started before the patient's clock (see pathways.state).
+        """
         state = PathwayState(
             pathway_id=pathway_id,
             definition=definition,
             patient=patient,
+            rules_version=rules_version,
             started_at=now,
             updated_at=now,
             steps={step.id: StepState() for step in definition.steps},
@@ -180,6 +200,8 @@ class PathwayRun:
             handover.business_status = raised(handover.business_status, BusinessStatus.ESCALATED)
         else:
             self._flag_breach(handover, rung.clock)
+            if self._patient_clock and rung.clock not in handover.fired_breaches:
+                handover.fired_breaches.append(rung.clock)  # the due point will not repeat it
         self._touch(handover, at)
         self._escalate(handover, rung.action, reason, at)
         if rung.action is EscalationAction.REMIND_PROVIDER:
@@ -195,7 +217,7 @@ class PathwayRun:
 
     def _breach(self, handover: Handover, clock: Clock, at: datetime) -> None:
         handover.fired_breaches.append(clock)
-        if self._marked_breached(handover, clock):
+        if not self._patient_clock and self._marked_breached(handover, clock):
             return
         self._flag_breach(handover, clock)
         self._touch(handover, at)
@@ -238,6 +260,15 @@ class PathwayRun:
                  f"not {c.expected_version}"],
             )
         check_provider_move(handover.id, handover.status, c.status)
+        if c.status is TaskStatus.COMPLETED and c.output:
+            self._check_output_budget(c.output)
+
+    def _check_output_budget(self, output: dict[str, Any]) -> None:
+        kept = sum(cmd.json_size(h.output) for h in self.state.handovers.values())
+        if kept + cmd.json_size(output) > cmd.PATHWAY_OUTPUT_BUDGET:
+            raise Refusal("invalid", [
+                f"this pathway keeps at most {cmd.PATHWAY_OUTPUT_BUDGET // 1024} KiB of handover "
+                "data: send large documents as references (url)"])
 
     def apply_provider(self, c: cmd.ProviderCommand, now: datetime) -> Handover:
         """Apply a provider's status move; a non-conforming delivery is counted, then refused."""
@@ -315,6 +346,7 @@ class PathwayRun:
         self._emit(_provider_event(previous, target), now, handover=handover, actor=c.actor,
                    detail=detail)
         if target is TaskStatus.COMPLETED:
+            self._resolve_automatically(handover, "completed", now)
             self._after_completion(handover, now)
         elif target in (TaskStatus.REJECTED, TaskStatus.FAILED):
             self._broker(handover, c.actor, now)
@@ -372,7 +404,9 @@ class PathwayRun:
         self._redispatch(handover, provider, now, c.actor, c.reason, outcome="reassigned")
         return handover
 
-    def check_extend(self, c: cmd.ExtendDue) -> None:
+    def check_extend(self, c: cmd.ExtendDue, now: datetime | None = None) -> None:
+        """Refuse an extension of a closed handover or one that would not move the due time
+        later; `now` (when the caller has it) also refuses an `until` already past."""
         handover = self._handover(c.handover_id)
         self._require_unfinished()
         if not handover.is_open:
@@ -381,14 +415,58 @@ class PathwayRun:
                 [f"handover {handover.id} is {handover.status.value}: only an open one can be "
                  "extended"],
             )
-        if c.until is not None and c.until.tzinfo is None:
+        if c.until is None:
+            return
+        if c.until.tzinfo is None:
             raise Refusal("invalid", ["'until' needs a time zone"])
-        if c.until is not None and c.until <= handover.complete_by:
+        if c.until <= handover.complete_by:
             raise Refusal("invalid", ["'until' must be later than the current due time"])
+        if now is not None and c.until <= now:
+            raise Refusal("invalid", ["'until' must be in the future"])
+        if c.until - handover.complete_by > cmd.MAX_EXTENSION:
+            raise Refusal("invalid", [
+                f"'until' may be at most {format_duration(cmd.MAX_EXTENSION)} after the "
+                "current due time"])
 
     def apply_extend(self, c: cmd.ExtendDue, now: datetime) -> Handover:
-        self.check_extend(c)
+        """Move the completion due time later on purpose, recording who, why and from what.
+
+        Rules 2: `by` counts from the current due time, or from now when the handover is
+        already overdue (so "30 more minutes" gives 30 minutes); rungs that fired stay fired
+        (once per attempt), while the due-time breach points re-arm if moved past now.
+        """
+        self.check_extend(c, now)
         handover = self.state.handovers[c.handover_id]
+        old = handover.complete_by
+        if not self._patient_clock:
+            self._extend_original(handover, c, now)
+            counted_from = "due"
+        else:
+            counted_from = "due" if old >= now else "now"
+            base = max(old, now)
+            new = base + c.by if c.by is not None else c.until
+            assert new is not None
+            gain = new - base
+            handover.complete_by = new
+            if handover.accepted_at is None:
+                handover.accept_by = min(max(handover.accept_by, now) + gain, new)
+            handover.fired_breaches = [
+                clock for clock in handover.fired_breaches if clock_due(handover, clock) <= now
+            ]
+            running = [c for c in handover.fired_breaches if clock_running(handover, c)]
+            handover.business_status = (
+                BusinessStatus.BREACHED if running else BusinessStatus.ON_TRACK
+            )
+        self._touch(handover, now)
+        detail = {"from": old.isoformat(), "to": handover.complete_by.isoformat(),
+                  "counted_from": counted_from, "reason": c.reason}
+        if c.by is not None:
+            detail["by"] = format_duration(c.by)
+        self._emit(EventKind.DUE_EXTENDED, now, handover=handover, actor=c.actor, detail=detail)
+        return handover
+
+    def _extend_original(self, handover: Handover, c: cmd.ExtendDue, now: datetime) -> None:
+        """Rules 1: `by` counts from the due time even when overdue; fired rungs re-arm."""
         old = handover.complete_by
         delta = c.by if c.by is not None else c.until - old  # type: ignore[operator]
         handover.complete_by = old + delta
@@ -398,11 +476,6 @@ class PathwayRun:
         rearm_future(handover, ladder, now)
         if settled(handover, ladder):
             handover.business_status = BusinessStatus.ON_TRACK
-        self._touch(handover, now)
-        detail = {"from": old.isoformat(), "to": handover.complete_by.isoformat(),
-                  "reason": c.reason}
-        self._emit(EventKind.DUE_EXTENDED, now, handover=handover, actor=c.actor, detail=detail)
-        return handover
 
     def check_hold(self, c: cmd.HoldPathway) -> None:
         self._require_active()
@@ -448,6 +521,7 @@ class PathwayRun:
         for handover in self._sorted(h for h in state.handovers.values() if h.is_open):
             handover.status, handover.ended_at = TaskStatus.CANCELLED, now
             self._end_attempt(handover, now, "cancelled", c.reason)
+            self._resolve_automatically(handover, "cancelled", now)
             self._touch(handover, now)
             self._emit(EventKind.CANCELLED, now, handover=handover, actor=c.actor,
                        detail={"reason": c.reason})
@@ -462,7 +536,11 @@ class PathwayRun:
         return state
 
     def check_note(self, c: cmd.AddNote) -> None:
-        """Notes are always welcome, even on a finished pathway (a record of what happened)."""
+        """Notes are welcome even on a finished pathway (a record of what happened), up to
+        MAX_NOTES so the carried state stays bounded."""
+        if len(self.state.notes) >= cmd.MAX_NOTES:
+            raise Refusal("conflict", [f"this pathway already keeps {cmd.MAX_NOTES} notes, "
+                                       "the most it can hold"])
 
     def apply_note(self, c: cmd.AddNote, now: datetime) -> Note:
         self.check_note(c)
@@ -572,15 +650,14 @@ class PathwayRun:
     ) -> None:
         """Start a new attempt with `provider`: clocks restart, fired rungs reset."""
         previous, was_open = handover.provider_id, handover.is_open
+        self._resolve_automatically(handover, "reassigned", now)
         self._end_attempt(handover, now, outcome, reason)
         handover.provider_id = provider.id
         handover.status = TaskStatus.REQUESTED
-        handover.business_status = BusinessStatus.ON_TRACK
         handover.accepted_at = handover.started_at = handover.ended_at = None
         handover.status_reason = None
         handover.dispatched_at = now
-        handover.accept_by, handover.complete_by = due_times(self._step(handover).sla, now)
-        handover.fired_rungs, handover.fired_breaches = [], []
+        self._restart_clocks(handover, now)
         handover.applied_commands = [  # the new provider starts afresh, even if tried before
             f for f in handover.applied_commands if not f.startswith(f"{provider.id}:")
         ]
@@ -592,6 +669,31 @@ class PathwayRun:
         if was_open:
             self._notify(handover, NotificationKind.CANCELLED, previous)
         self._notify(handover, NotificationKind.DISPATCHED)
+
+    def _restart_clocks(self, handover: Handover, now: datetime) -> None:
+        """A new attempt: the acceptance clock always restarts; the completion clock is the
+        patient's and keeps running (rules 2, complete_clock ready), else it restarts too.
+
+        On the patient's clock, completion rungs and the breach already passed stay passed, so
+        the new provider is not reminded of a past point and a breached handover stays breached.
+        """
+        step = self._step(handover)
+        accept_by, complete_by = due_times(step.sla, now)
+        handover.accept_by = accept_by
+        if not self._patient_clock or step.sla.complete_clock is CompleteClock.ATTEMPT:
+            handover.complete_by = complete_by
+            handover.fired_rungs, handover.fired_breaches = [], []
+            handover.business_status = BusinessStatus.ON_TRACK
+            return
+        ladder = self._ladder(handover)
+        handover.fired_rungs = [
+            i for i, rung in enumerate(ladder)
+            if rung.clock is Clock.COMPLETE and rung_time(handover, rung) <= now
+        ]
+        handover.fired_breaches = [c for c in handover.fired_breaches if c is Clock.COMPLETE]
+        handover.business_status = (
+            BusinessStatus.BREACHED if handover.fired_breaches else BusinessStatus.ON_TRACK
+        )
 
     @staticmethod
     def _end_attempt(handover: Handover, now: datetime, outcome: str, reason: str | None) -> None:
@@ -605,21 +707,92 @@ class PathwayRun:
         return next((p for p in providers if p.id not in tried), None)
 
     def _escalate(
-        self, handover: Handover, level: EscalationAction, reason: str, at: datetime
+        self, handover: Handover, level: EscalationAction, reason: str, at: datetime,
+        provider_id: str | None = None, cause: str | None = None,
     ) -> Escalation:
-        escalation = Escalation(
-            id=len(self.state.escalations) + 1,
-            handover_id=handover.id,
-            step_id=handover.step_id,
-            provider_id=handover.provider_id,
-            level=level,
-            reason=reason,
-            at=at,
-        )
-        self.state.escalations.append(escalation)
-        detail = {"escalation_id": escalation.id, "level": level.value, "reason": reason}
-        self._emit(EventKind.ESCALATED, at, handover=handover, actor=ENGINE, detail=detail)
+        """Open an escalation for the handover, or (rules 2) raise the one already open for it.
+
+        A rise in level re-opens an acknowledged escalation: it is news for the coordinator.
+        """
+        current = self._live_escalation(handover.id) if self._patient_clock else None
+        if current is None:
+            escalation = Escalation(
+                id=len(self.state.escalations) + 1,
+                handover_id=handover.id,
+                step_id=handover.step_id,
+                provider_id=provider_id or handover.provider_id,
+                level=level,
+                reason=reason,
+                at=at,
+                raised_at=at,
+            )
+            self.state.escalations.append(escalation)
+        else:
+            escalation = current
+            if _SEVERITY.index(level) > _SEVERITY.index(escalation.level):
+                escalation.level, escalation.raised_at = level, at
+                escalation.status = EscalationStatus.OPEN
+            escalation.reason = reason
+        self.state.updated_at = at
+        detail = {"escalation_id": escalation.id, "level": escalation.level.value,
+                  "cause": cause or level.value, "reason": reason}
+        self._emit(EventKind.ESCALATED, at, handover=handover, actor=ENGINE,
+                   provider_id=escalation.provider_id, detail=detail)
         return escalation
+
+    def _live_escalation(self, handover_id: str) -> Escalation | None:
+        """The unresolved escalation of a handover, if any (the latest one)."""
+        return next(
+            (e for e in reversed(self.state.escalations)
+             if e.handover_id == handover_id and e.status is not EscalationStatus.RESOLVED),
+            None,
+        )
+
+    def _resolve_automatically(self, handover: Handover, resolution: str, at: datetime) -> None:
+        """Rules 2: a reassignment, completion or cancellation settles the handover's escalation."""
+        if not self._patient_clock:
+            return
+        escalation = self._live_escalation(handover.id)
+        if escalation is None:
+            return
+        escalation.status, escalation.resolution = EscalationStatus.RESOLVED, resolution
+        escalation.resolved_at, escalation.resolved_by = at, ENGINE
+        self.state.updated_at = at
+        self._emit(EventKind.ESCALATION_RESOLVED, at, handover=handover,
+                   provider_id=escalation.provider_id, actor=ENGINE,
+                   detail={"escalation_id": escalation.id, "resolution": resolution})
+
+    @property
+    def _patient_clock(self) -> bool:
+        return self.state.rules_version >= RULES_PATIENT_CLOCK
+
+    # --- notifications ------------------------------------------------------------------
+    def notification_failed(
+        self, handover_id: str, provider_id: str, kind: NotificationKind, version: int,
+        reason: str, now: datetime,
+    ) -> None:
+        """A webhook could not be delivered after bounded retries: record it and escalate.
+
+        Never raises. The event always lands; the coordinator escalation is raised (alert level)
+        only while the handover is still to be delivered in a running pathway, since a closed
+        handover has nothing left to act on. `reason` is cut to a safe alphabet and length so
+        that a provider's error body cannot put patient data in the event log.
+        """
+        safe = _safe_reason(reason)
+        handover = self.state.handovers.get(handover_id)
+        detail = {"kind": kind.value, "version": version, "provider": provider_id,
+                  "reason": safe}
+        self.state.updated_at = max(self.state.updated_at, now)
+        self._emit(EventKind.NOTIFICATION_FAILED, now, handover=handover,
+                   handover_id=handover_id if handover is None else None,
+                   provider_id=provider_id, actor=ENGINE, detail=detail)
+        if handover is None or self.state.is_finished or not handover.is_unfinished:
+            return
+        text = f"{kind.value} notification (version {version}) to {provider_id} failed: {safe}"
+        handover.business_status = raised(handover.business_status, BusinessStatus.ESCALATED)
+        self._touch(handover, now)
+        self._escalate(handover, EscalationAction.ALERT_COORDINATOR, text, now, provider_id,
+                      cause=EventKind.NOTIFICATION_FAILED.value)
 
     # --- helpers ------------------------------------------------------------------------
     def _step(self, handover: Handover) -> Step:
@@ -663,6 +836,7 @@ class PathwayRun:
         at: datetime,
         *,
         handover: Handover | None = None,
+        handover_id: str | None = None,
         step_id: str | None = None,
         provider_id: str | None = None,
         actor: str | None = None,
@@ -679,7 +853,7 @@ class PathwayRun:
                 seq=state.event_seq,
                 kind=kind,
                 at=at,
-                handover_id=handover.id if handover else None,
+                handover_id=handover.id if handover else handover_id,
                 step_id=handover.step_id if handover else step_id,
                 provider_id=provider_id or (handover.provider_id if handover else None),
                 actor=actor,
@@ -711,6 +885,26 @@ class PathwayRun:
                 version=handover.version,
             )
         )
+
+
+_SEVERITY = (
+    EscalationAction.REMIND_PROVIDER,
+    EscalationAction.ALERT_COORDINATOR,
+    EscalationAction.REASSIGN,
+    EscalationAction.MARK_BREACHED,
+)
+"""Escalation levels from mild to severe: an escalation's level only rises."""
+
+_SAFE_REASON = re.compile(r"[^A-Za-z0-9 .,:;()/_+-]")
+REASON_LIMIT = 200
+
+
+def _safe_reason(reason: str) -> str:
+    """An operational reason fit for the event log: safe characters, bounded, no long digit runs
+    (an NHS number is ten digits)."""
+    text = _SAFE_REASON.sub(" ", str(reason))[:REASON_LIMIT]
+    text = re.sub(r"\d{6,}", "#", text)
+    return " ".join(text.split()) or "unspecified"
 
 
 def _provider_event(previous: TaskStatus, target: TaskStatus) -> EventKind:

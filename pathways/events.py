@@ -31,6 +31,7 @@ class EventKind(StrEnum):
     BREACHED = "breached"
     REASSIGNED = "reassigned"
     DUE_EXTENDED = "due-extended"
+    NOTIFICATION_FAILED = "notification-failed"
     CANCELLED = "cancelled"
     ESCALATION_ACKNOWLEDGED = "escalation-acknowledged"
     ESCALATION_RESOLVED = "escalation-resolved"

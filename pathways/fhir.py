@@ -17,6 +17,12 @@ STEP_SYSTEM = "urn:pathways:step"
 BUSINESS_STATUS_SYSTEM = "urn:pathways:business-status"
 TASK_STATUS_SYSTEM = "http://hl7.org/fhir/task-status"
 NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
+ACCEPT_BY_EXTENSION = "urn:pathways:extension:accept-by"
+"""Task.restriction.extension (valueDateTime): when the current provider must accept by.
+
+R4 allows one Task.restriction, whose period.end is the patient's due time (kept across
+providers); the acceptance deadline is per provider, so it rides as an extension on the same
+restriction, present only while the current provider has not yet accepted."""
 CONTRACT_INPUT = "handover-contract"
 """Task.input type.text of the canonical URL of the step's Questionnaire."""
 
@@ -164,6 +170,15 @@ def _execution_period(handover: Handover) -> dict[str, str] | None:
     return period or None
 
 
+def _restriction(handover: Handover) -> dict[str, Any]:
+    restriction: dict[str, Any] = {"period": {"end": instant(handover.complete_by)}}
+    if handover.is_open and handover.accepted_at is None:
+        restriction["extension"] = [
+            {"url": ACCEPT_BY_EXTENSION, "valueDateTime": instant(handover.accept_by)}
+        ]
+    return restriction
+
+
 def task_resource(state: PathwayState, handover: Handover, base_url: str) -> dict[str, Any]:
     """One handover as a FHIR R4 Task, patient included: only entitled callers ever get one."""
     definition = state.definition
@@ -183,7 +198,7 @@ def task_resource(state: PathwayState, handover: Handover, base_url: str) -> dic
         "lastModified": instant(handover.updated_at),
         "requester": {"reference": f"Organization/{definition.lead_provider.id}"},
         "owner": {"reference": f"Organization/{handover.provider_id}"},
-        "restriction": {"period": {"end": instant(handover.complete_by)}},
+        "restriction": _restriction(handover),
         "input": [_contract_input(state, step, base_url), *_delivered_inputs(state, step)],
     }
     if handover.status_reason:

@@ -181,13 +181,46 @@ class EscalationRung(Strict):
     at: SignedDuration
     action: EscalationAction
     clock: Clock = Clock.COMPLETE
+    take_accepted_work: bool = Field(
+        default=False,
+        description="A reassign rung on the complete clock also fires after the provider "
+        "accepted, taking accepted work away; the catalogue refuses one without this set.",
+    )
+
+    @model_validator(mode="after")
+    def _take_only_by_reassigning(self) -> EscalationRung:
+        if self.take_accepted_work and (
+            self.action is not EscalationAction.REASSIGN or self.clock is not Clock.COMPLETE
+        ):
+            raise ValueError("take_accepted_work applies only to a reassign rung on the "
+                             "complete clock")
+        return self
+
+
+class CompleteClock(StrEnum):
+    """Where a handover's completion clock starts."""
+
+    READY = "ready"
+    """The patient's clock: from the moment the step became ready; a change of provider never
+    resets it (only holds pause it and a recorded extension moves it)."""
+    ATTEMPT = "attempt"
+    """Per attempt: each provider offered the handover gets the full complete_within."""
 
 
 class Sla(Strict):
     """Time allowed from the moment a step becomes ready."""
 
-    accept_within: Duration
-    complete_within: Duration
+    accept_within: Duration = Field(
+        description="Each provider's time to accept, from the moment it is offered the handover."
+    )
+    complete_within: Duration = Field(
+        description="Time to complete, from the moment the step became ready (see complete_clock)."
+    )
+    complete_clock: CompleteClock = Field(
+        default=CompleteClock.READY,
+        description="ready (default): the patient's clock, kept across providers; attempt: "
+        "restarted for each provider (say so only if the standard really is per provider).",
+    )
 
     @model_validator(mode="after")
     def _accept_before_complete(self) -> Sla:

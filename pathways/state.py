@@ -23,6 +23,17 @@ from pydantic import (
 from pathways.model import Clock, EscalationAction, PathwayDefinition
 from pathways.nhs_number import NhsNumber
 
+RULES_ORIGINAL = 1
+"""Original rules: a reassignment restarts both clocks; extend re-arms rungs; one escalation per
+rung. Kept for pathways that were in flight when rules 2 shipped."""
+
+RULES_PATIENT_CLOCK = 2
+"""The patient's clock: completion due from the moment the step became ready, never reset by a
+change of provider; acceptance per attempt; rungs fire once per attempt; one escalation per late
+handover attempt, resolved automatically by reassignment or completion."""
+
+RULES_LATEST = RULES_PATIENT_CLOCK
+
 
 class Model(BaseModel):
     """Base for runtime models: unknown keys are errors so typos never pass silently.
@@ -212,7 +223,12 @@ class EscalationStatus(StrEnum):
 
 
 class Escalation(Model):
-    """A record that a ladder rung fired (or a broker ran out of providers)."""
+    """A late or troubled handover needing attention: raised by a ladder rung, a broker that ran
+    out of providers or an undeliverable notification.
+
+    Under rules 2 there is one per late handover attempt: later rungs raise `level` on the same
+    record, and a reassignment or completion resolves it automatically (`resolution`).
+    """
 
     id: int
     handover_id: str
@@ -221,11 +237,22 @@ class Escalation(Model):
     level: EscalationAction
     reason: str
     at: datetime
+    raised_at: datetime | None = Field(default=None, description="when the level last rose")
     status: EscalationStatus = EscalationStatus.OPEN
     acknowledged_at: datetime | None = None
     acknowledged_by: str | None = None
+    acknowledged_note: str | None = None
     resolved_at: datetime | None = None
     resolved_by: str | None = None
+    resolved_note: str | None = None
+    resolution: str | None = Field(
+        default=None, description="coordinator, or automatic: reassigned, completed, cancelled"
+    )
+
+    @property
+    def is_coordinator_work(self) -> bool:
+        """Provider reminders are the provider's business, not the coordinator's inbox."""
+        return self.level is not EscalationAction.REMIND_PROVIDER
 
 
 class Note(Model):
@@ -254,6 +281,11 @@ class PathwayState(Model):
     pathway_id: str
     definition: PathwayDefinition
     patient: Patient
+    rules_version: int = Field(
+        default=RULES_ORIGINAL,
+        description="engine rules this pathway runs under; states carried from before rules "
+        "were versioned run the original ones (see RULES_*)",
+    )
     status: PathwayStatus = PathwayStatus.ACTIVE
     started_at: datetime
     ended_at: datetime | None = None

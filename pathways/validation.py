@@ -23,6 +23,7 @@ from pathways.graph import dependency_graph
 from pathways.model import (
     Clock,
     Condition,
+    EscalationAction,
     EscalationRung,
     FieldType,
     HandoverField,
@@ -293,6 +294,30 @@ def _ladder_problems(definition: PathwayDefinition) -> Iterator[DefinitionProble
                     step.id,
                     f"escalation out of order: {where} is not later than rung {number - 1} "
                     f"({format_duration(offsets[number - 2])} after ready)",
+                )
+
+
+def authoring_problems(definition: PathwayDefinition) -> list[DefinitionProblem]:
+    """Rules for definitions written from now on, not for those already carried by running
+    pathways (which must keep loading): checked when the catalogue is read, not by the model."""
+    return list(_rungs_taking_accepted_work(definition))
+
+
+def _rungs_taking_accepted_work(definition: PathwayDefinition) -> Iterator[DefinitionProblem]:
+    for step in definition.steps:
+        source = "its" if step.escalation is not None else "the pathway default"
+        for number, rung in enumerate(definition.ladder(step), start=1):
+            if (
+                rung.action is EscalationAction.REASSIGN
+                and rung.clock is Clock.COMPLETE
+                and not rung.take_accepted_work
+            ):
+                yield DefinitionProblem(
+                    None,
+                    step.id,
+                    f"rung {number} of {source} escalation ladder reassigns on the complete "
+                    "clock, which takes work away from a provider that accepted it: put it on "
+                    "the accept clock, or say so with take_accepted_work: true",
                 )
 
 

@@ -43,6 +43,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from pathways.model import PathwayDefinition
     from pathways.state import (
+        RULES_LATEST,
+        RULES_ORIGINAL,
         Escalation,
         Handover,
         Note,
@@ -143,8 +145,11 @@ class PathwayWorkflow:
         if input.state is not None:
             self._run = PathwayRun(input.state)
         else:
+            # Runs started before the patient's clock shipped replay on the original rules.
+            rules = RULES_LATEST if workflow.patched("patient-clock") else RULES_ORIGINAL
             self._run = PathwayRun.begin(
-                workflow.info().workflow_id, input.definition, input.patient, workflow.now()
+                workflow.info().workflow_id, input.definition, input.patient, workflow.now(),
+                rules_version=rules,
             )
         self._search = search.current_values(workflow.info().typed_search_attributes)
         self._notifications: set[asyncio.Task[object]] = set()
@@ -638,9 +643,14 @@ class PathwayWorkflow:
         state = self._run.state
         lines = [f"**{state.definition.title}** ({state.definition.key}): {state.status.value}"]
         for handover in sorted(state.open_handovers, key=lambda h: h.complete_by):
+            accept = (
+                f", accept by {handover.accept_by:%Y-%m-%d %H:%M} UTC"
+                if handover.is_open and handover.accepted_at is None else ""
+            )
             lines.append(
                 f"- `{handover.id}` at `{handover.provider_id}`: {handover.status.value}, "
-                f"{handover.business_status.value}, due {handover.complete_by:%Y-%m-%d %H:%M} UTC"
+                f"{handover.business_status.value}, patient due "
+                f"{handover.complete_by:%Y-%m-%d %H:%M} UTC{accept}"
             )
         workflow.set_current_details("\n".join(lines))
 

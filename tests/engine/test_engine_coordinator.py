@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from pathways.commands import (
     AddNote,
@@ -57,7 +58,8 @@ def test_reassign_starts_a_new_attempt_and_tells_both_providers() -> None:
     handover = run.apply_reassign(_reassign("visit.1", "nurse-b"), T0 + 3 * H)
     assert (handover.provider_id, handover.status, handover.accepted_at) == (
         "nurse-b", TaskStatus.REQUESTED, None)
-    assert handover.dispatched_at == T0 + 3 * H and handover.complete_by == T0 + 51 * H
+    assert handover.dispatched_at == T0 + 3 * H and handover.accept_by == T0 + 7 * H
+    assert handover.complete_by == T0 + 49 * H, "the patient's clock runs from ready (T0 + 1 h)"
     assert [(a.provider_id, a.outcome, a.reason) for a in handover.attempts] == [
         ("nurse-a", "reassigned", "capacity"), ("nurse-b", None, None)]
     effects = run.take_effects()
@@ -98,10 +100,22 @@ def test_extend_refusals() -> None:
     late = run.state.handovers["visit.1"].complete_by
     _refused(run.check_extend, ExtendDue(handover_id="visit.1", until=late, reason="x", actor=ANN),
              "invalid")
-    _refused(run.check_extend, ExtendDue(handover_id="visit.1", until=late.replace(tzinfo=None)
-                                         + H, reason="x", actor=ANN), "invalid")
+    with pytest.raises(ValidationError, match="'until' needs a time zone"):
+        ExtendDue(handover_id="visit.1", until=late.replace(tzinfo=None) + H, reason="x",
+                  actor=ANN)
+    _refused(run.check_extend, ExtendDue.model_construct(
+        handover_id="visit.1", until=late.replace(tzinfo=None) + H, reason="x", actor=ANN),
+        "invalid")
+    far = ExtendDue(handover_id="visit.1", until=late + timedelta(days=400), reason="x", actor=ANN)
+    assert "at most P366D" in _refused(run.check_extend, far, "invalid")[0]
     _refused(run.check_extend, ExtendDue(handover_id="gone.1", by=H, reason="x", actor=ANN),
              "not-found")
+
+
+def test_an_extension_by_centuries_is_refused_clearly_before_it_reaches_the_engine() -> None:
+    with pytest.raises(ValidationError, match=r"'by' may be at most P366D \(a year\)"):
+        ExtendDue.model_validate({"handover_id": "visit.1", "by": "P99999999D", "reason": "x",
+                                  "actor": ANN})
 
 
 def test_hold_and_resume_only_from_the_right_status() -> None:
