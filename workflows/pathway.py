@@ -528,10 +528,7 @@ class PathwayWorkflow:
             "webhook delivery given up",
             extra={"provider": notification.provider_id, "kind": notification.kind.value},
         )
-        failed = getattr(self._run, "notification_failed", None)
-        if failed is None:  # engine without notification_failed (before merging branch engine)
-            return
-        failed(
+        self._run.notification_failed(
             notification.handover_id,
             notification.provider_id,
             notification.kind,

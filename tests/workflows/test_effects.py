@@ -145,7 +145,7 @@ async def test_continue_as_new_carries_undelivered_webhooks_and_rungs_fire_meanw
 
     async def rungs_fired() -> bool:
         state = await state_of(handle)
-        return len(state.escalations) >= 2
+        return len(state.handovers["first-visit.1"].fired_rungs) >= 2
 
     await wait_until(rungs_fired, timeout=30)
     assert receiver.received == []
