@@ -12,6 +12,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -333,3 +334,40 @@ async def test_an_event_store_outage_neither_fails_nor_stalls_a_pathway(
         if server is not None:
             server.stop()
             shutil.rmtree(server.root, ignore_errors=True)
+
+
+async def test_a_webhook_never_accepted_is_recorded_as_failed_and_escalated(
+    dev_env: WorkflowEnvironment, worker: object, settings: Settings
+) -> None:
+    """A provider answering 404 for longer than the bound: the workflow records a
+    notification-failed event and the coordinator gets an escalation."""
+    system = ProviderSystem()
+    try:
+        definition = fast_ladder().model_dump(mode="json")
+        for role in definition["roles"]:
+            for entry in role["providers"]:
+                entry["webhook"] = f"{system.url}/{entry['id']}/status/404"
+        definition["steps"][0]["sla"] = {"accept_within": "PT1H", "complete_within": "PT2H"}
+        started = await dev_env.client.start_workflow(
+            PathwayWorkflow.run,
+            PathwayInput(
+                definition=PathwayDefinition.model_validate(definition),
+                patient=DEMO_PATIENTS[0], search_attributes=False,
+                notify_give_up_after=timedelta(seconds=5),
+            ),
+            id=new_pathway_id(),
+            task_queue=settings.task_queue,
+        )
+        store = EventStore(settings.event_store)
+
+        def failed() -> list[Any]:
+            return [e for e in _events_of(store, started.id)
+                    if e.kind is EventKind.NOTIFICATION_FAILED]
+
+        [event] = await wait_until(failed, timeout=30, interval=0.5)
+        assert event.provider_id == "nursing-north" and "404" in event.detail["reason"]
+        state = await state_of(started)
+        assert [e.handover_id for e in state.escalations] == ["first-visit.1"]
+        await started.terminate("test over")
+    finally:
+        system.close()
