@@ -2,11 +2,21 @@
 
 A thin durable shell around `pathways.engine.PathwayRun`: Updates (with validators) apply provider
 and coordinator commands, a durable timer wakes the run at its next SLA point, and the effects the
-run emits go to activities (a batched local activity writes the event log and read model; provider
-webhooks are ordinary activities with retries, started without blocking the loop). The whole state is
-one model carried across continue-as-new.
+run emits go to activities. The whole state is one model carried across continue-as-new.
 
-Update handlers never await, so they run atomically between workflow tasks and need no lock.
+Effects (runs started with EFFECTS_PATCH; older runs keep the v1 path until they continue):
+- after every engine step the shell takes the effects and renders each changed handover's Task
+  at its version; a background writer records the batches in order with a local activity (its
+  input is not kept in history) and, if the store is down, keeps them and retries on a timer;
+- a written batch releases its webhooks into one chain per (handover, provider), delivered in
+  order by the notify_provider activity, which loads the body from the store by version (history
+  holds ids only); a delivery given up after `notify_give_up_after` goes to the engine's
+  `notification_failed`;
+- nothing of this blocks the SLA loop; continue-as-new carries unwritten batches and undelivered
+  webhooks (same idempotency keys), and completion or a Temporal cancellation waits for them.
+
+Update handlers never await, so they run atomically between workflow tasks and need no lock; an
+unexpected exception in one fails that Update and leaves the state as it was (`apply_atomically`).
 """
 
 from __future__ import annotations
