@@ -486,7 +486,8 @@ def _engine(url: str) -> Engine:
     if backend not in ("sqlite", "postgresql"):
         raise ValueError(f"unsupported event store database {backend!r}: use SQLite or PostgreSQL")
     if backend == "postgresql":
-        return create_engine(url, pool_pre_ping=True)
+        # A server that does not answer must fail a write attempt, not hang it.
+        return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5})
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 5})

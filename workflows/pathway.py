@@ -235,7 +235,7 @@ class PathwayWorkflow:
         return self._input.model_copy(
             update={
                 "state": self._run.state,
-                "unwritten": list(self._unwritten),
+                "unwritten": compact(self._unwritten),
                 "undelivered": undelivered,
             }
         )
@@ -408,6 +408,7 @@ class PathwayWorkflow:
             or self._changed
             or self._run.state.is_finished
             or (timer is not None and timer.done())
+            or (self._v2 and self._history_is_long())
         )
         if timer is not None and timer.done():
             self._timer, self._timer_at = None, None
@@ -713,3 +714,17 @@ def merge_batches(batches: list[RecordBatch]) -> RecordBatch:
         pathway=batches[-1].pathway,
         tasks=list(tasks.values()),
     )
+
+
+def compact(unwritten: list[Outgoing]) -> list[Outgoing]:
+    """What continue-as-new carries of unwritten batches: one merged batch keeping only the
+    Task renders still needed (those its webhooks name, and each handover's latest), so a long
+    event-store outage does not grow the next run's input with every intermediate version."""
+    if len(unwritten) <= 1:
+        return list(unwritten)
+    batch = merge_batches([o.batch for o in unwritten])
+    notifications = [n for o in unwritten for n in o.notifications]
+    named = {(task_id(n.pathway_id, n.handover_id), n.version) for n in notifications}
+    latest = {(row.task_id, row.version) for row in batch.handovers}
+    batch.tasks = [t for t in batch.tasks if (t.task_id, t.version) in named | latest]
+    return [Outgoing(batch=batch, notifications=notifications)]

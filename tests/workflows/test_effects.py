@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
@@ -35,7 +36,7 @@ from tests.conftest import make_settings
 from tests.fixtures import postgres as pg
 from tests.fixtures.provider_system import ProviderSystem, Received
 from tests.workflows.support import TWO_DAY, provider, start, state_of, wait_until
-from worker.health import health_body
+from worker.health import serve_health
 from worker.main import running_worker
 from workflows.client import new_pathway_id
 from workflows.pathway import PathwayInput, PathwayWorkflow
@@ -287,20 +288,29 @@ async def test_an_event_store_outage_neither_fails_nor_stalls_a_pathway(
     worker's health; when it returns every kept batch is written, in order."""
     target = dev_env.client.service_client.config.target_host
     server: PostgresServer | None = None
+    port = pg._free_port()
     if database == "postgres-stopped":
         server = PostgresServer(Path(tempfile.mkdtemp(prefix="pathways-outage-")))
         settings = make_settings(tmp_path, target, task_queue=f"outage-{database}",
-                                 event_store_url=server.url)
+                                 event_store_url=server.url, health_port=port)
         outage: Any = server
     else:
-        settings = make_settings(tmp_path, target, task_queue=f"outage-{database}")
+        settings = make_settings(tmp_path, target, task_queue=f"outage-{database}",
+                                 health_port=port)
         lock = SqliteLock(tmp_path / "pathways.db")
         outage = type("O", (), {"stop": lock.start, "start": lock.stop})()
     store = EventStore(settings.event_store)
     store.migrate()
     status = StoreStatus()
     try:
-        async with running_worker(dev_env.client, settings, status):
+        async with running_worker(dev_env.client, settings, status), httpx.AsyncClient() as http:
+            health = await serve_health(settings, dev_env.client, status)
+
+            async def healthz() -> dict[str, Any]:
+                answer = await http.get(f"http://127.0.0.1:{port}/healthz")
+                assert answer.status_code == 200
+                return dict(answer.json())
+
             handle = await start(dev_env.client, settings, fast_ladder(), DEMO_PATIENTS[2])
             await wait_until(lambda: _events_of(store, handle.id))
             outage.stop()
@@ -315,8 +325,8 @@ async def test_an_event_store_outage_neither_fails_nor_stalls_a_pathway(
 
                 await wait_until(rung_fired, timeout=30)
                 await wait_until(lambda: status.detail()["event_store"] == "unavailable")
-                code, body = health_body(True, settings, status)
-                assert code.startswith("200") and body["status"] == "degraded"
+                body = await healthz()
+                assert body["status"] == "degraded" and body["event_store"] == "unavailable"
             finally:
                 outage.start()
 
@@ -328,6 +338,8 @@ async def test_an_event_store_outage_neither_fails_nor_stalls_a_pathway(
             seqs = [e.seq for e in store.events(handle.id)]
             assert seqs == list(range(1, len(seqs) + 1))
             await wait_until(lambda: status.detail()["event_store"] == "ok", timeout=30)
+            assert (await healthz())["status"] == "ok"
+            await health.shutdown()
             await handle.terminate("test over")
     finally:
         store.close()
