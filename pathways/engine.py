@@ -337,10 +337,13 @@ class PathwayRun:
             self._end_attempt(handover, now, "completed", None)
             detail = {"fields": sorted(output)}
         if target in (TaskStatus.REJECTED, TaskStatus.FAILED):
-            handover.status_reason = c.reason
             handover.ended_at = now
             self._end_attempt(handover, now, target.value, c.reason)
-            detail = {"reason": c.reason}
+        # statusReason describes the status it comes with (why on hold, why rejected): kept with
+        # every move, cleared by a move without one.
+        handover.status_reason = c.reason
+        if c.reason is not None:
+            detail["reason"] = c.reason
         handover.status = target
         self._touch(handover, now)
         self._emit(_provider_event(previous, target), now, handover=handover, actor=c.actor,
@@ -349,9 +352,9 @@ class PathwayRun:
             self._resolve_automatically(handover, "completed", now)
             self._after_completion(handover, now)
         elif target in (TaskStatus.REJECTED, TaskStatus.FAILED):
-            self._broker(handover, c.actor, now)
+            self._broker(handover, now)
 
-    def _broker(self, handover: Handover, actor: str, now: datetime) -> None:
+    def _broker(self, handover: Handover, now: datetime) -> None:
         """Workflow broker pattern: offer a rejected or failed handover to the next provider."""
         provider = self._next_untried(handover)
         if provider is None:
@@ -359,7 +362,8 @@ class PathwayRun:
                 handover, f"no alternate provider left after handover was {handover.status}", now
             )
         else:
-            self._redispatch(handover, provider, now, actor, handover.status_reason or "",
+            reason = f"handover {handover.status.value} by {handover.provider_id}"
+            self._redispatch(handover, provider, now, ENGINE, reason,
                              outcome=handover.status.value)
 
     def _no_provider_left(self, handover: Handover, reason: str, at: datetime) -> None:
@@ -536,8 +540,9 @@ class PathwayRun:
         return state
 
     def check_note(self, c: cmd.AddNote) -> None:
-        """Notes are welcome even on a finished pathway (a record of what happened), up to
-        MAX_NOTES so the carried state stays bounded."""
+        """Notes are welcome while the pathway runs (on hold too), up to MAX_NOTES so the
+        carried state stays bounded. A finished pathway's record is closed (see _require_open_record)."""
+        self._require_open_record("notes")
         if len(self.state.notes) >= cmd.MAX_NOTES:
             raise Refusal("conflict", [f"this pathway already keeps {cmd.MAX_NOTES} notes, "
                                        "the most it can hold"])
@@ -552,6 +557,7 @@ class PathwayRun:
         return note
 
     def check_acknowledge(self, c: cmd.EscalationAction) -> None:
+        self._require_open_record("acknowledgements")
         escalation = self._escalation(c.escalation_id)
         if escalation.status is not EscalationStatus.OPEN:
             raise Refusal("conflict", [f"escalation {escalation.id} is {escalation.status.value}"])
@@ -561,10 +567,13 @@ class PathwayRun:
         escalation = self._escalation(c.escalation_id)
         escalation.status = EscalationStatus.ACKNOWLEDGED
         escalation.acknowledged_at, escalation.acknowledged_by = now, c.actor
-        self._escalation_event(EventKind.ESCALATION_ACKNOWLEDGED, escalation, c.actor, now)
+        escalation.acknowledged_note = c.note
+        self._escalation_event(EventKind.ESCALATION_ACKNOWLEDGED, escalation, c.actor, now,
+                               noted=c.note is not None)
         return escalation
 
     def check_resolve(self, c: cmd.EscalationAction) -> None:
+        self._require_open_record("resolutions")
         escalation = self._escalation(c.escalation_id)
         if escalation.status is EscalationStatus.RESOLVED:
             raise Refusal("conflict", [f"escalation {escalation.id} is already resolved"])
@@ -572,9 +581,11 @@ class PathwayRun:
     def apply_resolve(self, c: cmd.EscalationAction, now: datetime) -> Escalation:
         self.check_resolve(c)
         escalation = self._escalation(c.escalation_id)
-        escalation.status = EscalationStatus.RESOLVED
+        escalation.status, escalation.resolution = EscalationStatus.RESOLVED, "coordinator"
         escalation.resolved_at, escalation.resolved_by = now, c.actor
-        self._escalation_event(EventKind.ESCALATION_RESOLVED, escalation, c.actor, now)
+        escalation.resolved_note = c.note
+        self._escalation_event(EventKind.ESCALATION_RESOLVED, escalation, c.actor, now,
+                               noted=c.note is not None)
         return escalation
 
     # --- flow ---------------------------------------------------------------------------
@@ -818,6 +829,13 @@ class PathwayRun:
             raise Refusal("conflict", ["pathway is on hold"])
         self._require_unfinished()
 
+    def _require_open_record(self, what: str) -> None:
+        """A finished pathway's record is closed: its workflow completes with it, so a note,
+        acknowledgement or resolution after that is refused (409) rather than half-kept."""
+        if self.state.is_finished:
+            raise Refusal("conflict", [
+                f"pathway is {self.state.status.value}: its record is closed to {what}"])
+
     def _require_unfinished(self) -> None:
         if self.state.is_finished:
             raise Refusal("conflict", [f"pathway is {self.state.status.value}"])
@@ -862,12 +880,19 @@ class PathwayRun:
         )
 
     def _escalation_event(
-        self, kind: EventKind, escalation: Escalation, actor: str, now: datetime
+        self, kind: EventKind, escalation: Escalation, actor: str, now: datetime, noted: bool
     ) -> None:
+        """The note itself stays in the state (it may name the patient); the event only says
+        that there is one, as a note event does."""
         self.state.updated_at = now
         handover = self.state.handovers[escalation.handover_id]
+        detail: dict[str, Any] = {"escalation_id": escalation.id}
+        if kind is EventKind.ESCALATION_RESOLVED:
+            detail["resolution"] = "coordinator"
+        if noted:
+            detail["noted"] = True
         self._emit(kind, now, handover=handover, provider_id=escalation.provider_id, actor=actor,
-                   detail={"escalation_id": escalation.id})
+                   detail=detail)
 
     def _notify(
         self, handover: Handover, kind: NotificationKind, provider_id: str | None = None
