@@ -622,11 +622,7 @@ class PathwayRun:
 
     def _delivered(self, step_id: str, field: str) -> Any:
         """The field as delivered by the step's latest completed occurrence (None if absent)."""
-        completed = [
-            h for h in self.state.handovers.values()
-            if h.step_id == step_id and h.status is TaskStatus.COMPLETED
-        ]
-        latest = max(completed, key=lambda h: h.occurrence, default=None)
+        latest = self.state.latest_delivery(step_id)
         return None if latest is None else latest.output.get(field)
 
     def _dispatch_occurrence(self, step: Step, inputs_complete_at: datetime, now: datetime) -> None:
@@ -800,8 +796,10 @@ class PathwayRun:
         if handover is None or self.state.is_finished or not handover.is_unfinished:
             return
         text = f"{kind.value} notification (version {version}) to {provider_id} failed: {safe}"
-        handover.business_status = raised(handover.business_status, BusinessStatus.ESCALATED)
-        self._touch(handover, now)
+        status = raised(handover.business_status, BusinessStatus.ESCALATED)
+        if status is not handover.business_status:  # the Task changed: a new version
+            handover.business_status = status
+            self._touch(handover, now)
         self._escalate(handover, EscalationAction.ALERT_COORDINATOR, text, now, provider_id,
                       cause=EventKind.NOTIFICATION_FAILED.value)
 
