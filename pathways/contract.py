@@ -11,12 +11,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
+from pathways.dates import calendar_date
 from pathways.model import FieldType, HandoverField, Step
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,59}$")
 _DOCUMENT_KEYS = ("url", "reference", "title", "content_type")
 TEXT_LIMIT = 32_000
@@ -61,11 +61,9 @@ def _boolean(field: HandoverField, value: Any) -> Checked:
 
 
 def _date(field: HandoverField, value: Any) -> Checked:
-    if isinstance(value, str) and _DATE.match(value):
-        try:
-            return date.fromisoformat(value).isoformat(), None
-        except ValueError:
-            pass
+    clean = calendar_date(value)
+    if clean is not None:
+        return clean, None
     return None, f"field {field.name!r} must be a calendar date YYYY-MM-DD"
 
 

@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from pathways.model import FieldType, HandoverField, PathwayDefinition, Step
-from pathways.state import BusinessStatus, Handover, PathwayState, TaskStatus, task_id
+from pathways.state import BusinessStatus, Handover, PathwayState, task_id
 
 STEP_SYSTEM = "urn:pathways:step"
 BUSINESS_STATUS_SYSTEM = "urn:pathways:business-status"
@@ -137,14 +137,9 @@ def _delivered_inputs(state: PathwayState, step: Step) -> list[dict[str, Any]]:
     inputs: list[dict[str, Any]] = []
     for before_id in step.after:
         before = state.definition.step(before_id)
-        done = [
-            h
-            for h in state.handovers.values()
-            if h.step_id == before_id and h.status is TaskStatus.COMPLETED
-        ]
-        if not done:
+        latest = state.latest_delivery(before_id)
+        if latest is None:
             continue
-        latest = max(done, key=lambda h: h.occurrence)
         for name, value in latest.output.items():
             inputs.append(_data_element(f"{before_id}.{name}", before.field(name), value))
     return inputs

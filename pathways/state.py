@@ -6,8 +6,7 @@ Temporal workflow stores it, the Query returns it, the API renders it as FHIR Ta
 
 from __future__ import annotations
 
-import re
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -20,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from pathways.dates import calendar_date
 from pathways.model import Clock, EscalationAction, PathwayDefinition
 from pathways.nhs_number import NhsNumber
 
@@ -102,16 +102,11 @@ class StepStatus(StrEnum):
     DONE = "done"
 
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
 def _calendar_date(value: str) -> str:
-    try:
-        if _DATE.match(value):
-            return date.fromisoformat(value).isoformat()
-    except ValueError:
-        pass
-    raise ValueError("birth date must be a calendar date YYYY-MM-DD")
+    clean = calendar_date(value)
+    if clean is None:
+        raise ValueError("birth date must be a calendar date YYYY-MM-DD")
+    return clean
 
 
 CalendarDate = Annotated[str, AfterValidator(_calendar_date)]
@@ -329,6 +324,15 @@ class PathwayState(Model):
     @property
     def is_finished(self) -> bool:
         return self.status in (PathwayStatus.COMPLETED, PathwayStatus.CANCELLED)
+
+    def latest_delivery(self, step_id: str) -> Handover | None:
+        """The step's latest completed occurrence: what conditions test and what later steps
+        receive as input (one rule for the engine and the FHIR rendering)."""
+        completed = [
+            h for h in self.handovers.values()
+            if h.step_id == step_id and h.status is TaskStatus.COMPLETED
+        ]
+        return max(completed, key=lambda h: h.occurrence, default=None)
 
 
 def task_id(pathway_id: str, handover_id: str) -> str:

@@ -14,25 +14,27 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 from pydantic import ValidationError
 
-from pathways.graph import dependency_graph
-from pathways.model import (
+from pathways.elements import (
     Clock,
     Condition,
     EscalationAction,
     EscalationRung,
     FieldType,
     HandoverField,
-    PathwayDefinition,
     Provider,
     Scalar,
     Step,
     format_duration,
 )
+from pathways.graph import dependency_graph
+
+if TYPE_CHECKING:
+    from pathways.model import PathwayDefinition
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,7 @@ def _merge_alternatives(problems: list[DefinitionProblem]) -> list[DefinitionPro
     for problem in problems:
         place, _, message = problem.reason.partition(": ")
         merged.setdefault((problem.file, problem.step, place), []).append(message)
-    result = []
+    result: list[DefinitionProblem] = []
     for (file, step, place), messages in merged.items():
         if len(messages) == 1 or not all(m.startswith("Input should be ") for m in messages):
             result.extend(DefinitionProblem(file, step, f"{place}: {m}" if m else place) for m in messages)

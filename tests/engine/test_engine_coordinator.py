@@ -191,3 +191,33 @@ def test_apply_re_runs_the_check_and_changes_nothing_when_refused() -> None:
     with pytest.raises(Refusal):
         run.apply_reassign(_reassign("visit.1", "gp-a"), T0 + 2 * H)
     assert run.state == before and not run.take_effects()
+
+
+def test_notes_on_acknowledge_and_resolve_are_kept_out_of_the_event_log() -> None:
+    run = _running()
+    run.tick(T0 + 6 * H)  # visit.1 and bloods.1 accept_by T0 + 5 h: alert-coordinator
+    escalation = run.state.escalations[0]
+    run.take_effects()
+    run.apply_acknowledge(EscalationAction(escalation_id=escalation.id, actor=ANN,
+                                           note="rang Jane Doe's daughter"), T0 + 7 * H)
+    run.apply_resolve(EscalationAction(escalation_id=escalation.id, actor=ANN,
+                                       note="Jane Doe seen"), T0 + 8 * H)
+    assert escalation.acknowledged_note == "rang Jane Doe's daughter"
+    assert (escalation.resolved_note, escalation.resolution) == ("Jane Doe seen", "coordinator")
+    events = run.take_effects().events
+    assert [e.detail for e in events] == [
+        {"escalation_id": 1, "noted": True},
+        {"escalation_id": 1, "resolution": "coordinator", "noted": True}]
+    assert "Jane" not in str([e.model_dump() for e in events])
+
+
+def test_a_finished_pathways_record_is_closed_to_notes_and_escalation_changes() -> None:
+    run = _running()
+    run.tick(T0 + 6 * H)
+    run.apply_cancel(CancelPathway(reason="moved away", actor=ANN), T0 + 7 * H)
+    problems = _refused(run.check_note, AddNote(text="late", actor=ANN), "conflict")
+    assert problems == ["pathway is cancelled: its record is closed to notes"]
+    _refused(run.check_acknowledge, EscalationAction(escalation_id=1, actor=ANN), "conflict")
+    _refused(run.check_resolve, EscalationAction(escalation_id=1, actor=ANN), "conflict")
+    with pytest.raises(Refusal):
+        run.apply_note(AddNote(text="late", actor=ANN), T0 + 8 * H)

@@ -255,7 +255,11 @@ def test_rejection_moves_the_handover_to_the_next_provider_then_escalates() -> N
         ("gp-a", "rejected", "list closed"), ("gp-b", None, None)]
     effects = run.take_effects()
     assert kinds(effects) == ["rejected", "reassigned", "dispatched"]
-    assert effects.events[1].detail == {"from": "gp-a", "to": "gp-b", "reason": "list closed"}
+    assert effects.events[0].detail == {"reason": "list closed"}
+    assert effects.events[0].actor == "provider:gp-a"
+    assert effects.events[1].detail == {"from": "gp-a", "to": "gp-b",
+                                        "reason": "handover rejected by gp-a"}
+    assert effects.events[1].actor == "engine", "the broker's reassignment is the engine's"
     assert effects.notifications == [], "gp-b polls; gp-a dropped it itself"
 
     run.apply_provider(command(run, "report.1", S.ACCEPTED), T0 + 2 * H)
@@ -289,3 +293,14 @@ def test_state_with_refusals_and_attempts_round_trips() -> None:
     run = _at(S.REQUESTED)
     run.apply_provider(command(run, "report.1", S.REJECTED, reason="full"), T0 + H)
     assert PathwayState.model_validate_json(run.state.model_dump_json()) == run.state
+
+
+def test_a_providers_status_reason_on_hold_is_kept_and_cleared_on_resumption() -> None:
+    run = _at(S.IN_PROGRESS)
+    run.take_effects()
+    run.apply_provider(command(run, "report.1", S.ON_HOLD, reason="awaiting bloods"), T0 + H)
+    handover = run.state.handovers["report.1"]
+    assert handover.status_reason == "awaiting bloods"
+    assert run.take_effects().events[0].detail == {"reason": "awaiting bloods"}
+    run.apply_provider(command(run, "report.1", S.IN_PROGRESS), T0 + 2 * H)
+    assert handover.status_reason is None
