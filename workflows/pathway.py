@@ -169,6 +169,8 @@ class PathwayWorkflow:
             "pathways_attention_events_total", "escalations, breaches and refused deliveries"
         )
         self._v2 = workflow.patched(EFFECTS_PATCH)
+        if self._v2:
+            self._run = RenderingRun.adopt(self._run, input.public_base_url)
         self._unwritten: list[Outgoing] = list(input.unwritten)
         self._queues: dict[tuple[str, str], list[Notification]] = {}
         self._chains: dict[tuple[str, str], asyncio.Task[None]] = {}
@@ -441,16 +443,18 @@ class PathwayWorkflow:
         self._observe(effects)
         batch = self._batch(effects)
         state = self._run.state
+        renders = self._run.take_renders() if isinstance(self._run, RenderingRun) else {}
         touched = {e.handover_id for e in effects.events if e.handover_id}
         touched |= {n.handover_id for n in effects.notifications}
+        for h in sorted(touched):
+            handover = state.handovers.get(h)
+            if handover is not None and (h, handover.version) not in renders:
+                renders[h, handover.version] = fhir.task_resource(
+                    state, handover, self._input.public_base_url
+                )
         batch.tasks = [
-            TaskVersion(
-                task_id=task_id(state.pathway_id, h),
-                version=state.handovers[h].version,
-                task=fhir.task_resource(state, state.handovers[h], self._input.public_base_url),
-            )
-            for h in sorted(touched)
-            if h in state.handovers
+            TaskVersion(task_id=task_id(state.pathway_id, h), version=version, task=task)
+            for (h, version), task in sorted(renders.items())
         ]
         self._unwritten.append(Outgoing(batch=batch, notifications=effects.notifications))
         self._changed = True
@@ -670,6 +674,41 @@ class PathwayWorkflow:
         return info.is_continue_as_new_suggested()
 
 
+class RenderingRun(PathwayRun):
+    """A PathwayRun that renders a handover's FHIR Task the moment the engine asks for a
+    webhook about it: the body is the Task as it was then, even when the same engine step
+    changes the handover again (a reminder, then a reassignment, in one tick)."""
+
+    def __init__(self, state: PathwayState) -> None:
+        super().__init__(state)
+        self.base_url: str | None = None
+        self.renders: dict[tuple[str, int], dict[str, object]] = {}
+
+    @classmethod
+    def adopt(cls, run: PathwayRun, base_url: str) -> RenderingRun:
+        adopted = cls(run.state)
+        adopted.outbox, adopted.base_url = run.outbox, base_url
+        return adopted
+
+    def notify(
+        self, handover: Handover, kind: NotificationKind, provider_id: str | None = None
+    ) -> None:
+        super().notify(handover, kind, provider_id)
+        key = (handover.id, handover.version)
+        if self.base_url is not None and key not in self.renders:
+            self.renders[key] = fhir.task_resource(self.state, handover, self.base_url)
+
+    def take_renders(self) -> dict[tuple[str, int], dict[str, object]]:
+        renders, self.renders = self.renders, {}
+        return renders
+
+    def restored(self, state: PathwayState, outbox: Effects, renders: dict[
+            tuple[str, int], dict[str, object]]) -> RenderingRun:
+        run = RenderingRun(state)
+        run.outbox, run.base_url, run.renders = outbox, self.base_url, renders
+        return run
+
+
 class CommandFailed(Exception):
     """The engine raised something other than a Refusal while applying a command; `restored`
     is the run as it was before (use it instead of the one that failed)."""
@@ -690,11 +729,14 @@ def apply_atomically(run: PathwayRun, apply: Callable[[], R]) -> R:
     state = run.state
     snapshot = copy.deepcopy(state, {id(state.definition): state.definition})
     outbox = run.outbox.model_copy(deep=True)
+    renders = dict(run.renders) if isinstance(run, RenderingRun) else {}
     try:
         return apply()
     except cmd.Refusal:
         raise
     except Exception as error:  # an engine bug: the Update fails, the pathway lives on
+        if isinstance(run, RenderingRun):
+            raise CommandFailed(error, run.restored(snapshot, outbox, renders)) from error
         restored = PathwayRun(snapshot)
         restored.outbox = outbox
         raise CommandFailed(error, restored) from error

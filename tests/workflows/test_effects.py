@@ -3,6 +3,7 @@ continue-as-new and a Temporal cancellation, and an event-store outage only dela
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -381,5 +382,54 @@ async def test_a_webhook_never_accepted_is_recorded_as_failed_and_escalated(
         state = await state_of(started)
         assert [e.handover_id for e in state.escalations] == ["first-visit.1"]
         await started.terminate("test over")
+    finally:
+        system.close()
+
+
+async def test_each_webhook_carries_the_task_as_it_was_when_it_was_asked_for(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """The worker is away while a reminder and a reassignment fall due: both fire in one
+    step, yet the reminder shows the old provider's at-risk Task at the reminder's version,
+    and each provider gets its notifications in order."""
+    system = ProviderSystem()
+    data = TWO_DAY.model_dump(mode="json")
+    data["id"] = "away-ladder"
+    data["escalation"] = [
+        {"at": "-PT3S", "action": "remind-provider"},
+        {"at": "PT0S", "action": "reassign", "clock": "accept"},
+    ]
+    for step, role in zip(data["steps"], data["roles"], strict=True):
+        step["sla"] = {"accept_within": "PT4S", "complete_within": "PT1H"}
+        for entry in role["providers"]:
+            entry["webhook"] = f"{system.url}/{entry['id']}"
+    data["escalation"][0]["at"] = "-PT3597S"  # 3 s after dispatch on the 1 h clock
+    definition = PathwayDefinition.model_validate(data)
+    target = dev_env.client.service_client.config.target_host
+    settings = make_settings(tmp_path, target, task_queue="away-worker")
+    EventStore(settings.event_store).migrate()
+    try:
+        async with running_worker(dev_env.client, settings):
+            handle = await start(dev_env.client, settings, definition, DEMO_PATIENTS[1])
+            await wait_until(lambda: system.received)
+        await asyncio.sleep(6)  # both rungs fall due while no worker runs
+        async with running_worker(dev_env.client, settings):
+
+            def told(provider_id: str, kind: str) -> list[Received]:
+                return [r for r in system.received if r.path == f"/{provider_id}"
+                        and r.headers["X-Pathways-Event"] == kind]
+
+            await wait_until(lambda: told("nursing-south", "dispatched"), timeout=30)
+            await wait_until(lambda: told("nursing-north", "cancelled"), timeout=30)
+            [reminder] = told("nursing-north", "reminder")
+            task = json.loads(reminder.body)
+            version = reminder.headers["Idempotency-Key"].rsplit(".v", 1)[1].split(".")[0]
+            assert task["meta"]["versionId"] == version
+            assert task["owner"]["reference"] == "Organization/nursing-north"
+            assert task["businessStatus"]["coding"][0]["code"] == "at-risk"
+            north = [r.headers["X-Pathways-Event"] for r in system.received
+                     if r.path == "/nursing-north"]
+            assert north == ["dispatched", "reminder", "cancelled"]
+            await handle.terminate("test over")
     finally:
         system.close()
