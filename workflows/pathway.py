@@ -223,13 +223,13 @@ class PathwayWorkflow:
                     break
                 await self._wait_for_work()
                 self._run.tick(workflow.now())
-        except asyncio.CancelledError:
+            await self._settle()
+        except asyncio.CancelledError:  # ops cancelled in Temporal (also while settling)
             if not self._run.state.is_finished:
                 self._run.apply_cancel(CANCELLED_IN_TEMPORAL, workflow.now())
             self._collect()
             await self._settle()
             raise
-        await self._settle()
 
     def _continued(self) -> PathwayInput:
         """The next run's input: state plus every effect not yet done, in order."""

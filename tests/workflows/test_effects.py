@@ -433,3 +433,54 @@ async def test_each_webhook_carries_the_task_as_it_was_when_it_was_asked_for(
             await handle.terminate("test over")
     finally:
         system.close()
+
+
+async def test_batches_kept_through_an_outage_are_carried_across_continue_as_new(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """The store is locked while the run continues as new: the unwritten batches go with it
+    and are written, in order, once the store is back."""
+    target = dev_env.client.service_client.config.target_host
+    settings = make_settings(tmp_path, target, task_queue="outage-continue")
+    store = EventStore(settings.event_store)
+    store.migrate()
+    lock = SqliteLock(tmp_path / "pathways.db")
+    try:
+        async with running_worker(dev_env.client, settings):
+            started = await dev_env.client.start_workflow(
+                PathwayWorkflow.run,
+                PathwayInput(definition=TWO_DAY, patient=DEMO_PATIENTS[0],
+                             search_attributes=False, max_history_events=40),
+                id=new_pathway_id(),
+                task_queue=settings.task_queue,
+            )
+            first_run = started.result_run_id
+            assert first_run is not None
+            await wait_until(lambda: _events_of(store, started.id))
+            lock.start()
+            try:
+                for n in range(12):
+                    await started.execute_update(
+                        PathwayWorkflow.add_note, AddNote(text=f"call {n}", actor="c:amy")
+                    )
+
+                async def continued() -> bool:
+                    return (await started.describe()).run_id != first_run
+
+                await wait_until(continued, timeout=60)
+                carried = await continued_input(dev_env.client, started.id, first_run)
+                assert len(carried.unwritten) == 1
+                assert sum(e.kind is EventKind.NOTE for e in carried.unwritten[0].batch.events) > 0
+            finally:
+                lock.stop()
+
+            def notes_written() -> bool:
+                kinds = [e.kind for e in _events_of(store, started.id)]
+                return kinds.count(EventKind.NOTE) == 12
+
+            await wait_until(notes_written, timeout=60, interval=0.5)
+            seqs = [e.seq for e in store.events(started.id)]
+            assert seqs == list(range(1, len(seqs) + 1))
+            await started.terminate("test over")
+    finally:
+        store.close()
