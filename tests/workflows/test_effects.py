@@ -361,15 +361,10 @@ async def test_a_webhook_never_accepted_is_recorded_as_failed_and_escalated(
             for entry in role["providers"]:
                 entry["webhook"] = f"{system.url}/{entry['id']}/status/404"
         definition["steps"][0]["sla"] = {"accept_within": "PT1H", "complete_within": "PT2H"}
-        started = await dev_env.client.start_workflow(
-            PathwayWorkflow.run,
-            PathwayInput(
-                definition=PathwayDefinition.model_validate(definition),
-                patient=DEMO_PATIENTS[0], search_attributes=False,
-                notify_give_up_after=timedelta(seconds=5),
-            ),
-            id=new_pathway_id(),
-            task_queue=settings.task_queue,
+        bounded = settings.model_copy(update={"webhook_give_up_after": timedelta(seconds=5)})
+        started = await start(
+            dev_env.client, bounded, PathwayDefinition.model_validate(definition),
+            DEMO_PATIENTS[0],
         )
         store = EventStore(settings.event_store)
 
