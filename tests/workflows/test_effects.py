@@ -359,7 +359,7 @@ async def test_a_webhook_never_accepted_is_recorded_as_failed_and_escalated(
         definition = fast_ladder().model_dump(mode="json")
         for role in definition["roles"]:
             for entry in role["providers"]:
-                entry["webhook"] = f"{system.url}/{entry['id']}/status/404"
+                entry["webhook"] = f"{system.url}/status/404"
         definition["steps"][0]["sla"] = {"accept_within": "PT1H", "complete_within": "PT2H"}
         bounded = settings.model_copy(update={"webhook_give_up_after": timedelta(seconds=5)})
         started = await start(
