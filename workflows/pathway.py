@@ -25,7 +25,7 @@ import asyncio
 import copy
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 from temporalio import workflow
@@ -449,12 +449,13 @@ class PathwayWorkflow:
         for h in sorted(touched):
             handover = state.handovers.get(h)
             if handover is not None and (h, handover.version) not in renders:
-                renders[h, handover.version] = fhir.task_resource(
+                renders[h, handover.version] = render(
                     state, handover, self._input.public_base_url
                 )
         batch.tasks = [
             TaskVersion(task_id=task_id(state.pathway_id, h), version=version, task=task)
             for (h, version), task in sorted(renders.items())
+            if task is not None
         ]
         self._unwritten.append(Outgoing(batch=batch, notifications=effects.notifications))
         self._changed = True
@@ -674,6 +675,23 @@ class PathwayWorkflow:
         return info.is_continue_as_new_suggested()
 
 
+Renders = dict[tuple[str, int], dict[str, Any] | None]
+"""Task bodies by (handover id, version); None where rendering failed."""
+
+
+def render(state: PathwayState, handover: Handover, base_url: str) -> dict[str, Any] | None:
+    """The handover's FHIR Task now; None (logged) if rendering fails, so that a rendering bug
+    never fails a command or a workflow task: the webhook then carries the nearest earlier
+    recorded version."""
+    try:
+        return fhir.task_resource(state, handover, base_url)
+    except Exception as error:
+        workflow.logger.error(
+            "task rendering failed", extra={"handover": handover.id, "error": type(error).__name__}
+        )
+        return None
+
+
 class RenderingRun(PathwayRun):
     """A PathwayRun that renders a handover's FHIR Task the moment the engine asks for a
     webhook about it: the body is the Task as it was then, even when the same engine step
@@ -682,7 +700,7 @@ class RenderingRun(PathwayRun):
     def __init__(self, state: PathwayState) -> None:
         super().__init__(state)
         self.base_url: str | None = None
-        self.renders: dict[tuple[str, int], dict[str, object]] = {}
+        self.renders: Renders = {}
 
     @classmethod
     def adopt(cls, run: PathwayRun, base_url: str) -> RenderingRun:
@@ -696,14 +714,13 @@ class RenderingRun(PathwayRun):
         super().notify(handover, kind, provider_id)
         key = (handover.id, handover.version)
         if self.base_url is not None and key not in self.renders:
-            self.renders[key] = fhir.task_resource(self.state, handover, self.base_url)
+            self.renders[key] = render(self.state, handover, self.base_url)
 
-    def take_renders(self) -> dict[tuple[str, int], dict[str, object]]:
+    def take_renders(self) -> Renders:
         renders, self.renders = self.renders, {}
         return renders
 
-    def restored(self, state: PathwayState, outbox: Effects, renders: dict[
-            tuple[str, int], dict[str, object]]) -> RenderingRun:
+    def restored(self, state: PathwayState, outbox: Effects, renders: Renders) -> RenderingRun:
         run = RenderingRun(state)
         run.outbox, run.base_url, run.renders = outbox, self.base_url, renders
         return run
