@@ -38,8 +38,8 @@ from tests.fixtures import postgres as pg
 from tests.fixtures.provider_system import ProviderSystem, Received
 from tests.workflows.support import TWO_DAY, provider, start, state_of, wait_until
 from worker.health import serve_health
-from worker.main import running_worker
-from workflows.client import new_pathway_id
+from worker.main import metrics_runtime, running_worker
+from workflows.client import connect, new_pathway_id
 from workflows.pathway import PathwayInput, PathwayWorkflow
 
 
@@ -289,23 +289,25 @@ async def test_an_event_store_outage_neither_fails_nor_stalls_a_pathway(
     worker's health; when it returns every kept batch is written, in order."""
     target = dev_env.client.service_client.config.target_host
     server: PostgresServer | None = None
-    port = pg._free_port()
+    port, metrics = pg._free_port(), pg._free_port()
     if database == "postgres-stopped":
         server = PostgresServer(Path(tempfile.mkdtemp(prefix="pathways-outage-")))
         settings = make_settings(tmp_path, target, task_queue=f"outage-{database}",
-                                 event_store_url=server.url, health_port=port)
+                                 event_store_url=server.url, health_port=port,
+                                 metrics_port=metrics)
         outage: Any = server
     else:
         settings = make_settings(tmp_path, target, task_queue=f"outage-{database}",
-                                 health_port=port)
+                                 health_port=port, metrics_port=metrics)
         lock = SqliteLock(tmp_path / "pathways.db")
         outage = type("O", (), {"stop": lock.start, "start": lock.stop})()
     store = EventStore(settings.event_store)
     store.migrate()
     status = StoreStatus()
     try:
-        async with running_worker(dev_env.client, settings, status), httpx.AsyncClient() as http:
-            health = await serve_health(settings, dev_env.client, status)
+        client = await connect(settings, runtime=metrics_runtime(settings))  # as the worker does
+        async with running_worker(client, settings, status), httpx.AsyncClient() as http:
+            health = await serve_health(settings, client, status)
 
             async def healthz() -> dict[str, Any]:
                 answer = await http.get(f"http://127.0.0.1:{port}/healthz")
@@ -327,6 +329,8 @@ async def test_an_event_store_outage_neither_fails_nor_stalls_a_pathway(
                 await wait_until(rung_fired, timeout=30)
                 await wait_until(lambda: status.detail()["event_store"] == "unavailable")
                 body = await healthz()
+                exported = (await http.get(f"http://127.0.0.1:{metrics}/metrics")).text
+                assert "pathways_event_store_failures_total" in exported
                 assert body["status"] == "degraded" and body["event_store"] == "unavailable"
             finally:
                 outage.start()
