@@ -123,3 +123,12 @@ def test_a_refused_value_is_named_never_echoed() -> None:
     assert "field 'summary' must be at most 32000 characters" in problems
     assert "unknown fields whose names are not field names (not shown)" in problems
     assert len(problems) == 6
+
+
+@pytest.mark.parametrize("field, value", [
+    ("discharged_on", "0001-01-01"), ("discharged_on", "9999-12-31"),
+    ("seen_at", "0001-01-01T00:00:00+00:00"), ("seen_at", "9999-12-31T23:59:59+14:00"),
+])
+def test_dates_outside_a_plausible_window_are_refused(field: str, value: str) -> None:
+    _, problems = check_delivery(STEP, {"summary": "ok", field: value})
+    assert problems == [f"field {field!r} must be between 1900 and 2200"]
