@@ -142,3 +142,14 @@ def test_the_carried_state_stays_far_below_the_payload_limit() -> None:
                                            status=TaskStatus.COMPLETED, output=big,
                                            actor="provider:gp-a"), T0)
     assert len(run.state.model_dump_json()) < 512 * 1024
+
+
+def test_inline_handover_data_over_64_kib_is_refused_at_the_door() -> None:
+    big = {"route": "a", "note": "x" * (cmd.MAX_OUTPUT_BYTES + 1)}
+    try:
+        cmd.ProviderCommand(handover_id="assess.1", provider_id="gp-a",
+                            status=TaskStatus.COMPLETED, output=big, actor="provider:gp-a")
+    except ValidationError as error:
+        assert "at most 64 KiB" in str(error) and "xxxx" not in str(error)
+    else:
+        raise AssertionError("a 64 KiB+ delivery must be refused")
