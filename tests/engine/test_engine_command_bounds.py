@@ -13,8 +13,8 @@ from pydantic import ValidationError
 
 from pathways import commands as cmd
 from pathways.engine import PathwayRun
-from pathways.state import PathwayState, TaskStatus
-from tests.engine.engine_builders import T0, definition, start, step
+from pathways.state import RULES_ORIGINAL, PathwayState, TaskStatus
+from tests.engine.engine_builders import PATIENT, T0, definition, start, step
 from tests.engine.test_engine_properties import DEFN as FLOW
 
 DEFN = definition(
@@ -126,6 +126,12 @@ def test_random_commands_never_make_apply_raise_anything_but_refusal(data: st.Da
 @given(st.data())
 def test_random_commands_on_a_branching_recurring_pathway(data: st.DataObject) -> None:
     _run(data, start(FLOW))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_random_commands_on_the_original_rules(data: st.DataObject) -> None:
+    _run(data, PathwayRun.begin("pw-old", DEFN, PATIENT, T0, rules_version=RULES_ORIGINAL))
 
 
 def test_the_carried_state_stays_far_below_the_payload_limit() -> None:
