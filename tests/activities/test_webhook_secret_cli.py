@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -19,6 +21,18 @@ from pathways.settings import Settings
 from tests.catalogue.conftest import DISCHARGE
 from tests.fixtures.provider_system import ProviderSystem
 from tests.ops.processes import PATHWAYS
+
+README = Path(__file__).parents[2] / "README.md"
+
+
+def readme_receiver(whsec: str) -> dict[str, Any]:
+    """The README's "Verifying webhooks" example, run as written with this secret."""
+    section = README.read_text().split("## Verifying webhooks", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert code is not None
+    namespace: dict[str, Any] = {}
+    exec(code.group(1).replace("whsec_...", whsec), namespace)
+    return namespace
 
 
 def pathways(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -57,13 +71,22 @@ async def test_the_printed_secret_verifies_a_real_delivery(tmp_path: Path) -> No
         store.migrate()
         note = Notification(pathway_id="pw-cli", handover_id="rehab.1", provider_id="ncs",
                             webhook=url, kind=NotificationKind.DISPATCHED, version=1,
-                            task={"resourceType": "Task", "id": "pw-cli.rehab.1"})
+                            task={"resourceType": "Task", "id": "pw-cli.rehab.1",
+                                  "meta": {"versionId": "1"}})
         async with httpx.AsyncClient() as http:
             acts = PathwayActivities(settings, store, http)
             assert await ActivityEnvironment().run(acts.notify_provider, note) == 202
     finally:
         system.close()
-    assert system.received[-1].verified is True
+    delivered = system.received[-1]
+    assert delivered.verified is True
+
+    readme = readme_receiver(whsec)
+    assert readme["receive"](delivered.body, delivered.headers) == 204
+    assert readme["applied"] == {"pw-cli.rehab.1": 1}
+    tampered = delivered.body.replace(b'"1"', b'"9"')
+    assert readme["receive"](tampered, delivered.headers) == 401
+    assert readme["applied"] == {"pw-cli.rehab.1": 1}
 
 
 def test_during_rotation_every_active_secret_is_printed_current_first(tmp_path: Path) -> None:
@@ -84,3 +107,10 @@ def test_an_unknown_provider_is_refused(tmp_path: Path) -> None:
                       "webhook", "secret", "--provider", "ncs-typo")
     assert result.returncode == 1
     assert "no provider 'ncs-typo'" in result.stderr and result.stdout == ""
+
+
+def test_validate_names_an_insecure_webhook(tmp_path: Path) -> None:
+    catalogue = catalogue_with_webhook(tmp_path / "catalogue", "http://ncs.example/hook")
+    result = pathways("validate", str(catalogue))
+    assert result.returncode == 1
+    assert "providers[ncs].webhook: a webhook must use https" in result.stderr
