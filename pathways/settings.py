@@ -6,18 +6,38 @@ queue, the same event store, the same secret key.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SHIPPED_CATALOGUE = Path(__file__).parent / "catalogue"
+
+
+@dataclass(frozen=True)
+class WebhookSecret:
+    """One version of a provider's webhook signing secret (the key itself never in a repr)."""
+
+    provider_id: str
+    version: int
+    key: bytes = field(repr=False)
+
+    @property
+    def key_id(self) -> str:
+        return f"v{self.version}"
+
+    @property
+    def whsec(self) -> str:
+        """The Standard Webhooks form a provider configures: `whsec_` + base64 of the key."""
+        return "whsec_" + base64.b64encode(self.key).decode()
 
 
 class Settings(BaseSettings):
@@ -54,6 +74,11 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = Field(
         default=None, description="signs webhooks and keys patient hashes; default: data_dir file"
     )
+    webhook_secret_versions: dict[str, list[int]] = Field(
+        default_factory=dict,
+        description="active webhook secret versions per provider id ('*': every other provider), "
+        "newest first; default [1]. Rotate: [2, 1], then [2] once the provider verifies with v2",
+    )
     search_attributes: bool = Field(
         default=True, description="upsert custom search attributes (off on servers without them)"
     )
@@ -81,9 +106,34 @@ class Settings(BaseSettings):
             path.chmod(0o600)
         return path.read_text().strip().encode()
 
+    @field_validator("webhook_secret_versions")
+    @classmethod
+    def _versions_are_usable(cls, value: dict[str, list[int]]) -> dict[str, list[int]]:
+        for provider_id, versions in value.items():
+            if not versions or len(set(versions)) != len(versions) or min(versions) < 1:
+                raise ValueError(
+                    f"webhook secret versions of {provider_id!r} must be distinct positive numbers"
+                )
+        return value
+
+    def webhook_secrets(self, provider_id: str) -> tuple[WebhookSecret, ...]:
+        """The provider's active webhook secrets, newest (the current one) first.
+
+        Each is derived from the installation key, so nothing per provider is stored: version 1 is
+        HMAC-SHA256(key, "webhook:<provider id>"), version n > 1 is
+        HMAC-SHA256(key, "webhook:<provider id>:v<n>"). Every active version signs each delivery.
+        """
+        versions = self.webhook_secret_versions
+        active = versions.get(provider_id) or versions.get("*") or [1]
+        return tuple(WebhookSecret(provider_id, v, self._webhook_key(provider_id, v)) for v in active)
+
     def webhook_secret(self, provider_id: str) -> bytes:
-        """Per-provider HMAC secret for signing webhook bodies, derived from the key."""
-        return hmac.new(self.key, f"webhook:{provider_id}".encode(), hashlib.sha256).digest()
+        """The provider's current (newest active) webhook secret."""
+        return self.webhook_secrets(provider_id)[0].key
+
+    def _webhook_key(self, provider_id: str, version: int) -> bytes:
+        label = f"webhook:{provider_id}" if version == 1 else f"webhook:{provider_id}:v{version}"
+        return hmac.new(self.key, label.encode(), hashlib.sha256).digest()
 
     def patient_key(self, nhs_number: str) -> str:
         """Keyed hash of an NHS number: lets coordinators find a patient without storing it."""
