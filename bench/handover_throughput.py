@@ -20,6 +20,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -71,7 +72,7 @@ DEFINITION = PathwayDefinition.model_validate(
 )
 
 
-async def complete_all(handle: WorkflowHandle, latencies: list[float]) -> int:
+async def complete_all(handle: WorkflowHandle[Any, Any], latencies: list[float]) -> int:
     """Complete each handover as it becomes open; returns how many were completed."""
     done = 0
     while True:
