@@ -23,7 +23,7 @@ SHIPPED_CATALOGUE = Path(__file__).parent / "catalogue"
 class Settings(BaseSettings):
     """Configuration shared by the worker, the API and the CLI."""
 
-    model_config = SettingsConfigDict(env_prefix="PATHWAYS_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PATHWAYS_", extra="ignore", hide_input_in_errors=True)
 
     temporal_address: str = Field(default="localhost:7233", description="Temporal frontend host:port")
     namespace: str = "default"
