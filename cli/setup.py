@@ -11,8 +11,8 @@ from temporalio.client import Client
 from activities.store import EventStore
 from api.tokens import TokenStore
 from pathways.settings import Settings
+from worker.connection import connect_or_fail
 from workflows import search
-from workflows.client import connect
 
 
 async def register_search_attributes(client: Client, namespace: str) -> list[str]:
@@ -39,7 +39,7 @@ def migrate_database(settings: Settings) -> None:
 
 
 async def run_setup(settings: Settings) -> int:
-    client = await connect(settings)
+    client = await connect_or_fail(settings)
     added = await register_search_attributes(client, settings.namespace)
     migrate_database(settings)
     print(f"search attributes: {', '.join(added) if added else 'already registered'}")
