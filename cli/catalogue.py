@@ -67,9 +67,13 @@ def show(
         Format.TEXT: describe,
         Format.MERMAID: to_mermaid,
         Format.DOT: to_dot,
-        Format.JSON: lambda d: d.model_dump_json(by_alias=True, indent=2) + "\n",
+        Format.JSON: _as_json,
     }[output_format]
     typer.echo(render(definition), nl=False)
+
+
+def _as_json(definition: PathwayDefinition) -> str:
+    return definition.model_dump_json(by_alias=True, indent=2) + "\n"
 
 
 def catalog(ctx: typer.Context, catalogue: CatalogueDir = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
@@ -21,7 +22,7 @@ async def register_search_attributes(client: Client, namespace: str) -> list[str
         ListSearchAttributesRequest(namespace=namespace)
     )
     missing = {
-        key.name: key.indexed_value_type
+        key.name: IndexedValueType.ValueType(key.indexed_value_type)
         for key in search.ALL_KEYS
         if key.name not in existing.custom_attributes
     }

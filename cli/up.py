@@ -128,7 +128,7 @@ async def _start_dev_server(settings: Settings, env: dict[str, str]) -> asyncio.
 def _sa_type(indexed_value_type: int) -> str:
     from temporalio.api.enums.v1 import IndexedValueType
 
-    name = IndexedValueType.Name(indexed_value_type)  # e.g. INDEXED_VALUE_TYPE_KEYWORD_LIST
+    name = IndexedValueType.Name(IndexedValueType.ValueType(indexed_value_type))  # e.g. INDEXED_VALUE_TYPE_KEYWORD_LIST
     return "".join(part.title() for part in name.removeprefix("INDEXED_VALUE_TYPE_").split("_"))
 
 
