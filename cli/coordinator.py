@@ -345,10 +345,17 @@ def _problems(error: ValidationError) -> list[str]:
 def _actor(name: str | None) -> str:
     from api.tokens import Principal, PrincipalKind
 
-    subject = (name if name is not None else getpass.getuser()).strip()
+    subject = (name if name is not None else _login()).strip()
     if not subject:
         raise Refused(["--as: the coordinator name must not be empty"])
     return Principal(PrincipalKind.COORDINATOR, subject).actor
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name (e.g. a container): say who with --as
+        return "cli"
 
 
 def _update(
