@@ -31,6 +31,7 @@ from cli.app import app, load_settings
 from cli.exit import finish
 from pathways.errors import CommandFailed
 from pathways.settings import Settings
+from pathways.state import PathwayStatus, SlaState
 
 T = TypeVar("T")
 
@@ -65,8 +66,8 @@ Key = Annotated[
 def list_pathways(
     ctx: typer.Context,
     definition: Annotated[str | None, typer.Option(help="definition id")] = None,
-    status: Annotated[str | None, typer.Option(help="active, on-hold, completed or cancelled")] = None,
-    sla_state: Annotated[str | None, typer.Option(help="on-track, at-risk or breached")] = None,
+    status: Annotated[PathwayStatus | None, typer.Option(help="pathway status")] = None,
+    sla_state: Annotated[SlaState | None, typer.Option(help="worst SLA state of its open handovers")] = None,
     provider: Annotated[str | None, typer.Option(help="has an open handover at this provider")] = None,
     step: Annotated[str | None, typer.Option(help="has this step open")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
@@ -74,7 +75,8 @@ def list_pathways(
     output: FormatOption = Output.TEXT,
 ) -> None:
     """Pathways matching every filter, most recently changed first (from the read model)."""
-    filters = {"definition_id": definition, "status": status, "sla_state": sla_state,
+    filters = {"definition_id": definition, "status": status and status.value,
+               "sla_state": sla_state and sla_state.value,
                "open_provider": provider, "open_step": step}
     settings = load_settings(ctx)
     finish(_run(output, lambda: _list(settings, filters, limit, offset, output)))
@@ -110,7 +112,6 @@ async def _list(
 async def _inbox(settings: Settings, output: Output) -> None:
     from api.views import Inbox
     from pathways.inbox import open_escalations
-    from pathways.state import PathwayStatus
 
     store = _event_store(settings)
     running = [PathwayStatus.ACTIVE.value, PathwayStatus.ON_HOLD.value]
