@@ -89,6 +89,13 @@ def test_engine_commands_use_the_global_options(
     refused = _run(places, "start", "hip-replacement-d2a", "--nhs-number", "9434765919",
                    extra=("--temporal-address", f"127.0.0.1:{free_port()}"))
     assert refused.returncode == 2 and "hip-replacement-d2a" in refused.stderr
+    for reading in ("list", "inbox"):
+        done = _run(places, reading)
+        assert done.returncode == 0, done.stderr
+    unknown = _run(places, "resume", "pw-0000000000000000", extra=("--temporal-address", address))
+    assert unknown.returncode == 2, unknown.stderr
+    for offline in (("validate", str(places["catalogue"])), ("schema",)):
+        assert _run(places, *offline).returncode == 0
     assert not (places["cwd"] / ".data").exists()
 
 
