@@ -160,3 +160,37 @@ async def test_outcome_unknown_then_retry_with_the_same_key_applies_once(
         fresh = await pathways(own, "hold", handle.id, "--reason", "in hospital")
         assert fresh.returncode == 2
         await handle.cancel()
+
+
+async def test_the_cli_and_the_api_share_update_ids(
+    settings: Settings, dev_env: WorkflowEnvironment, worker: Worker
+) -> None:
+    """A hold sent by the CLI and retried through /api with the same key and coordinator is one
+    change: the API answers with the same result instead of 409 "already on hold"."""
+    import httpx
+
+    from api.tokens import TokenStore
+    from tests.api.conftest import serve_in_thread
+
+    handle = await start(dev_env.client, settings, TWO_DAY, _patient())
+    key = "cli-then-api-1"
+    held = await pathways(settings, "hold", handle.id, "--reason", "in hospital", "--as", "night-desk",
+                          "--idempotency-key", key, "--format", "json")
+    assert held.returncode == 0, held.stderr
+    served = serve_in_thread(settings.model_copy(update={"api_port": free_port()}))
+    try:
+        base_url = next(served)  # the app migrates the token table
+        token = TokenStore(settings.event_store).issue_coordinator("night-desk")
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+            headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": key}
+            again = await http.post(f"/api/pathways/{handle.id}/hold", json={"reason": "in hospital"},
+                                    headers=headers)
+            assert again.status_code == 200, again.text
+            assert again.json() == _json(held)
+            headers["Idempotency-Key"] = "a-new-request"
+            fresh = await http.post(f"/api/pathways/{handle.id}/hold", json={"reason": "in hospital"},
+                                    headers=headers)
+            assert fresh.status_code == 409
+    finally:
+        served.close()
+    await handle.cancel()
