@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
@@ -11,8 +12,8 @@ from temporalio.client import Client
 from activities.store import EventStore
 from api.tokens import TokenStore
 from pathways.settings import Settings
+from worker.connection import connect_or_fail
 from workflows import search
-from workflows.client import connect
 
 
 async def register_search_attributes(client: Client, namespace: str) -> list[str]:
@@ -21,7 +22,7 @@ async def register_search_attributes(client: Client, namespace: str) -> list[str
         ListSearchAttributesRequest(namespace=namespace)
     )
     missing = {
-        key.name: key.indexed_value_type
+        key.name: IndexedValueType.ValueType(key.indexed_value_type)
         for key in search.ALL_KEYS
         if key.name not in existing.custom_attributes
     }
@@ -39,7 +40,7 @@ def migrate_database(settings: Settings) -> None:
 
 
 async def run_setup(settings: Settings) -> int:
-    client = await connect(settings)
+    client = await connect_or_fail(settings)
     added = await register_search_attributes(client, settings.namespace)
     migrate_database(settings)
     print(f"search attributes: {', '.join(added) if added else 'already registered'}")

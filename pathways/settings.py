@@ -43,7 +43,7 @@ class WebhookSecret:
 class Settings(BaseSettings):
     """Configuration shared by the worker, the API and the CLI."""
 
-    model_config = SettingsConfigDict(env_prefix="PATHWAYS_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PATHWAYS_", extra="ignore", hide_input_in_errors=True)
 
     temporal_address: str = Field(default="localhost:7233", description="Temporal frontend host:port")
     namespace: str = "default"
