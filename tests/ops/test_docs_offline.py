@@ -55,7 +55,7 @@ def test_docs_render_in_a_headless_browser(base_url: str) -> None:
         pytest.skip("chromium is not installed: headless rendering not checked")
     playwright = pytest.importorskip("playwright.sync_api")
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=shutil.which("chromium"))
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])
         page = browser.new_page()
         outside: list[str] = []
         page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(base_url) else None)
