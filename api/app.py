@@ -11,7 +11,7 @@ from fastapi.openapi.utils import get_openapi
 from temporalio.client import Client
 
 from activities.store import EventStore
-from api import coordinator, fhir, problems
+from api import codec, coordinator, fhir, problems
 from api.gateway import Gateway
 from api.tokens import TokenStore
 from pathways.catalogue import load_catalogue
@@ -67,4 +67,5 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     problems.install(app)
     app.include_router(fhir.router)
     app.include_router(coordinator.router)
+    codec.install(app, settings)
     return app
