@@ -79,11 +79,11 @@ class Keyring:
         Errors name the source and line only, never the line's content (it may be a key).
         """
         entries = []
-        for number, line in enumerate(re.split(r"[\n,]", text), start=1):
-            line = line.strip()
-            if not line or line.startswith("#"):
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip().startswith("#"):
                 continue
-            entries.append(_parse_entry(line, f"{source}, entry {number}"))
+            for entry in filter(None, (part.strip() for part in line.split(","))):
+                entries.append(_parse_entry(entry, f"{source}, line {number}"))
         if not entries:
             raise KeysUnavailable(f"{source} holds no encryption key")
         return cls(tuple(entries))
