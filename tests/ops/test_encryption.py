@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import random
+import signal
 import stat
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
@@ -20,12 +25,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.tokens import TokenStore
+from pathways.demo import DEMO_PATIENTS
 from pathways.model import PathwayDefinition
 from pathways.settings import Settings
 from pathways.state import Patient
 from tests.api.conftest import free_port, serve_in_thread
 from tests.conftest import CONVERTER, make_settings, run_worker
-from tests.ops.processes import env_for, run
+from tests.ops.processes import PATHWAYS, env_for, port_is_free, run
 from tests.workflows.support import TWO_DAY, deliver_everything, start, state_of
 from worker.binaries import installed_binary
 from workflows import search
@@ -195,3 +201,56 @@ def test_a_worker_without_its_keys_file_says_so_in_one_line(
     assert done.returncode != 0 and len(done.stderr.strip().splitlines()) == 1
     assert "32 random bytes" in done.stderr and secret_looking.split(":")[1] not in done.stderr
 
+
+
+def _up(data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
+    """`pathways up` until its banner lists the demo pathways."""
+    process = subprocess.Popen([PATHWAYS, "up"], cwd=data_dir.parent, env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    assert process.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and "Demo pathways" not in "".join(lines[-1:]):
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            break
+        lines.append(line)
+    if "Demo pathways" not in "".join(lines):
+        process.kill()
+        raise AssertionError("pathways up did not start:\n" + "".join(lines))
+    return process, "".join(lines)
+
+
+async def test_up_keeps_its_state_private_and_points_the_ui_at_the_codec(tmp_path: Path) -> None:
+    port = next(p for p in iter(lambda: random.randint(20000, 29000), 0)
+                if port_is_free(p) and port_is_free(p + 1000))  # fmt: skip
+    api_port = free_port()
+    data_dir = tmp_path / "data"
+    env = dict(os.environ)
+    env.update(
+        PATHWAYS_DATA_DIR=str(data_dir),
+        PATHWAYS_TEMPORAL_ADDRESS=f"127.0.0.1:{port}",
+        PATHWAYS_API_PORT=str(api_port),
+        PATHWAYS_METRICS_PORT=str(free_port()),
+        PATHWAYS_HEALTH_PORT=str(free_port()),
+        PATHWAYS_LOG_FORMAT="json",
+    )
+    env.pop("PATHWAYS_ENCRYPTION_KEYS_FILE", None)
+    process, output = _up(data_dir, env)
+    try:
+        assert f"http://127.0.0.1:{api_port}/codec/session" in output
+        async with httpx.AsyncClient(timeout=10) as http:
+            ui = (await http.get(f"http://127.0.0.1:{port + 1000}/api/v1/settings")).json()
+        assert ui["Codec"]["Endpoint"] == f"http://127.0.0.1:{api_port}/codec"
+        assert _mode(data_dir) == 0o700
+        files = [p for p in data_dir.iterdir() if p.is_file()]
+        assert {"temporal.db", "encryption.keys", "pathways.db"} <= {p.name for p in files}
+        assert {p.name: _mode(p) for p in files} == {p.name: 0o600 for p in files}
+        raw = _database_bytes(data_dir)
+        for patient in DEMO_PATIENTS:  # the demo pathways ran, their data sealed
+            assert patient.nhs_number.encode() not in raw
+            assert str(patient.name).encode() not in raw
+    finally:
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=90)
+    assert process.returncode == 0, rest
