@@ -117,7 +117,8 @@ SESSION_PAGE = """<!doctype html>
 <button type="submit">Sign out</button></form>
 <p>Then, in the Temporal Web UI ({origins}): open <em>Codec Server</em> (the settings menu),
 choose <em>Use my browser setting and ignore Cluster-level setting</em>, enter
-<code>{endpoint}</code> and tick <em>Include cross-origin credentials</em>.</p>
+<code>{endpoint}</code> and tick <em>Include cross-origin credentials</em>. Open the UI under
+the same host name as this page (e.g. both on 127.0.0.1), or the browser keeps the cookie back.</p>
 </body></html>
 """
 
