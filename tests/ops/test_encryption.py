@@ -180,11 +180,12 @@ def test_setup_creates_a_private_key_once(settings: Settings, tmp_path: Path) ->
     assert keys.read_text() == content  # setup never replaces a key: old payloads stay readable
 
 
-def test_a_worker_without_its_keys_file_says_so_in_one_line(
-    settings: Settings, tmp_path: Path
+@pytest.mark.parametrize("command", ["worker", "api"])
+def test_a_process_without_its_keys_file_says_so_in_one_line(
+    settings: Settings, tmp_path: Path, command: str
 ) -> None:
     missing = tmp_path / "nowhere" / "keys"
-    done = run("worker", env=_fresh(settings, tmp_path / "w", PATHWAYS_ENCRYPTION_KEYS_FILE=str(missing)),
+    done = run(command, env=_fresh(settings, tmp_path / "w", PATHWAYS_ENCRYPTION_KEYS_FILE=str(missing)),
                timeout=60)  # fmt: skip
     assert done.returncode != 0
     assert done.stderr.strip().splitlines() == [
@@ -196,7 +197,7 @@ def test_a_worker_without_its_keys_file_says_so_in_one_line(
     secret_looking = "k1:bm90LWEtMzItYnl0ZS1rZXktYnV0LWNsb3Nl"
     bad = tmp_path / "bad.keys"
     bad.write_text(secret_looking + "\n")
-    done = run("worker", env=_fresh(settings, tmp_path / "w", PATHWAYS_ENCRYPTION_KEYS_FILE=str(bad)),
+    done = run(command, env=_fresh(settings, tmp_path / "w", PATHWAYS_ENCRYPTION_KEYS_FILE=str(bad)),
                timeout=60)  # fmt: skip
     assert done.returncode != 0 and len(done.stderr.strip().splitlines()) == 1
     assert "32 random bytes" in done.stderr and secret_looking.split(":")[1] not in done.stderr
