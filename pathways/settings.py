@@ -68,7 +68,8 @@ class Settings(BaseSettings):
     )
     codec_cors_origin: str | None = Field(
         default=None,
-        description="Temporal Web UI origin allowed to call /codec; default the dev server's UI",
+        description="Temporal Web UI origin(s), comma-separated, allowed to call /codec; "
+        "default the dev server's UI",
     )
 
     @property
@@ -90,7 +91,7 @@ class Settings(BaseSettings):
         """Browser origins allowed to call the codec endpoint: the configured UI, or the embedded
         dev server's UI (frontend port + 1000) under both loopback names."""
         if self.codec_cors_origin:
-            return [self.codec_cors_origin.rstrip("/")]
+            return [origin.strip().rstrip("/") for origin in self.codec_cors_origin.split(",")]
         host, _, port = self.temporal_address.rpartition(":")
         ui = f"{int(port) + 1000}" if port.isdigit() else "8233"
         hosts = {"localhost", "127.0.0.1"} if host in ("", "localhost", "127.0.0.1") else {host}
