@@ -65,13 +65,6 @@ class Keyring:
     def newest(self) -> tuple[str, bytes]:
         return self.keys[-1]
 
-    def get(self, key_id: str) -> bytes | None:
-        return dict(self.keys).get(key_id)
-
-    def with_key(self, key_id: str, key: bytes) -> Keyring:
-        """This keyring plus a newer key: rotation."""
-        return Keyring((*self.keys, (key_id, key)))
-
     @classmethod
     def parse(cls, text: str, source: str) -> Keyring:
         """Lines (or commas) of `id:base64`; blank lines and `#` comments are skipped.
