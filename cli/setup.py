@@ -42,13 +42,13 @@ def migrate_database(settings: Settings) -> None:
     TokenStore(settings.event_store).migrate()
 
 
-def secure_data_dir(settings: Settings) -> None:
+def secure_data_dir(settings: Settings, create: bool = False) -> None:
     """Patient data at rest is the owner's only: the data dir 0700, its files 0600, and files
     created from now on by this process and its children (dev server database, event store)
-    private through the umask."""
+    private through the umask. The dir is created when asked or when it holds the keys."""
     os.umask(0o077)
     embedded = settings.encryption_keys is None and settings.encryption_keys_file is None
-    if not (embedded or settings.data_dir.exists()):
+    if not (create or embedded or settings.data_dir.exists()):
         return  # a deployment that keeps nothing in a data dir: don't create one
     make_private_dir(settings.data_dir)
     for path in settings.data_dir.iterdir():

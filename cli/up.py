@@ -205,7 +205,7 @@ async def _stop(processes: list[asyncio.subprocess.Process]) -> None:
 
 
 async def run_embedded(settings: Settings, demo: bool = True) -> int:
-    secure_data_dir(settings)  # 0700 dir; umask 077 so the dev server's database is 0600
+    secure_data_dir(settings, create=True)  # 0700; umask 077: the dev server's database 0600
     prepare_keys(settings)
     env = _child_env(settings)
     stop = asyncio.Event()
