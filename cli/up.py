@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import structlog
 
-from cli.setup import migrate_database, register_search_attributes
+from cli.setup import migrate_database, prepare_keys, register_search_attributes, secure_data_dir
 from pathways.errors import CommandFailed
 from pathways.settings import Settings
 from worker.binaries import installed_binary
@@ -119,6 +119,8 @@ async def _start_dev_server(settings: Settings, env: dict[str, str]) -> asyncio.
         settings.namespace,
         "--log-level",
         "error",
+        "--ui-codec-endpoint",  # the UI decodes payloads through the API (coordinators only)
+        f"{settings.base_url}/codec",
     ]
     for key in search.ALL_KEYS:
         args += ["--search-attribute", f"{key.name}={_sa_type(key.indexed_value_type)}"]
@@ -249,6 +251,7 @@ def _banner(settings: Settings, demo_ids: list[str], token_path: Path) -> str:
         f"  Worker health       http://{settings.metrics_host}:{settings.health_port}/healthz",
         f"  Event store         {settings.event_store}",
         f"  Coordinator token   {token_path}",
+        f"  UI decoding         {settings.base_url}/codec/session  (sign in with that token)",
     ]
     if demo_ids:
         lines.append("  Demo pathways       " + ", ".join(demo_ids))
@@ -283,7 +286,8 @@ async def _stop(processes: list[asyncio.subprocess.Process]) -> None:
 
 async def run_embedded(settings: Settings, demo: bool = True) -> int:
     check_ports(settings)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secure_data_dir(settings, create=True)  # 0700; umask 077: the dev server's database 0600
+    prepare_keys(settings)
     env = _child_env(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

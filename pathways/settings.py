@@ -83,6 +83,19 @@ class Settings(BaseSettings):
         default=True, description="upsert custom search attributes (off on servers without them)"
     )
     update_timeout_seconds: float = Field(default=10.0, description="API deadline on an Update")
+    encryption_keys_file: Path | None = Field(
+        default=None,
+        description="payload encryption keys, lines id:base64 (32 bytes), newest last; "
+        "default: data_dir/encryption.keys, made by `pathways setup`",
+    )
+    encryption_keys: SecretStr | None = Field(
+        default=None, description="the same keys inline (id:base64,id:base64), e.g. from a vault"
+    )
+    codec_cors_origin: str | None = Field(
+        default=None,
+        description="Temporal Web UI origin(s), comma-separated, allowed to call /codec; "
+        "default the dev server's UI",
+    )
 
     @property
     def event_store(self) -> str:
@@ -93,6 +106,21 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
+
+    @property
+    def encryption_keys_path(self) -> Path:
+        return self.encryption_keys_file or self.data_dir / "encryption.keys"
+
+    @property
+    def codec_origins(self) -> list[str]:
+        """Browser origins allowed to call the codec endpoint: the configured UI, or the embedded
+        dev server's UI (frontend port + 1000) under both loopback names."""
+        if self.codec_cors_origin:
+            return [origin.strip().rstrip("/") for origin in self.codec_cors_origin.split(",")]
+        host, _, port = self.temporal_address.rpartition(":")
+        ui = f"{int(port) + 1000}" if port.isdigit() else "8233"
+        hosts = {"localhost", "127.0.0.1"} if host in ("", "localhost", "127.0.0.1") else {host}
+        return sorted(f"http://{name}:{ui}" for name in hosts)
 
     @cached_property
     def key(self) -> bytes:
