@@ -132,3 +132,14 @@ def test_a_refused_value_is_named_never_echoed() -> None:
 def test_dates_outside_a_plausible_window_are_refused(field: str, value: str) -> None:
     _, problems = check_delivery(STEP, {"summary": "ok", field: value})
     assert problems == [f"field {field!r} must be between 1900 and 2200"]
+
+
+def test_task_outputs_with_odd_names_are_refused_without_echoing_them() -> None:
+    from pathways.fhir import OutputError, outputs_from_task
+
+    with pytest.raises(OutputError) as refused:
+        outputs_from_task({"output": [{"type": "oops"}, {"type": {"text": "9434765919"}}]})
+    assert refused.value.problems == [
+        "Task.output[0] has no type.text naming its field",
+        "Task.output[1] (a name that is not a field name) needs exactly one value[x]",
+    ]
