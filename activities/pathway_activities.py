@@ -132,9 +132,9 @@ class PathwayActivities:
         if not notification.task:
             body = await asyncio.to_thread(self._body, notification)
             notification = notification.model_copy(update={"task": body})
-        secret = self._settings.webhook_secret(notification.provider_id)
+        secrets = self._settings.webhook_secrets(notification.provider_id)
         try:
-            status = await deliver(self._http, notification, secret)
+            status = await deliver(self._http, notification, secrets)
         except ApplicationError as error:
             outcome = "refused" if error.non_retryable else "retrying"
             self._count_notification(notification, outcome)

@@ -72,8 +72,8 @@ class ProviderCommand(Model):
     )
     reason: str | None = Field(default=None, max_length=MAX_REASON,
                                description="statusReason: for rejected, failed or on-hold")
-    expected_version: int | None = Field(default=None, ge=1, le=2**31 - 1,
-                                         description="If-Match: refuse if stale")
+    expected_version: int | None = Field(default=None,
+                                         description="If-Match: refuse (conflict) if stale")
     actor: Actor = Field(description="who sent it, e.g. 'provider:community-nursing-north'")
 
     @model_validator(mode="after")
@@ -143,6 +143,6 @@ class AddNote(Model):
 class EscalationAction(Model):
     """Acknowledge or resolve an escalation record, optionally with a note (kept in state)."""
 
-    escalation_id: int = Field(ge=1, le=2**31 - 1)
+    escalation_id: int = Field(description="an unknown one is refused as not found")
     actor: Actor
     note: str | None = Field(default=None, max_length=MAX_NOTE)

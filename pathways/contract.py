@@ -25,6 +25,8 @@ DOCUMENT_LIMITS = {"url": 2048, "reference": 512, "title": 500, "content_type": 
 INTEGER_LIMIT = 2**31 - 1
 """FHIR integer: 32-bit signed."""
 NUMBER_LIMIT = 1e15
+YEARS = (1900, 2200)
+"""Dates and date-times a care record can plausibly hold; outside, a typo (or a wrong field)."""
 
 Checked = tuple[Any, str | None]
 """A normalised value and the problem with it (None when it conforms)."""
@@ -62,9 +64,11 @@ def _boolean(field: HandoverField, value: Any) -> Checked:
 
 def _date(field: HandoverField, value: Any) -> Checked:
     clean = calendar_date(value)
-    if clean is not None:
-        return clean, None
-    return None, f"field {field.name!r} must be a calendar date YYYY-MM-DD"
+    if clean is None:
+        return None, f"field {field.name!r} must be a calendar date YYYY-MM-DD"
+    if not YEARS[0] <= int(clean[:4]) <= YEARS[1]:
+        return None, f"field {field.name!r} must be between {YEARS[0]} and {YEARS[1]}"
+    return clean, None
 
 
 def _date_time(field: HandoverField, value: Any) -> Checked:
@@ -74,6 +78,8 @@ def _date_time(field: HandoverField, value: Any) -> Checked:
         except ValueError:
             moment = None
         if moment is not None and moment.tzinfo is not None:
+            if not YEARS[0] <= moment.year <= YEARS[1]:
+                return None, f"field {field.name!r} must be between {YEARS[0]} and {YEARS[1]}"
             return moment.isoformat(), None
     return None, f"field {field.name!r} must be an ISO 8601 date-time with a time zone"
 

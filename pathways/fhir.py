@@ -7,6 +7,7 @@ shape whether it polls or is notified. `outputs_from_task` is the inverse mappin
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -291,6 +292,10 @@ def _output_value(element: dict[str, Any]) -> tuple[bool, Any]:
     return True, value
 
 
+_FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,59}$")
+"""Only names shaped like field names are echoed in problems (a misused name may be data)."""
+
+
 def outputs_from_task(task: dict[str, Any]) -> dict[str, Any]:
     """Task.output -> handover data {field name: value}; OutputError naming every bad output.
 
@@ -299,16 +304,19 @@ def outputs_from_task(task: dict[str, Any]) -> dict[str, Any]:
     """
     data: dict[str, Any] = {}
     problems: list[str] = []
-    for index, element in enumerate(task.get("output") or []):
-        name = (element.get("type") or {}).get("text") if isinstance(element, dict) else None
-        if not name:
+    outputs = task.get("output") or []
+    for index, element in enumerate(outputs if isinstance(outputs, list) else [outputs]):
+        kind = element.get("type") if isinstance(element, dict) else None
+        name = kind.get("text") if isinstance(kind, dict) else None
+        if not isinstance(name, str) or not name:
             problems.append(f"Task.output[{index}] has no type.text naming its field")
             continue
+        shown = name if _FIELD_NAME.match(name) else "a name that is not a field name"
         found, value = _output_value(element)
         if not found:
-            problems.append(f"Task.output[{index}] ({name}) needs exactly one value[x]")
+            problems.append(f"Task.output[{index}] ({shown}) needs exactly one value[x]")
         elif name in data:
-            problems.append(f"Task.output[{index}] repeats field {name!r}")
+            problems.append(f"Task.output[{index}] repeats field {shown!r}")
         else:
             data[name] = value
     if problems:

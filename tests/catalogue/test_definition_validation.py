@@ -29,7 +29,8 @@ EXPECTED: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "condition-not-earlier.yaml": ("rehab", ("'assess'", "not an earlier step")),
     "condition-unknown-code.yaml": ("care-home", ("'pathway-4'", "not one of its codes")),
     "duplicate-role.yaml": (None, ("duplicate role id 'hospital'",)),
-    "duplicate-provider.yaml": (None, ("duplicate provider id 'general'", "General Community Trust", "General Hospital")),
+    "duplicate-provider.yaml": (
+        None, ("duplicate provider id 'general'", "General Community Trust", "General Hospital")),
     "duplicate-handover-field.yaml": ("admit", ("duplicate handover field 'ward'",)),
     "reassign-takes-accepted-work.yaml": (
         "admit", ("rung 1", "reassigns on the complete clock", "take_accepted_work: true")),

@@ -13,8 +13,8 @@ from pydantic import ValidationError
 
 from pathways import commands as cmd
 from pathways.engine import PathwayRun
-from pathways.state import PathwayState, TaskStatus
-from tests.engine.engine_builders import T0, definition, start, step
+from pathways.state import RULES_ORIGINAL, PathwayState, TaskStatus
+from tests.engine.engine_builders import PATIENT, T0, definition, start, step
 from tests.engine.test_engine_properties import DEFN as FLOW
 
 DEFN = definition(
@@ -128,6 +128,12 @@ def test_random_commands_on_a_branching_recurring_pathway(data: st.DataObject) -
     _run(data, start(FLOW))
 
 
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_random_commands_on_the_original_rules(data: st.DataObject) -> None:
+    _run(data, PathwayRun.begin("pw-old", DEFN, PATIENT, T0, rules_version=RULES_ORIGINAL))
+
+
 def test_the_carried_state_stays_far_below_the_payload_limit() -> None:
     run = start(DEFN)
     big = {"route": "a", "note": "x" * 32_000}
@@ -142,3 +148,14 @@ def test_the_carried_state_stays_far_below_the_payload_limit() -> None:
                                            status=TaskStatus.COMPLETED, output=big,
                                            actor="provider:gp-a"), T0)
     assert len(run.state.model_dump_json()) < 512 * 1024
+
+
+def test_inline_handover_data_over_64_kib_is_refused_at_the_door() -> None:
+    big = {"route": "a", "note": "x" * (cmd.MAX_OUTPUT_BYTES + 1)}
+    try:
+        cmd.ProviderCommand(handover_id="assess.1", provider_id="gp-a",
+                            status=TaskStatus.COMPLETED, output=big, actor="provider:gp-a")
+    except ValidationError as error:
+        assert "at most 64 KiB" in str(error) and "xxxx" not in str(error)
+    else:
+        raise AssertionError("a 64 KiB+ delivery must be refused")

@@ -123,3 +123,23 @@ def test_a_refused_value_is_named_never_echoed() -> None:
     assert "field 'summary' must be at most 32000 characters" in problems
     assert "unknown fields whose names are not field names (not shown)" in problems
     assert len(problems) == 6
+
+
+@pytest.mark.parametrize("field, value", [
+    ("discharged_on", "0001-01-01"), ("discharged_on", "9999-12-31"),
+    ("seen_at", "0001-01-01T00:00:00+00:00"), ("seen_at", "9999-12-31T23:59:59+14:00"),
+])
+def test_dates_outside_a_plausible_window_are_refused(field: str, value: str) -> None:
+    _, problems = check_delivery(STEP, {"summary": "ok", field: value})
+    assert problems == [f"field {field!r} must be between 1900 and 2200"]
+
+
+def test_task_outputs_with_odd_names_are_refused_without_echoing_them() -> None:
+    from pathways.fhir import OutputError, outputs_from_task
+
+    with pytest.raises(OutputError) as refused:
+        outputs_from_task({"output": [{"type": "oops"}, {"type": {"text": "9434765919"}}]})
+    assert refused.value.problems == [
+        "Task.output[0] has no type.text naming its field",
+        "Task.output[1] (a name that is not a field name) needs exactly one value[x]",
+    ]

@@ -22,7 +22,6 @@ import httpx
 import psycopg
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.pathway_activities import StoreStatus
@@ -33,7 +32,7 @@ from pathways.events import EventKind
 from pathways.model import PathwayDefinition
 from pathways.settings import Settings
 from pathways.state import TaskStatus
-from tests.conftest import make_settings
+from tests.conftest import CONVERTER, make_settings
 from tests.fixtures import postgres as pg
 from tests.fixtures.provider_system import ProviderSystem, Received
 from tests.workflows.support import TWO_DAY, provider, start, state_of, wait_until
@@ -110,7 +109,7 @@ async def continued_input(client: Client, workflow_id: str, run_id: str) -> Path
     history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
     last = history.events[-1]
     attrs = last.workflow_execution_continued_as_new_event_attributes
-    [decoded] = await pydantic_data_converter.decode(attrs.input.payloads, [PathwayInput])
+    [decoded] = await CONVERTER.decode(attrs.input.payloads, [PathwayInput])
     assert isinstance(decoded, PathwayInput)
     return decoded
 
