@@ -105,9 +105,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     store_status = StoreStatus()
     async with running_worker(client, settings, store_status):
         health = await health_endpoint(settings, client, store_status)
-        reconciler = asyncio.ensure_future(
-            reconcile_forever(client, EventStore(settings.event_store))
-        )
+        reconcile_store = EventStore(settings.event_store)
+        reconciler = asyncio.ensure_future(reconcile_forever(client, reconcile_store))
         log.info(
             "worker started",
             task_queue=settings.task_queue,
@@ -118,6 +117,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         await stop.wait()
         log.info("worker stopping: finishing running tasks")
         reconciler.cancel()
+        reconcile_store.close()
         await health.shutdown()
     log.info("worker stopped")
 
