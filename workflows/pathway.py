@@ -361,19 +361,18 @@ class PathwayWorkflow:
         """Apply a checked command; a refusal found while applying (a non-conforming delivery)
         keeps what the run recorded (the refused-delivery count) and fails the Update.
 
-        On v2 any other exception (an engine bug) fails the Update, not the workflow task, and
-        leaves the pathway exactly as it was (see `apply_atomically`).
+        Any other exception (an engine bug) fails the Update, not the workflow task, and leaves
+        the pathway exactly as it was (see `apply_atomically`). This holds for v1 runs too: it
+        adds no command when nothing fails, and a v1 run frozen by a failing handler (its task
+        retrying) moves on once this code is deployed. v2 runs take the effects after each step.
         """
-        if not self._v2:
-            try:
-                return apply(command, workflow.now())
-            except cmd.Refusal as refusal:
-                raise _refused(refusal) from None
-        self._collect()
+        if self._v2:
+            self._collect()
         try:
             result = apply_atomically(self._run, lambda: apply(command, workflow.now()))
         except cmd.Refusal as refusal:
-            self._collect()
+            if self._v2:
+                self._collect()
             raise _refused(refusal) from None
         except CommandFailed as failure:
             self._run = failure.restored
@@ -384,7 +383,8 @@ class PathwayWorkflow:
             raise ApplicationError(
                 str(failure), {"error": failure.error}, type=INTERNAL_ERROR, non_retryable=True
             ) from None
-        self._collect()
+        if self._v2:
+            self._collect()
         return result
 
     async def _wait_for_work(self) -> None:
