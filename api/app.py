@@ -15,9 +15,8 @@ from fastapi.staticfiles import StaticFiles
 from temporalio.client import Client
 
 from activities.store import EventStore
-from api import codec, coordinator, fhir, problems
+from api import codec, coordinator, fhir, problems, smart
 from api.gateway import Gateway
-from api.tokens import TokenStore
 from pathways.catalogue import load_catalogue
 from pathways.model import DURATION_SCHEMA
 from pathways.settings import Settings
@@ -88,8 +87,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.catalogue = load_catalogue(settings.catalogue_dir)
     app.state.store = EventStore(settings.event_store)
-    app.state.tokens = TokenStore(settings.event_store)
-    app.state.tokens.migrate()
+    app.state.tokens = smart.install(app, settings)  # opaque and SMART access tokens
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     problems.install(app)
     _install_docs(app)

@@ -20,7 +20,7 @@ from fhir.resources.R4B.task import Task
 from pydantic import ValidationError
 
 from api import context
-from api.auth import Caller, Provider
+from api.auth import provider, scoped
 from api.fhir_models import (
     BundleModel,
     CapabilityStatementModel,
@@ -43,6 +43,8 @@ PROVIDER_STATUSES: frozenset[TaskStatus] = frozenset().union(*PROVIDER_MOVES.val
 """The statuses a performer sets (FHIR Task life cycle); the orchestrator sets the rest."""
 
 MAX_COUNT = 100
+SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 _IF_MATCH = re.compile(r'^(W/)?"?(\d+)"?$')
 
 
@@ -86,8 +88,16 @@ def capability_statement(base_url: str) -> dict[str, Any]:
             {
                 "mode": "server",
                 "security": {
-                    "description": "Bearer tokens (Authorization: Bearer <token>), one per "
-                    "provider organisation or coordinator, issued with `pathways token issue`.",
+                    "service": [{"coding": [{"system": SECURITY_SERVICE, "code": "SMART-on-FHIR"}]}],
+                    "extension": [
+                        {
+                            "url": OAUTH_URIS,
+                            "extension": [{"url": "token", "valueUri": f"{base_url}/auth/token"}],
+                        }
+                    ],
+                    "description": "SMART Backend Services (client_credentials, private_key_jwt; "
+                    "see /fhir/.well-known/smart-configuration), or bearer tokens issued with "
+                    "`pathways token issue`, one per provider organisation or coordinator.",
                 },
                 "resource": [
                     {
@@ -137,7 +147,9 @@ def _may_see(principal: Principal, handover: Handover) -> bool:
     responses=fhir_errors(401, 404, 503),
     summary="Read one handover",
 )
-async def read_task(task_id: str, principal: Caller, request: Request) -> FhirResponse:
+async def read_task(
+    task_id: str, principal: Annotated[Principal, scoped("system/Task.r")], request: Request
+) -> FhirResponse:
     state, handover = await _visible_handover(context.gateway(request), principal, task_id)
     body = fhir.task_resource(state, handover, context.settings(request).base_url)
     return FhirResponse(body, headers=_etag(handover))
@@ -207,7 +219,7 @@ def _link(base_url: str, params: dict[str, Any], relation: str, offset: int) -> 
     summary="Search a provider's handovers",
 )
 async def search_tasks(
-    principal: Caller,
+    principal: Annotated[Principal, scoped("system/Task.s")],
     request: Request,
     owner: Annotated[str | None, Query(description="Organization/{provider id}")] = None,
     status: Annotated[str | None, Query(description="e.g. requested,accepted")] = None,
@@ -321,7 +333,7 @@ def _command(
 )
 async def update_task(
     task_id: str,
-    principal: Provider,
+    principal: Annotated[Principal, scoped("system/Task.u", provider)],
     request: Request,
     if_match: Annotated[str | None, Header(description='W/"version" from the ETag')] = None,
 ) -> FhirResponse:
@@ -359,7 +371,11 @@ def _as_seen_by(principal: Principal, command: ProviderCommand, handover: Handov
     responses=fhir_errors(401, 404),
     summary="A step's handover contract",
 )
-def read_questionnaire(questionnaire_id: str, principal: Caller, request: Request) -> FhirResponse:
+def read_questionnaire(
+    questionnaire_id: str,
+    principal: Annotated[Principal, scoped("system/Questionnaire.r")],
+    request: Request,
+) -> FhirResponse:
     catalogue = context.catalogue(request)
     not_found = ApiError(404, [f"no Questionnaire {questionnaire_id}"])
     definition_id, _, rest = questionnaire_id.partition(".")
