@@ -13,6 +13,7 @@ from temporalio.client import Client
 from activities.store import EventStore
 from api import coordinator, fhir, problems
 from api.gateway import Gateway
+from api.idempotency import IdempotencyKeys
 from api.tokens import TokenStore
 from pathways.catalogue import load_catalogue
 from pathways.model import DURATION_SCHEMA
@@ -63,6 +64,8 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.state.store = EventStore(settings.event_store)
     app.state.tokens = TokenStore(settings.event_store)
     app.state.tokens.migrate()
+    app.state.idempotency = IdempotencyKeys(settings.event_store, settings.key)
+    app.state.idempotency.migrate()
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     problems.install(app)
     app.include_router(fhir.router)

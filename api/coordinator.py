@@ -55,7 +55,12 @@ C = TypeVar("C", bound=BaseModel)
 
 IdempotencyKey = Annotated[
     str | None,
-    Header(max_length=200, description="repeat it on a retry so the change is applied once"),
+    Header(
+        min_length=1,
+        max_length=200,
+        description="repeat it on a retry so the change is applied once; "
+        "the same key with a different request is 422",
+    ),
 ]
 
 
@@ -89,7 +94,7 @@ PATHWAY_OPERATIONS = ("pathway", "reassign", "extend", "hold", "resume", "cancel
     status_code=201,
     response_model=PathwayCreated,
     responses={
-        **api_errors(503),
+        **api_errors(409, 503),
         201: {
             "description": "Started; Location is the pathway",
             "links": {
@@ -103,14 +108,29 @@ PATHWAY_OPERATIONS = ("pathway", "reassign", "extend", "hold", "resume", "cancel
     },
 )
 async def start(
-    body: StartRequest, principal: Coordinator, request: Request, response: Response
+    body: StartRequest,
+    principal: Coordinator,
+    request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> PathwayCreated:
-    """Start a pathway for a patient on the latest (or pinned) version of a definition."""
+    """Start a pathway for a patient on the latest (or pinned) version of a definition.
+
+    With an `Idempotency-Key` a retried start returns the same pathway (the same key with a
+    different body is 422). The same definition already running for the same patient is 409,
+    naming that pathway, unless `allow_duplicate` is true.
+    """
     try:
         chosen = context.catalogue(request).resolve(body.definition)
     except UnknownDefinition as error:
         raise ApiError(422, [str(error)]) from None
-    pathway_id = await context.gateway(request).start(chosen, body.patient)
+    pathway_id = await context.gateway(request).start(
+        chosen,
+        body.patient,
+        idempotency_key=idempotency_key,
+        caller=principal.actor,
+        allow_duplicate=body.allow_duplicate,
+    )
     response.headers["Location"] = f"/api/pathways/{pathway_id}"
     return PathwayCreated(
         id=pathway_id, status=PathwayStatus.ACTIVE, definition=chosen.id, version=chosen.version
@@ -190,6 +210,15 @@ async def _command(
     command: BaseModel,
     idempotency_key: str | None,
 ) -> R:
+    """Apply a coordinator command; with a key, a retry is applied once and a different
+    request under the same key is 422."""
+    if idempotency_key is not None:
+        name = getattr(method, "__name__", "update")
+        body = command.model_dump(mode="json")
+        actor = str(body.get("actor", ""))
+        await asyncio.to_thread(
+            context.idempotency(request).claim, actor, name, pathway_id, idempotency_key, body
+        )
     basis = idempotency_key or secrets.token_hex(16)
     return await context.gateway(request).update(pathway_id, method, command, basis)
 

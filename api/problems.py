@@ -29,8 +29,10 @@ ISSUE_CODES: dict[int, str] = {
     403: "forbidden",
     404: "not-found",
     405: "not-supported",
+    408: "timeout",
     409: "conflict",
     412: "conflict",
+    413: "too-costly",
     415: "not-supported",
     422: "invariant",
     500: "exception",
@@ -44,7 +46,10 @@ TITLES: dict[int, str] = {
     403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
+    408: "Request timeout",
     409: "Conflict",
+    412: "Precondition failed",
+    413: "Content too large",
     415: "Unsupported media type",
     422: "Unprocessable content",
     500: "Internal server error",
@@ -78,6 +83,20 @@ class ApiError(Exception):
 def unavailable(reason: str) -> ApiError:
     """503: the engine did not answer in time; nothing changed, the client may retry."""
     return ApiError(503, [reason], {"Retry-After": "5"})
+
+
+OUTCOME_UNKNOWN = "outcome unknown: retry the same request"
+
+
+def outcome_unknown() -> ApiError:
+    """503 for a change whose outcome is not known (it may still be applied): the same request
+    again is applied once, by its deterministic Update id or start id."""
+    return ApiError(
+        503,
+        [f"{OUTCOME_UNKNOWN} (the pathway engine did not confirm the change in time; "
+         "the same request is applied at most once)"],
+        {"Retry-After": "5"},
+    )
 
 
 class Problem(BaseModel):

@@ -45,6 +45,11 @@ class StartRequest(Body):
         min_length=1, max_length=80, description="definition id, or id@version to pin one"
     )
     patient: Patient
+    allow_duplicate: bool = Field(
+        default=False,
+        description="start even if this definition already runs for this patient "
+        "(otherwise 409 naming the running pathway)",
+    )
 
 
 class ReassignRequest(Body):
