@@ -12,6 +12,7 @@ from temporalio.client import Client
 
 from activities.store import EventStore
 from api import coordinator, fhir, problems
+from api.door import Door
 from api.gateway import Gateway
 from api.idempotency import IdempotencyKeys
 from api.tokens import TokenStore
@@ -67,6 +68,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.state.idempotency = IdempotencyKeys(settings.event_store, settings.key)
     app.state.idempotency.migrate()
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.add_middleware(Door, settings=settings, tokens=app.state.tokens)  # inside contain_bugs
     problems.install(app)
     app.include_router(fhir.router)
     app.include_router(coordinator.router)

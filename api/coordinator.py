@@ -21,7 +21,7 @@ from temporalio.workflow import UpdateMethodMultiParam
 
 from api import context
 from api.auth import Coordinator
-from api.problems import ApiError, api_errors
+from api.problems import ApiError, api_errors, refuse_unknown_parameters
 from api.tokens import Principal
 from api.views import (
     CatalogueView,
@@ -94,7 +94,7 @@ PATHWAY_OPERATIONS = ("pathway", "reassign", "extend", "hold", "resume", "cancel
     status_code=201,
     response_model=PathwayCreated,
     responses={
-        **api_errors(409, 503),
+        **api_errors(408, 409, 413, 415, 503),
         201: {
             "description": "Started; Location is the pathway",
             "links": {
@@ -137,6 +137,11 @@ async def start(
     )
 
 
+LIST_PARAMETERS = {
+    "definition", "sla_state", "status", "provider", "step", "breached", "q", "limit", "offset"
+}
+
+
 @router.get("/pathways", response_model=PathwayPage, responses=api_errors(400, 401, 403))
 async def list_pathways(
     principal: Coordinator,
@@ -153,7 +158,10 @@ async def list_pathways(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> PathwayPage:
-    """Pathways matching every filter, most recently changed first (from the read model)."""
+    """Pathways matching every filter, most recently changed first (from the read model).
+
+    An unknown parameter is 400 unless the request says `Prefer: handling=lenient`."""
+    refuse_unknown_parameters(request, LIST_PARAMETERS)
     rows, total = await asyncio.to_thread(
         context.store(request).list_pathways,
         definition_id=definition,
@@ -223,7 +231,7 @@ async def _command(
     return await context.gateway(request).update(pathway_id, method, command, basis)
 
 
-COMMAND_ERRORS = api_errors(400, 401, 403, 404, 409, 422, 503)
+COMMAND_ERRORS = api_errors(400, 401, 403, 404, 408, 409, 413, 415, 422, 503)
 
 
 @router.post("/pathways/{pathway_id}/reassign", response_model=Handover, responses=COMMAND_ERRORS)

@@ -29,7 +29,7 @@ from api.fhir_models import (
     TaskUpdate,
 )
 from api.gateway import Gateway
-from api.problems import FHIR_JSON, ApiError, fhir_errors
+from api.problems import FHIR_JSON, ApiError, fhir_errors, refuse_unknown_parameters
 from api.tokens import Principal, PrincipalKind
 from pathways import fhir
 from pathways.catalogue import UnknownDefinition
@@ -44,6 +44,8 @@ PROVIDER_STATUSES: frozenset[TaskStatus] = frozenset().union(*PROVIDER_MOVES.val
 """The statuses a performer sets (FHIR Task life cycle); the orchestrator sets the rest."""
 
 MAX_COUNT = 100
+SEARCH_PARAMETERS = {"owner", "status", "_lastUpdated", "_count", "_offset"}
+"""Task search parameters; any other is refused unless `Prefer: handling=lenient`."""
 
 
 class FhirResponse(JSONResponse):
@@ -217,6 +219,7 @@ async def search_tasks(
     count: Annotated[int, Query(alias="_count", ge=1, le=MAX_COUNT)] = 20,
     offset: Annotated[int, Query(alias="_offset", ge=0, le=1_000_000)] = 0,
 ) -> FhirResponse:
+    refuse_unknown_parameters(request, SEARCH_PARAMETERS)
     provider_id = _owner(principal, owner)
     statuses = _statuses(status)
     after = _updated_after(last_updated)

@@ -149,6 +149,24 @@ def validation_problems(error: RequestValidationError) -> list[str]:
     return [f"{_location(tuple(e['loc']))}: {e['msg']}" for e in error.errors()]
 
 
+def refuse_unknown_parameters(request: Request, known: set[str]) -> None:
+    """400 naming every query parameter the route does not know, so a client never believes a
+    filter was applied when it was not; `Prefer: handling=lenient` ignores them instead."""
+    unknown = sorted({name for name in request.query_params if name not in known})
+    if not unknown or _lenient(request.headers.get("prefer")):
+        return
+    raise ApiError(
+        400,
+        [f"unknown search parameter {name[:40]!r} (send Prefer: handling=lenient to ignore it)"
+         for name in unknown[:20]],
+    )
+
+
+def _lenient(prefer: str | None) -> bool:
+    preferences = {p.strip().replace(" ", "").lower() for p in (prefer or "").split(",")}
+    return "handling=lenient" in preferences
+
+
 def install(app: FastAPI) -> None:
     """Route every error through `error_response`; a bug logs its type, never the request."""
 
@@ -192,7 +210,8 @@ def fhir_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 def api_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for coordinator routes: each status answers with problem details.
 
-    Every route may answer 400 (malformed), 401, 403 (a provider token) and 422 (invalid input).
+    Every route may answer 400 (malformed), 401, 403 (a provider token) and 422 (invalid input);
+    a route taking a body also 408, 413 and 415 (limits at the door, see api.door).
     """
     schema = {"$ref": "#/components/schemas/Problem"}
     return {

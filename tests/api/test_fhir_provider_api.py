@@ -254,7 +254,8 @@ async def test_a_malformed_body_is_400_and_changes_nothing(
     problem: str,
 ) -> None:
     task = await _first_task(http, coordinator, ortho)
-    response = await http.put(f"/fhir/Task/{task['id']}", content=body, headers=ortho)
+    headers = {**ortho, "Content-Type": "application/fhir+json"}
+    response = await http.put(f"/fhir/Task/{task['id']}", content=body, headers=headers)
     assert response.status_code == 400 and issues(response) == [problem]
     assert (await read_task(http, task["id"], ortho))["meta"] == task["meta"]
 
@@ -301,7 +302,7 @@ async def test_forbidden_transitions_are_409_and_change_nothing(
     assert (await read_task(http, task["id"], ortho))["meta"] == task["meta"]
 
 
-async def test_stale_if_match_is_409_and_a_fresh_one_applies(
+async def test_stale_if_match_is_412_and_a_fresh_one_applies(
     http: httpx.AsyncClient, coordinator: dict[str, str], ortho: dict[str, str]
 ) -> None:
     task = await _first_task(http, coordinator, ortho)
@@ -318,9 +319,9 @@ async def test_stale_if_match_is_409_and_a_fresh_one_applies(
         json={**task, "status": "in-progress"},
         headers={**ortho, "If-Match": f'W/"{version}"'},
     )
-    assert stale.status_code == 409
+    assert stale.status_code == 412
     assert issues(stale) == [
-        f"handover hip-replacement.1 is at version {int(version) + 1}, not {version}"
+        f"the Task is at version {int(version) + 1}, not {version}: read it and retry"
     ]
     garbled = await http.put(
         f"/fhir/Task/{task['id']}",
