@@ -138,8 +138,10 @@ async def test_search_pages_a_providers_tasks_as_a_valid_bundle(
         e["resource"]["owner"]["reference"] == f"Organization/{ORTHO}"
         for e in second.json()["entry"]
     )
-    other = await http.get("/fhir/Task", headers=provider)
-    assert [e["resource"]["id"] for e in other.json().get("entry", [])] == []
+    other = await http.get("/fhir/Task", params={"_count": "100"}, headers=provider)
+    others = [e["resource"] for e in other.json().get("entry", [])]
+    assert first["id"] not in [t["id"] for t in others], "another provider never sees it"
+    assert all(t["owner"]["reference"] == "Organization/kingsbridge-treatment-centre" for t in others)
     forbidden = await http.get(
         "/fhir/Task", params={"owner": f"Organization/{ORTHO}"}, headers=provider
     )
