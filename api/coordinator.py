@@ -21,6 +21,7 @@ from temporalio.workflow import UpdateMethodMultiParam
 
 from api import context
 from api.auth import Coordinator
+from api.gateway import Gateway
 from api.problems import ApiError, api_errors, refuse_unknown_parameters
 from api.tokens import Principal
 from api.views import (
@@ -28,19 +29,24 @@ from api.views import (
     DefinitionView,
     EscalationRequest,
     ExtendRequest,
+    HandoverView,
     Inbox,
     NoteRequest,
     PathwayCreated,
     PathwayDetail,
+    PathwayListItem,
     PathwayPage,
+    PathwaySearch,
     PathwaySummary,
     ReasonRequest,
     ReassignRequest,
     StartRequest,
     StepProgress,
+    Waited,
 )
 from pathways import commands as cmd
 from pathways.catalogue import UnknownDefinition
+from pathways.events import PathwayRow
 from pathways.inbox import open_escalations
 from pathways.lean import pathway_metrics
 from pathways.state import Escalation, Handover, Note, PathwayState, PathwayStatus
@@ -138,43 +144,140 @@ async def start(
 
 
 LIST_PARAMETERS = {
-    "definition", "sla_state", "status", "provider", "step", "breached", "q", "limit", "offset"
+    "definition", "sla_state", "status", "provider", "step", "breached", "q", "sort", "include",
+    "limit", "offset",
 }
+STATUSES = "active|on-hold|completed|cancelled|open"
+SLA_STATES = "on-track|at-risk|breached"
+OPEN = [PathwayStatus.ACTIVE.value, PathwayStatus.ON_HOLD.value]
 
 
-@router.get("/pathways", response_model=PathwayPage, responses=api_errors(400, 401, 403))
+def _list(pattern: str) -> str:
+    return f"^({pattern})(,({pattern}))*$"
+
+
+def _values(text: str | None) -> list[str] | None:
+    """A comma-separated filter as its values; `open` stands for active and on-hold."""
+    if text is None:
+        return None
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    return sorted({s for v in values for s in (OPEN if v == "open" else [v])})
+
+
+@router.get("/pathways", response_model=PathwayPage, responses=api_errors(400, 401, 403, 503))
 async def list_pathways(
     principal: Coordinator,
     request: Request,
-    definition: str | None = None,
-    sla_state: Annotated[str | None, Query(pattern="^(on-track|at-risk|breached)$")] = None,
-    status: Annotated[str | None, Query(pattern="^(active|on-hold|completed|cancelled)$")] = None,
+    definition: Annotated[
+        str | None, Query(max_length=2000, description="definition ids, comma-separated")
+    ] = None,
+    sla_state: Annotated[
+        str | None, Query(pattern=_list(SLA_STATES), description="e.g. at-risk,breached")
+    ] = None,
+    status: Annotated[
+        str | None,
+        Query(pattern=_list(STATUSES), description="e.g. active,on-hold; open = both"),
+    ] = None,
     provider: Annotated[str | None, Query(description="has an open handover here")] = None,
     step: Annotated[str | None, Query(description="has this step open")] = None,
     breached: bool | None = None,
     q: Annotated[
         str | None, Query(max_length=200, description="text in an open step title")
     ] = None,
+    sort: Annotated[
+        str,
+        Query(
+            pattern="^(updated|due|age|sla)$",
+            description="updated (latest change first), due (soonest due first), age (oldest "
+            "first) or sla (breached, at-risk, on-track)",
+        ),
+    ] = "updated",
+    include: Annotated[
+        str | None,
+        Query(pattern="^patient$", description="patient: add display names (a Query each)"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> PathwayPage:
-    """Pathways matching every filter, most recently changed first (from the read model).
+    """Pathways matching every filter (a comma-separated filter: any of its values), from the
+    read model, with each one's next due time and how long its longest-waiting open handover
+    has waited.
 
     An unknown parameter is 400 unless the request says `Prefer: handling=lenient`."""
     refuse_unknown_parameters(request, LIST_PARAMETERS)
     rows, total = await asyncio.to_thread(
         context.store(request).list_pathways,
-        definition_id=definition,
-        sla_state=sla_state,
-        status=status,
+        definition_id=_values(definition),
+        sla_state=_values(sla_state),
+        status=_values(status),
         open_provider=provider,
         open_step=step,
         breached=breached,
         step_title_contains=q,
         limit=limit,
         offset=offset,
+        sort=sort,
     )
-    return PathwayPage(total=total, limit=limit, offset=offset, items=rows)
+    items = await _list_items(request, rows, names=include == "patient")
+    return PathwayPage(total=total, limit=limit, offset=offset, items=items)
+
+
+@router.post(
+    "/pathways/search",
+    response_model=PathwayPage,
+    responses=api_errors(400, 401, 403, 408, 413, 415, 503),
+)
+async def search_pathways(
+    body: PathwaySearch, principal: Coordinator, request: Request
+) -> PathwayPage:
+    """A patient's pathways, found by NHS number through the keyed patient hash (the number
+    travels in the body, never in a URL or a log), with display names."""
+    patient_key = context.settings(request).patient_key(body.nhs_number)
+    rows, total = await asyncio.to_thread(
+        context.store(request).list_pathways,
+        definition_id=body.definition,
+        status=[s.value for s in body.status] if body.status else None,
+        patient_key=patient_key,
+        limit=body.limit,
+        offset=body.offset,
+        sort="age",
+    )
+    items = await _list_items(request, rows, names=True)
+    return PathwayPage(total=total, limit=body.limit, offset=body.offset, items=items)
+
+
+async def _states_if_answered(gateway: Gateway, ids: list[str]) -> dict[str, PathwayState]:
+    """The states of the pathways that answer in time; a list never fails for a name."""
+    answers = await asyncio.gather(*map(gateway.state, ids), return_exceptions=True)
+    return {
+        pathway_id: answer
+        for pathway_id, answer in zip(ids, answers, strict=True)
+        if isinstance(answer, PathwayState)
+    }
+
+
+async def _list_items(
+    request: Request, rows: list[PathwayRow], names: bool
+) -> list[PathwayListItem]:
+    """Rows with their open handovers' next due time and wait, and (if asked) patient names
+    from the pathways themselves (the read model holds no patient data)."""
+    now = datetime.now(UTC)
+    ids = [row.pathway_id for row in rows]
+    times = await asyncio.to_thread(context.store(request).open_times, ids)
+    states = await _states_if_answered(context.gateway(request), ids) if names else {}
+    items = []
+    for row in rows:
+        due, ready = times.get(row.pathway_id, (None, None))
+        state = states.get(row.pathway_id)
+        items.append(
+            PathwayListItem(
+                **row.model_dump(),
+                next_due=due,
+                waited=Waited.of(now - ready) if ready is not None else None,
+                patient_name=state.patient.name if state is not None else None,
+            )
+        )
+    return items
 
 
 @router.get(
@@ -183,6 +286,7 @@ async def list_pathways(
 async def pathway(pathway_id: str, principal: Coordinator, request: Request) -> PathwayDetail:
     state = await context.gateway(request).state(pathway_id)
     events = await asyncio.to_thread(context.store(request).events, pathway_id)
+    now = datetime.now(UTC)
     definition = state.definition
     return PathwayDetail(
         **PathwaySummary.of(state).model_dump(),
@@ -203,10 +307,13 @@ async def pathway(pathway_id: str, principal: Coordinator, request: Request) -> 
             for s in definition.steps
             if s.id in state.steps
         ],
-        handovers=sorted(state.handovers.values(), key=lambda h: (h.ready_at, h.id)),
+        handovers=[
+            HandoverView.of(h, now)
+            for h in sorted(state.handovers.values(), key=lambda h: (h.ready_at, h.id))
+        ],
         escalations=state.escalations,
         notes=state.notes,
-        lean=pathway_metrics(state, datetime.now(UTC)),
+        lean=pathway_metrics(state, now),
         timeline=events,
     )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -69,7 +69,7 @@ def capability_statement(base_url: str) -> dict[str, Any]:
     search = [
         ("owner", "reference", "Organization/{provider id}; defaults to the caller's"),
         ("status", "token", "comma-separated Task statuses"),
-        ("_lastUpdated", "date", "gt<instant>: changed since"),
+        ("_lastUpdated", "date", "gt, ge, lt or le<instant>; repeat for a range"),
         ("_count", "number", f"page size, at most {MAX_COUNT}"),
     ]
     return {
@@ -168,18 +168,27 @@ def _statuses(status: str | None) -> list[str] | None:
     return values
 
 
-def _updated_after(last_updated: str | None) -> datetime | None:
-    if not last_updated:
-        return None
-    if not last_updated.startswith("gt"):
-        raise ApiError(400, ["_lastUpdated supports only gt<instant>, e.g. gt2026-01-01T00:00:00Z"])
-    try:
-        moment = datetime.fromisoformat(last_updated[2:].replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(400, ["_lastUpdated must be gt followed by an ISO 8601 instant"]) from None
-    if moment.tzinfo is None:
-        raise ApiError(400, ["_lastUpdated needs a time zone, e.g. Z"])
-    return moment
+def _updated_bounds(values: list[str] | None) -> list[tuple[str, datetime]]:
+    """_lastUpdated values (gt, ge, lt or le, then an instant with a time zone), all applied."""
+    bounds = []
+    for value in values or []:
+        prefix, instant = value[:2], value[2:]
+        if prefix not in ("gt", "ge", "lt", "le"):
+            raise ApiError(
+                400, ["_lastUpdated needs a prefix gt, ge, lt or le, e.g. gt2026-01-01T00:00:00Z"]
+            )
+        try:
+            moment = datetime.fromisoformat(instant.replace("Z", "+00:00"))
+            if moment.tzinfo is not None:
+                moment = moment.astimezone(UTC)
+        except (ValueError, OverflowError):
+            raise ApiError(
+                400, [f"_lastUpdated must be {prefix} followed by an ISO 8601 instant"]
+            ) from None
+        if moment.tzinfo is None:
+            raise ApiError(400, ["_lastUpdated needs a time zone, e.g. Z"])
+        bounds.append((prefix, moment))
+    return bounds
 
 
 async def _render_rows(
@@ -198,7 +207,8 @@ async def _render_rows(
 
 
 def _link(base_url: str, params: dict[str, Any], relation: str, offset: int) -> dict[str, str]:
-    query = urlencode({k: v for k, v in (params | {"_offset": offset}).items() if v is not None})
+    values = {k: v for k, v in (params | {"_offset": offset}).items() if v is not None}
+    query = urlencode(values, doseq=True)
     return {"relation": relation, "url": f"{base_url}/fhir/Task?{query}"}
 
 
@@ -214,7 +224,12 @@ async def search_tasks(
     owner: Annotated[str | None, Query(description="Organization/{provider id}")] = None,
     status: Annotated[str | None, Query(description="e.g. requested,accepted")] = None,
     last_updated: Annotated[
-        str | None, Query(alias="_lastUpdated", description="gt<instant>")
+        list[str] | None,
+        Query(
+            alias="_lastUpdated",
+            max_length=4,
+            description="gt, ge, lt or le followed by an instant; repeat for a range",
+        ),
     ] = None,
     count: Annotated[int, Query(alias="_count", ge=1, le=MAX_COUNT)] = 20,
     offset: Annotated[int, Query(alias="_offset", ge=0, le=1_000_000)] = 0,
@@ -222,10 +237,10 @@ async def search_tasks(
     refuse_unknown_parameters(request, SEARCH_PARAMETERS)
     provider_id = _owner(principal, owner)
     statuses = _statuses(status)
-    after = _updated_after(last_updated)
+    bounds = _updated_bounds(last_updated)
     store = context.store(request)
     rows, total = await asyncio.to_thread(
-        store.search_tasks, provider_id, statuses, after, count, offset
+        store.search_tasks, provider_id, statuses, None, count, offset, bounds
     )
     base_url = context.settings(request).base_url
     tasks = await _render_rows(context.gateway(request), rows, provider_id, base_url)

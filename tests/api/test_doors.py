@@ -385,3 +385,115 @@ async def test_unknown_search_parameters_are_refused_unless_lenient(
     assert listed.status_code == 400 and any("'colour'" in p for p in problems(listed))
     lenient = {**coordinator, "Prefer": "handling=lenient"}
     assert (await http.get("/api/pathways", params={"colour": "red"}, headers=lenient)).is_success
+
+
+# --- 5. reads ----------------------------------------------------------------------------------
+
+
+async def test_pathway_lists_take_several_values_sort_and_show_due_wait_and_names(
+    http: httpx.AsyncClient, coordinator: dict[str, str]
+) -> None:
+    number = nhs_number()
+    patient = {"nhs_number": number, "name": "Listed Patient"}
+    ids = []
+    for definition in (HIP, "urgent-community-response"):
+        started = await http.post(
+            "/api/pathways", json={"definition": definition, "patient": patient},
+            headers=coordinator,
+        )
+        assert started.status_code == 201, started.text
+        ids.append(started.json()["id"])
+    held = await http.post(
+        f"/api/pathways/{ids[0]}/hold", json={"reason": "in hospital"}, headers=coordinator
+    )
+    assert held.status_code == 200
+
+    search = {"nhs_number": number}
+    for _ in range(200):  # the read model catches up within moments
+        found = await http.post("/api/pathways/search", json=search, headers=coordinator)
+        page = found.json()
+        if page["total"] == 2 and {i["status"] for i in page["items"]} == {"on-hold", "active"}:
+            break
+        await asyncio.sleep(0.05)
+    assert found.status_code == 200 and page["total"] == 2, page
+    assert {i["pathway_id"] for i in page["items"]} == set(ids)
+    assert {i["patient_name"] for i in page["items"]} == {"Listed Patient"}
+    assert number not in str(found.url) and "nhs_number" not in str(found.url)
+    for item in page["items"]:
+        assert item["next_due"] is not None
+        assert item["waited"]["seconds"] >= 0 and item["waited"]["display"].startswith("PT")
+
+    definitions = f"{HIP},urgent-community-response"
+    both = {"status": "active,on-hold", "definition": definitions, "limit": "500"}
+    opened = {"status": "open", "definition": definitions, "limit": "500"}
+    listed = (await http.get("/api/pathways", params=both, headers=coordinator)).json()
+    as_open = (await http.get("/api/pathways", params=opened, headers=coordinator)).json()
+    assert listed["total"] == as_open["total"] >= 2
+    assert set(ids) <= {i["pathway_id"] for i in listed["items"]}
+    assert {i["status"] for i in listed["items"]} <= {"active", "on-hold"}
+
+    by_due = (await http.get(
+        "/api/pathways", params={**opened, "sort": "due"}, headers=coordinator
+    )).json()["items"]
+    dues = [i["next_due"] for i in by_due if i["next_due"] is not None]
+    assert dues == sorted(dues) and by_due[: len(dues)] == [i for i in by_due if i["next_due"]]
+    by_age = (await http.get(
+        "/api/pathways", params={**opened, "sort": "age"}, headers=coordinator
+    )).json()["items"]
+    assert [i["started_at"] for i in by_age] == sorted(i["started_at"] for i in by_age)
+    rank = {"breached": 0, "at-risk": 1, "on-track": 2}
+    by_sla = (await http.get(
+        "/api/pathways", params={**opened, "sort": "sla"}, headers=coordinator
+    )).json()["items"]
+    assert [rank[i["sla_state"]] for i in by_sla] == sorted(rank[i["sla_state"]] for i in by_sla)
+
+    named = await http.get(
+        "/api/pathways",
+        params={"status": "on-hold", "definition": HIP, "include": "patient", "limit": "500"},
+        headers=coordinator,
+    )
+    mine = next(i for i in named.json()["items"] if i["pathway_id"] == ids[0])
+    assert mine["patient_name"] == "Listed Patient"
+    in_url = await http.get("/api/pathways", params={"nhs_number": number}, headers=coordinator)
+    assert in_url.status_code == 400, "the NHS number is never a URL parameter"
+
+
+async def test_open_handovers_report_live_wait_and_work_times(
+    http: httpx.AsyncClient, coordinator: dict[str, str], ortho: dict[str, str]
+) -> None:
+    task = await _task(http, coordinator, ortho)
+    await put_status(http, task, "accepted", ortho)
+    await put_status(http, task, "in-progress", ortho)
+    await asyncio.sleep(0.2)
+    pathway_id = task["basedOn"][0]["reference"].removeprefix("CarePlan/")
+    detail = (await http.get(f"/api/pathways/{pathway_id}", headers=coordinator)).json()
+    (handover,) = detail["handovers"]
+    assert handover["status"] == "in-progress" and handover["lead_time"] is None
+    assert handover["waited"]["seconds"] > 0.2 and handover["worked"]["seconds"] > 0.1
+    assert handover["waited"]["seconds"] >= handover["worked"]["seconds"]
+    assert handover["waited"]["display"] == "PT0S" or handover["waited"]["display"][:2] == "PT"
+
+
+async def test_last_updated_takes_ge_gt_le_lt_ranges(
+    http: httpx.AsyncClient, coordinator: dict[str, str], ortho: dict[str, str]
+) -> None:
+    task = await _task(http, coordinator, ortho)
+    moment = task["meta"]["lastUpdated"]
+    for _ in range(200):  # the read model catches up within moments
+        probe = await http.get(
+            "/fhir/Task", params=[("_lastUpdated", f"ge{moment}"), ("_count", "100")],
+            headers=ortho,
+        )
+        if task["id"] in [e["resource"]["id"] for e in probe.json().get("entry", [])]:
+            break
+        await asyncio.sleep(0.05)
+
+    async def ids(*bounds: str) -> list[str]:
+        params = [("_lastUpdated", b) for b in bounds] + [("_count", "100")]
+        response = await http.get("/fhir/Task", params=params, headers=ortho)
+        assert response.status_code == 200, response.text
+        return [e["resource"]["id"] for e in response.json().get("entry", [])]
+
+    assert task["id"] in await ids(f"ge{moment}", f"le{moment}")
+    assert task["id"] not in await ids(f"gt{moment}")
+    assert task["id"] not in await ids(f"lt{moment}")

@@ -160,7 +160,8 @@ def _earlier(instant: str) -> str:
     ("params", "problem"),
     [
         ({"status": "requested,bogus"}, "unknown Task status 'bogus'"),
-        ({"_lastUpdated": "lt2026-01-01T00:00:00Z"}, "_lastUpdated supports only gt"),
+        ({"_lastUpdated": "2026-01-01T00:00:00Z"}, "_lastUpdated needs a prefix gt, ge, lt or le"),
+        ({"_lastUpdated": "gt0001-01-01T00:00:00+05:00"}, "ISO 8601 instant"),
         (
             {"_lastUpdated": "gtyesterday"},
             "_lastUpdated must be gt followed by an ISO 8601 instant",
