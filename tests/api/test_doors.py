@@ -354,6 +354,15 @@ async def test_deeply_nested_json_is_400_not_500(
         "/api/pathways", content=nested, headers={**coordinator, "Content-Type": "application/json"}
     )
     assert api.status_code == 400 and problems(api)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    escapes = b'{"resourceType": "Task", "note": "' + b'\\"' * 400_000  # never closes
+    slow = await http.put(
+        "/fhir/Task/pw-0123456789abcdef.x.1",
+        content=escapes,
+        headers={**ortho, "Content-Type": FHIR_JSON},
+    )
+    assert slow.status_code == 400 and loop.time() - began < 5, "the depth check is linear"
 
 
 async def test_one_answer_lists_type_errors_and_contract_problems_of_every_output(
