@@ -10,10 +10,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Column, Engine, MetaData, String, Table, select
+from sqlalchemy import Column, Engine, MetaData, String, Table, delete, select
 from sqlalchemy.exc import IntegrityError
 
 from activities.store import EventStore, UtcDateTime
@@ -28,6 +28,9 @@ idempotency_keys = Table(
     Column("created_at", UtcDateTime(), nullable=False),
 )
 
+KEEP = timedelta(days=30)
+"""How long a key is remembered (pruned when the API starts): far beyond any client retry."""
+
 KEY_REUSED = (
     "this Idempotency-Key was already used with a different request; use a new key for a new "
     "request"
@@ -41,8 +44,12 @@ class IdempotencyKeys:
         self.engine: Engine = EventStore(url).engine
         self._secret = secret
 
-    def migrate(self) -> None:
+    def migrate(self, keep: timedelta = KEEP) -> None:
+        """Create the table if missing and forget keys older than `keep`."""
         metadata.create_all(self.engine, tables=[idempotency_keys])
+        cutoff = datetime.now(UTC) - keep
+        with self.engine.begin() as conn:
+            conn.execute(delete(idempotency_keys).where(idempotency_keys.c.created_at < cutoff))
 
     def _hash(self, *parts: str) -> str:
         return hmac.new(self._secret, "\n".join(parts).encode(), hashlib.sha256).hexdigest()
