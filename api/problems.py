@@ -141,7 +141,16 @@ def error_response(request: Request, error: ApiError) -> JSONResponse:
 
 
 def _location(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in loc if part != "body") or "body"
+    """A member's position written one way everywhere: patient.nhs_number, status[1]."""
+    path = ""
+    for part in loc:
+        if part == "body" and not path:
+            continue
+        if isinstance(part, int):
+            path = f"{path or 'body'}[{part}]"
+        else:
+            path = f"{path}.{part}" if path else str(part)
+    return path or "body"
 
 
 def validation_problems(error: RequestValidationError) -> list[str]:

@@ -517,3 +517,12 @@ async def test_last_updated_takes_ge_gt_le_lt_ranges(
     assert task["id"] in await ids(f"ge{moment}", f"le{moment}")
     assert task["id"] not in await ids(f"gt{moment}")
     assert task["id"] not in await ids(f"lt{moment}")
+
+
+async def test_list_positions_in_coordinator_errors_read_like_fhir_ones(
+    http: httpx.AsyncClient, coordinator: dict[str, str]
+) -> None:
+    body = {"nhs_number": nhs_number(), "status": ["active", "sleeping"]}
+    response = await http.post("/api/pathways/search", json=body, headers=coordinator)
+    assert response.status_code == 422
+    assert any(p.startswith("status[1]:") for p in problems(response)), problems(response)
