@@ -509,7 +509,7 @@ async def test_last_updated_takes_ge_gt_le_lt_ranges(
         await asyncio.sleep(0.05)
 
     async def ids(*bounds: str) -> list[str]:
-        params = httpx.QueryParams([("_lastUpdated", b) for b in bounds] + [("_count", "100")])
+        params = {"_lastUpdated": list(bounds), "_count": "100"}
         response = await http.get("/fhir/Task", params=params, headers=ortho)
         assert response.status_code == 200, response.text
         return [e["resource"]["id"] for e in response.json().get("entry", [])]
