@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench clean
+.PHONY: run test lint bench clean swagger-ui
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -16,11 +16,25 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/pathways up
 
-test: $(STAMP)
+test: lint
 	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.handover_throughput
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .hypothesis
+
+# The Swagger UI behind /docs, served from the package so the page works offline (no CDN).
+SWAGGER_UI_VERSION := 5.35.0
+SWAGGER_UI_DIR := api/static/swagger-ui
+swagger-ui:
+	rm -rf $(SWAGGER_UI_DIR) && mkdir -p $(SWAGGER_UI_DIR)
+	cd $(SWAGGER_UI_DIR) && npm pack --silent swagger-ui-dist@$(SWAGGER_UI_VERSION) \
+	  && tar xzf swagger-ui-dist-$(SWAGGER_UI_VERSION).tgz --strip-components=1 \
+	     package/swagger-ui-bundle.js package/swagger-ui.css package/favicon-32x32.png package/LICENSE package/swagger-ui-bundle.js.LICENSE.txt \
+	  && rm swagger-ui-dist-$(SWAGGER_UI_VERSION).tgz && echo $(SWAGGER_UI_VERSION) > VERSION

@@ -52,9 +52,9 @@ class PathwayActivities:
             handover_id=notification.handover_id,
             provider_id=notification.provider_id,
         )
-        secret = self._settings.webhook_secret(notification.provider_id)
+        secrets = self._settings.webhook_secrets(notification.provider_id)
         try:
-            status = await deliver(self._http, notification, secret)
+            status = await deliver(self._http, notification, secrets)
         except ApplicationError as error:
             outcome = "refused" if error.non_retryable else "retrying"
             self._count_notification(notification, outcome)

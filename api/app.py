@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 from temporalio.client import Client
 
 from activities.store import EventStore
-from api import coordinator, fhir, problems
+from api import codec, coordinator, fhir, problems
 from api.door import Door
 from api.gateway import Gateway
 from api.idempotency import IdempotencyKeys
@@ -19,6 +23,11 @@ from api.tokens import TokenStore
 from pathways.catalogue import load_catalogue
 from pathways.model import DURATION_SCHEMA
 from pathways.settings import Settings
+
+SWAGGER_UI = Path(__file__).parent / "static" / "swagger-ui"
+"""Swagger UI from the swagger-ui-dist npm package (`make swagger-ui`), served by the API itself
+so /docs works without internet access."""
+DOCS_ASSETS = "/docs/assets"
 
 
 def _iso_durations(node: Any) -> Any:
@@ -44,6 +53,22 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
+def _install_docs(app: FastAPI) -> None:
+    """Interactive docs at /docs from same-origin assets; no CDN, no validator badge."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=SWAGGER_UI), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - docs",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
+
 def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     """The API for one installation; connects to Temporal on start unless given a client."""
 
@@ -59,6 +84,8 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         "escalations and the catalogue for coordinators (/api). Bearer tokens throughout.",
         lifespan=lifespan,
         generate_unique_id_function=lambda route: route.name,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.catalogue = load_catalogue(settings.catalogue_dir)
@@ -70,6 +97,8 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(Door, settings=settings, tokens=app.state.tokens)  # inside contain_bugs
     problems.install(app)
+    _install_docs(app)
     app.include_router(fhir.router)
     app.include_router(coordinator.router)
+    codec.install(app, settings)
     return app

@@ -20,9 +20,9 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.store import EventStore
@@ -36,6 +36,7 @@ from worker.binaries import installed_binary
 from worker.main import running_worker
 from workflows import search
 from workflows.client import start_pathway
+from workflows.codec import Keyring, encrypted_converter, new_key_line
 from workflows.pathway import PathwayWorkflow
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
@@ -71,7 +72,7 @@ DEFINITION = PathwayDefinition.model_validate(
 )
 
 
-async def complete_all(handle: WorkflowHandle, latencies: list[float]) -> int:
+async def complete_all(handle: WorkflowHandle[Any, Any], latencies: list[float]) -> int:
     """Complete each handover as it becomes open; returns how many were completed."""
     done = 0
     while True:
@@ -121,7 +122,7 @@ async def measure(client: Client, settings: Settings, pathways: int) -> dict[str
 async def run(pathways: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as data_dir:
         env = await WorkflowEnvironment.start_local(
-            data_converter=pydantic_data_converter,
+            data_converter=encrypted_converter(Keyring.parse(new_key_line("bench"), "bench")),
             search_attributes=search.ALL_KEYS,
             dev_server_existing_path=installed_binary("temporal"),
             dev_server_database_filename=str(Path(data_dir) / "temporal.db"),

@@ -55,5 +55,12 @@ def load_settings(ctx: typer.Context | None = None, **overrides: Any) -> Setting
     try:
         return Settings(**values)
     except ValidationError as error:
-        typer.echo(f"error: invalid settings: {error}", err=True)
+        typer.echo(f"error: invalid settings: {settings_problems(error)}", err=True)
         raise typer.Exit(2) from None
+
+
+def settings_problems(error: ValidationError) -> str:
+    """Which settings are wrong and why, never the refused values (they may be secrets)."""
+    return "; ".join(
+        f"PATHWAYS_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in error.errors()
+    )

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import app
+from cli.app import app, load_settings
 from pathways.catalogue import Catalogue, UnknownDefinition, load_catalogue, scan
 from pathways.graph import (
     critical_path,
@@ -23,7 +23,6 @@ from pathways.graph import (
     topological_order,
 )
 from pathways.model import HandoverField, PathwayDefinition, Step, format_duration
-from pathways.settings import Settings
 from pathways.validation import DefinitionError, DefinitionProblem
 
 CatalogueDir = Annotated[
@@ -56,27 +55,32 @@ def validate(
 
 @app.command()
 def show(
+    ctx: typer.Context,
     pathway: Annotated[str, typer.Argument(help="Pathway id, or id@version.")],
     version: Annotated[int | None, typer.Option("--version", min=1, help="Version (default latest).")] = None,
     output_format: Annotated[Format, typer.Option("--format", help="Output format.")] = Format.TEXT,
     catalogue: CatalogueDir = None,
 ) -> None:
     """Show one pathway: its steps in order and its critical path, or a diagram."""
-    definition = _find(_load(catalogue), pathway, version)
+    definition = _find(_load(ctx, catalogue), pathway, version)
     render = {
         Format.TEXT: describe,
         Format.MERMAID: to_mermaid,
         Format.DOT: to_dot,
-        Format.JSON: lambda d: d.model_dump_json(by_alias=True, indent=2) + "\n",
+        Format.JSON: _as_json,
     }[output_format]
     typer.echo(render(definition), nl=False)
 
 
-def catalog(catalogue: CatalogueDir = None) -> None:
+def _as_json(definition: PathwayDefinition) -> str:
+    return definition.model_dump_json(by_alias=True, indent=2) + "\n"
+
+
+def catalog(ctx: typer.Context, catalogue: CatalogueDir = None) -> None:
     """List every pathway version in the catalogue with its planned lead time."""
     rows = [
         (d.id, str(d.version), d.title, str(len(d.steps)), format_duration(critical_path(d).lead_time))
-        for d in _load(catalogue).all_versions()
+        for d in _load(ctx, catalogue).all_versions()
     ]
     header = ("ID", "VERSION", "TITLE", "STEPS", "PLANNED LEAD TIME")
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
@@ -149,9 +153,10 @@ def _describe_field(field: HandoverField) -> str:
     return f"{field.name} ({', '.join(detail)})"
 
 
-def _load(directory: Path | None) -> Catalogue:
+def _load(ctx: typer.Context, directory: Path | None) -> Catalogue:
+    """`--catalogue`, else the global `--catalogue-dir`, else PATHWAYS_CATALOGUE_DIR, else shipped."""
     try:
-        return load_catalogue(directory or Settings().catalogue_dir)
+        return load_catalogue(directory or load_settings(ctx).catalogue_dir)
     except DefinitionError as error:
         _report(error.problems)
         raise typer.Exit(1) from None

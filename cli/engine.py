@@ -80,7 +80,8 @@ async def start_from_cli(
     from pathways.catalogue import load_catalogue
     from pathways.errors import CommandFailed
     from pathways.state import Patient
-    from workflows.client import connect, start_pathway
+    from worker.connection import connect_or_fail
+    from workflows.client import start_pathway
 
     catalogue = load_catalogue(settings.catalogue_dir)
     try:
@@ -92,7 +93,7 @@ async def start_from_cli(
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
         raise CommandFailed(f"invalid patient: {problems}", code=2) from None
-    client = await connect(settings)
+    client = await connect_or_fail(settings)
     pathway_id = await start_pathway(client, settings, definition, patient)
     print(pathway_id)
     return 0

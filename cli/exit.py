@@ -19,6 +19,9 @@ from pathways.errors import CommandFailed
 
 log = structlog.get_logger("cli")
 
+CONNECT_FAILED = "Failed client connect"
+"""How the SDK's transport error starts when Temporal cannot be reached."""
+
 
 def finish(coroutine: Coroutine[Any, Any, int | None]) -> NoReturn:
     code = 0
@@ -30,7 +33,10 @@ def finish(coroutine: Coroutine[Any, Any, int | None]) -> NoReturn:
     except KeyboardInterrupt:
         code = 130
     except Exception as error:  # report, never dump patient data: only the type and message
-        log.error("command failed", error_type=type(error).__name__, error=str(error))
+        if str(error).startswith(CONNECT_FAILED):  # a connect not guarded by connect_or_fail
+            print("error: cannot reach Temporal; check PATHWAYS_TEMPORAL_ADDRESS", file=sys.stderr)
+        else:
+            log.error("command failed", error_type=type(error).__name__, error=str(error))
         code = 1
     sys.stdout.flush()
     sys.stderr.flush()

@@ -1,7 +1,11 @@
-"""`pathways setup`: idempotent deploy step for a namespace and a database."""
+"""`pathways setup`: idempotent deploy step for a namespace, a database and the payload keys."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
@@ -11,8 +15,9 @@ from temporalio.client import Client
 from activities.store import EventStore
 from api.tokens import TokenStore
 from pathways.settings import Settings
+from worker.connection import connect_or_fail
 from workflows import search
-from workflows.client import connect
+from workflows.codec import ensure_default_keys, load_keyring, make_private_dir
 
 
 async def register_search_attributes(client: Client, namespace: str) -> list[str]:
@@ -21,7 +26,7 @@ async def register_search_attributes(client: Client, namespace: str) -> list[str
         ListSearchAttributesRequest(namespace=namespace)
     )
     missing = {
-        key.name: key.indexed_value_type
+        key.name: IndexedValueType.ValueType(key.indexed_value_type)
         for key in search.ALL_KEYS
         if key.name not in existing.custom_attributes
     }
@@ -38,10 +43,39 @@ def migrate_database(settings: Settings) -> None:
     TokenStore(settings.event_store).migrate()
 
 
+def secure_data_dir(settings: Settings, create: bool = False) -> None:
+    """Patient data at rest is the owner's only: the data dir 0700, its files 0600, and files
+    created from now on by this process and its children (dev server database, event store)
+    private through the umask. The dir is created when asked or when it holds the keys."""
+    os.umask(0o077)
+    embedded = settings.encryption_keys is None and settings.encryption_keys_file is None
+    if not (create or embedded or settings.data_dir.exists()):
+        return  # a deployment that keeps nothing in a data dir: don't create one
+    make_private_dir(settings.data_dir)
+    for path in settings.data_dir.iterdir():
+        if path.is_file() and not path.is_symlink():
+            path.chmod(0o600)
+
+
+def prepare_keys(settings: Settings) -> Path | None:
+    """The embedded default's keys file, created if missing; then check the keys load (a clear
+    one-line error otherwise). Returns the path when a key was created."""
+    created = ensure_default_keys(settings)
+    load_keyring(settings)
+    return created
+
+
 async def run_setup(settings: Settings) -> int:
-    client = await connect(settings)
+    secure_data_dir(settings)
+    created = prepare_keys(settings)
+    client = await connect_or_fail(settings)
     added = await register_search_attributes(client, settings.namespace)
     migrate_database(settings)
     print(f"search attributes: {', '.join(added) if added else 'already registered'}")
     print("database: up to date")
+    if created:
+        print(f"encryption keys: created {created} (0600); back it up, pathways cannot be read "
+              "without it")
+    else:
+        print("encryption keys: present")
     return 0

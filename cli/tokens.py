@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from api.tokens import Principal, PrincipalKind, TokenStore
-from cli.app import app
+from cli.app import app, load_settings
 from pathways.catalogue import load_catalogue
 from pathways.settings import Settings
 
@@ -25,23 +25,28 @@ EventStoreUrl = Annotated[
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="PATHWAYS_DATA_DIR")]
 
 
-def _store(event_store_url: str | None, data_dir: Path | None) -> TokenStore:
-    overrides = {"event_store_url": event_store_url, "data_dir": data_dir}
-    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+def _settings(ctx: typer.Context, event_store_url: str | None, data_dir: Path | None) -> Settings:
+    """The global options (`pathways --data-dir D token ...`), then the command's own."""
+    return load_settings(ctx, event_store_url=event_store_url, data_dir=data_dir)
+
+
+def _store(settings: Settings) -> TokenStore:
+    if settings.event_store_url is None:  # the default SQLite file lives in the data dir
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = TokenStore(settings.event_store)
     store.migrate()
     return store
 
 
-def _known_provider(provider_id: str) -> bool:
+def _known_provider(settings: Settings, provider_id: str) -> bool:
     """Refuse typos: a provider token is only useful for a provider some pathway names."""
-    catalogue = load_catalogue(Settings().catalogue_dir)
+    catalogue = load_catalogue(settings.catalogue_dir)
     return any(d.provider(provider_id) or d.lead_provider.id == provider_id for d in catalogue)
 
 
 @token_app.command("issue")
 def issue(
+    ctx: typer.Context,
     provider: Annotated[
         str | None, typer.Option("--provider", help="provider organisation id")
     ] = None,
@@ -55,7 +60,8 @@ def issue(
     if (provider is None) == (coordinator is None):
         typer.echo("error: give exactly one of --provider ID or --coordinator NAME", err=True)
         raise typer.Exit(2)
-    if provider is not None and not _known_provider(provider):
+    settings = _settings(ctx, event_store_url, data_dir)
+    if provider is not None and not _known_provider(settings, provider):
         typer.echo(f"error: no provider {provider!r} in the catalogue", err=True)
         raise typer.Exit(1)
     kind = PrincipalKind.PROVIDER if provider else PrincipalKind.COORDINATOR
@@ -63,28 +69,31 @@ def issue(
     if not subject:
         typer.echo("error: the name must not be empty", err=True)
         raise typer.Exit(2)
-    record, secret = _store(event_store_url, data_dir).issue(Principal(kind, subject))
+    record, secret = _store(settings).issue(Principal(kind, subject))
     typer.echo(f"issued {record.id} for {record.principal.actor} (store it now: it is not kept)")
     typer.echo(secret)
 
 
 @token_app.command("revoke")
 def revoke(
+    ctx: typer.Context,
     token_or_id: Annotated[str, typer.Argument(help="the token itself or its id (tok-...)")],
     event_store_url: EventStoreUrl = None,
     data_dir: DataDir = None,
 ) -> None:
     """Revoke a token at once: requests with it get 401 from then on."""
-    if not _store(event_store_url, data_dir).revoke(token_or_id):
+    if not _store(_settings(ctx, event_store_url, data_dir)).revoke(token_or_id):
         typer.echo("error: no such live token", err=True)
         raise typer.Exit(1)
     typer.echo("revoked")
 
 
 @token_app.command("list")
-def list_tokens(event_store_url: EventStoreUrl = None, data_dir: DataDir = None) -> None:
+def list_tokens(
+    ctx: typer.Context, event_store_url: EventStoreUrl = None, data_dir: DataDir = None
+) -> None:
     """Every token: id, who it is for, when issued, whether revoked (never the secret)."""
-    for record in _store(event_store_url, data_dir).list():
+    for record in _store(_settings(ctx, event_store_url, data_dir)).list():
         revoked = f"revoked {record.revoked_at:%Y-%m-%d %H:%M}" if record.revoked_at else "live"
         typer.echo(
             f"{record.id}\t{record.principal.actor}\t{record.created_at:%Y-%m-%d %H:%M}\t{revoked}"

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
+import shutil
 import signal
+import socket
 import sys
+from dataclasses import dataclass
 from itertools import cycle
 from pathlib import Path
 
 import httpx
 import structlog
 
-from cli.setup import migrate_database, register_search_attributes
+from cli.setup import migrate_database, prepare_keys, register_search_attributes, secure_data_dir
 from pathways.errors import CommandFailed
 from pathways.settings import Settings
 from worker.binaries import installed_binary
@@ -33,6 +37,62 @@ UI_PORT_OFFSET = 1000
 def _host_port(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     return host or "127.0.0.1", int(port)
+
+
+@dataclass(frozen=True)
+class Port:
+    """A port `up` will listen on, and the setting that chooses it."""
+
+    what: str
+    host: str
+    number: int
+    variable: str
+
+    def describe(self) -> str:
+        return f"port {self.number} on {self.host} ({self.what}, set by {self.variable})"
+
+
+def planned_ports(settings: Settings) -> list[Port]:
+    """Every port the stack listens on (0 = turned off)."""
+    host, port = _host_port(settings.temporal_address)
+    ports = [
+        Port("Temporal frontend", host, port, "PATHWAYS_TEMPORAL_ADDRESS"),
+        Port("Temporal Web UI", host, port + UI_PORT_OFFSET,
+             "PATHWAYS_TEMPORAL_ADDRESS: the frontend port + 1000"),
+        Port("API", settings.api_host, settings.api_port, "PATHWAYS_API_PORT"),
+        Port("worker metrics", settings.metrics_host, settings.metrics_port, "PATHWAYS_METRICS_PORT"),
+        Port("worker health", settings.metrics_host, settings.health_port, "PATHWAYS_HEALTH_PORT"),
+    ]
+    return [p for p in ports if p.number]
+
+
+def _in_use(port: Port) -> bool:
+    """True if something listens there already (SO_REUSEADDR: a closed one in TIME_WAIT is free)."""
+    with socket.socket(socket.AF_INET6 if ":" in port.host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((port.host, port.number))
+        except OSError:
+            return True
+    return False
+
+
+def check_ports(settings: Settings) -> None:
+    """Refuse before starting anything: a taken frontend port is usually another stack's dev
+    server, which `up` must never connect to, announce or start demo pathways on."""
+    ports = planned_ports(settings)
+    for i, port in enumerate(ports):
+        for earlier in ports[:i]:
+            if earlier.number == port.number:
+                raise CommandFailed(
+                    f"{port.describe()} is also {earlier.describe()}: give each its own port"
+                )
+    for port in ports:
+        if _in_use(port):
+            raise CommandFailed(
+                f"{port.describe()} is already in use (another `pathways up`?): stop that, "
+                f"or set {port.variable.split(':')[0]} to a free port; nothing was started"
+            )
 
 
 async def _spawn(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
@@ -59,6 +119,8 @@ async def _start_dev_server(settings: Settings, env: dict[str, str]) -> asyncio.
         settings.namespace,
         "--log-level",
         "error",
+        "--ui-codec-endpoint",  # the UI decodes payloads through the API (coordinators only)
+        f"{settings.base_url}/codec",
     ]
     for key in search.ALL_KEYS:
         args += ["--search-attribute", f"{key.name}={_sa_type(key.indexed_value_type)}"]
@@ -68,7 +130,7 @@ async def _start_dev_server(settings: Settings, env: dict[str, str]) -> asyncio.
 def _sa_type(indexed_value_type: int) -> str:
     from temporalio.api.enums.v1 import IndexedValueType
 
-    name = IndexedValueType.Name(indexed_value_type)  # e.g. INDEXED_VALUE_TYPE_KEYWORD_LIST
+    name = IndexedValueType.Name(IndexedValueType.ValueType(indexed_value_type))  # e.g. INDEXED_VALUE_TYPE_KEYWORD_LIST
     return "".join(part.title() for part in name.removeprefix("INDEXED_VALUE_TYPE_").split("_"))
 
 
@@ -155,6 +217,27 @@ def _coordinator_token(settings: Settings) -> Path:
     return path
 
 
+def _typed(name: str) -> str:
+    """How to type an installed command: its bare name when PATH finds this very binary."""
+    path = installed_binary(name)
+    found = shutil.which(name)
+    return name if found and Path(found).resolve() == Path(path).resolve() else shlex.quote(path)
+
+
+def example_commands(settings: Settings) -> list[str]:
+    """Commands the banner offers, exactly as they can be pasted into a shell."""
+    namespace = [] if settings.namespace == "default" else ["--namespace", settings.namespace]
+    temporal = " ".join([
+        _typed("temporal"), "workflow", "list", "--address", settings.temporal_address,
+        *namespace, "--query", "\"PathwaySlaState = 'on-track'\"",
+    ])
+    pathways = " ".join([
+        _typed("pathways"), "--data-dir", shlex.quote(str(settings.data_dir.resolve())),
+        "--temporal-address", settings.temporal_address, *namespace, "list",
+    ])
+    return [temporal, pathways]
+
+
 def _banner(settings: Settings, demo_ids: list[str], token_path: Path) -> str:
     host, port = _host_port(settings.temporal_address)
     ui = f"http://{host}:{port + UI_PORT_OFFSET}"
@@ -168,11 +251,11 @@ def _banner(settings: Settings, demo_ids: list[str], token_path: Path) -> str:
         f"  Worker health       http://{settings.metrics_host}:{settings.health_port}/healthz",
         f"  Event store         {settings.event_store}",
         f"  Coordinator token   {token_path}",
+        f"  UI decoding         {settings.base_url}/codec/session  (sign in with that token)",
     ]
     if demo_ids:
         lines.append("  Demo pathways       " + ", ".join(demo_ids))
-        lines.append(f"  Try: temporal workflow list --address {settings.temporal_address} "
-                     "--query \"PathwaySlaState = 'on-track'\"")
+        lines += [f"  Try: {command}" for command in example_commands(settings)]
     return "\n".join(lines) + "\n"
 
 
@@ -202,7 +285,9 @@ async def _stop(processes: list[asyncio.subprocess.Process]) -> None:
 
 
 async def run_embedded(settings: Settings, demo: bool = True) -> int:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    check_ports(settings)
+    secure_data_dir(settings, create=True)  # 0700; umask 077: the dev server's database 0600
+    prepare_keys(settings)
     env = _child_env(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

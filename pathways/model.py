@@ -26,8 +26,11 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
+
+from pathways.webhook_url import webhook_url_problem
 
 ISO_DURATION = re.compile(
     r"^-?P(?=\d|T\d)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d+)?S)?)?$"
@@ -149,6 +152,14 @@ class Provider(Strict):
         default=None,
         description="Where new handovers are POSTed as FHIR Tasks; without one the provider polls.",
     )
+
+    @field_validator("webhook")
+    @classmethod
+    def _webhook_is_https_or_loopback(cls, url: AnyHttpUrl | None) -> AnyHttpUrl | None:
+        """Tasks name patients: never send them in clear text off this machine."""
+        if url is not None and (problem := webhook_url_problem(str(url))):
+            raise ValueError(problem)
+        return url
 
 
 class Role(Strict):

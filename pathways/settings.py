@@ -6,24 +6,44 @@ queue, the same event store, the same secret key.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SHIPPED_CATALOGUE = Path(__file__).parent / "catalogue"
 
 
+@dataclass(frozen=True)
+class WebhookSecret:
+    """One version of a provider's webhook signing secret (the key itself never in a repr)."""
+
+    provider_id: str
+    version: int
+    key: bytes = field(repr=False)
+
+    @property
+    def key_id(self) -> str:
+        return f"v{self.version}"
+
+    @property
+    def whsec(self) -> str:
+        """The Standard Webhooks form a provider configures: `whsec_` + base64 of the key."""
+        return "whsec_" + base64.b64encode(self.key).decode()
+
+
 class Settings(BaseSettings):
     """Configuration shared by the worker, the API and the CLI."""
 
-    model_config = SettingsConfigDict(env_prefix="PATHWAYS_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PATHWAYS_", extra="ignore", hide_input_in_errors=True)
 
     temporal_address: str = Field(default="localhost:7233", description="Temporal frontend host:port")
     namespace: str = "default"
@@ -54,6 +74,11 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = Field(
         default=None, description="signs webhooks and keys patient hashes; default: data_dir file"
     )
+    webhook_secret_versions: dict[str, list[int]] = Field(
+        default_factory=dict,
+        description="active webhook secret versions per provider id ('*': every other provider), "
+        "newest first; default [1]. Rotate: [2, 1], then [2] once the provider verifies with v2",
+    )
     search_attributes: bool = Field(
         default=True, description="upsert custom search attributes (off on servers without them)"
     )
@@ -61,6 +86,19 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(default=1_000_000, ge=1, description="larger bodies: 413")
     api_body_timeout_seconds: float = Field(
         default=30.0, gt=0, description="time a client has to send its request body: else 408"
+    )
+    encryption_keys_file: Path | None = Field(
+        default=None,
+        description="payload encryption keys, lines id:base64 (32 bytes), newest last; "
+        "default: data_dir/encryption.keys, made by `pathways setup`",
+    )
+    encryption_keys: SecretStr | None = Field(
+        default=None, description="the same keys inline (id:base64,id:base64), e.g. from a vault"
+    )
+    codec_cors_origin: str | None = Field(
+        default=None,
+        description="Temporal Web UI origin(s), comma-separated, allowed to call /codec; "
+        "default the dev server's UI",
     )
 
     @property
@@ -72,6 +110,21 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
+
+    @property
+    def encryption_keys_path(self) -> Path:
+        return self.encryption_keys_file or self.data_dir / "encryption.keys"
+
+    @property
+    def codec_origins(self) -> list[str]:
+        """Browser origins allowed to call the codec endpoint: the configured UI, or the embedded
+        dev server's UI (frontend port + 1000) under both loopback names."""
+        if self.codec_cors_origin:
+            return [origin.strip().rstrip("/") for origin in self.codec_cors_origin.split(",")]
+        host, _, port = self.temporal_address.rpartition(":")
+        ui = f"{int(port) + 1000}" if port.isdigit() else "8233"
+        hosts = {"localhost", "127.0.0.1"} if host in ("", "localhost", "127.0.0.1") else {host}
+        return sorted(f"http://{name}:{ui}" for name in hosts)
 
     @cached_property
     def key(self) -> bytes:
@@ -85,9 +138,34 @@ class Settings(BaseSettings):
             path.chmod(0o600)
         return path.read_text().strip().encode()
 
+    @field_validator("webhook_secret_versions")
+    @classmethod
+    def _versions_are_usable(cls, value: dict[str, list[int]]) -> dict[str, list[int]]:
+        for provider_id, versions in value.items():
+            if not versions or len(set(versions)) != len(versions) or min(versions) < 1:
+                raise ValueError(
+                    f"webhook secret versions of {provider_id!r} must be distinct positive numbers"
+                )
+        return value
+
+    def webhook_secrets(self, provider_id: str) -> tuple[WebhookSecret, ...]:
+        """The provider's active webhook secrets, newest (the current one) first.
+
+        Each is derived from the installation key, so nothing per provider is stored: version 1 is
+        HMAC-SHA256(key, "webhook:<provider id>"), version n > 1 is
+        HMAC-SHA256(key, "webhook:<provider id>:v<n>"). Every active version signs each delivery.
+        """
+        versions = self.webhook_secret_versions
+        active = versions.get(provider_id) or versions.get("*") or [1]
+        return tuple(WebhookSecret(provider_id, v, self._webhook_key(provider_id, v)) for v in active)
+
     def webhook_secret(self, provider_id: str) -> bytes:
-        """Per-provider HMAC secret for signing webhook bodies, derived from the key."""
-        return hmac.new(self.key, f"webhook:{provider_id}".encode(), hashlib.sha256).digest()
+        """The provider's current (newest active) webhook secret."""
+        return self.webhook_secrets(provider_id)[0].key
+
+    def _webhook_key(self, provider_id: str, version: int) -> bytes:
+        label = f"webhook:{provider_id}" if version == 1 else f"webhook:{provider_id}:v{version}"
+        return hmac.new(self.key, label.encode(), hashlib.sha256).digest()
 
     def patient_key(self, nhs_number: str) -> str:
         """Keyed hash of an NHS number: lets coordinators find a patient without storing it."""

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -22,12 +21,29 @@ from pathways.settings import SHIPPED_CATALOGUE, Settings
 from worker.binaries import installed_binary
 from worker.main import running_worker
 from workflows import search
+from workflows.codec import Keyring, encrypted_converter, new_key_line
 
 pytest_plugins = ["tests.fixtures.postgres"]
 
+TEST_KEYS = new_key_line("test-k1") + "\n"
+"""One random payload key per test session, in every test data dir (never in the repository)."""
+CONVERTER = encrypted_converter(Keyring.parse(TEST_KEYS, "test keys"))
+"""The converter of the test environments: the same as production clients get from connect()."""
+
+
+def write_test_keys(data_dir: Path) -> None:
+    """The session's key where `connect()` and child processes look by default."""
+    keys = data_dir / "encryption.keys"
+    if not keys.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        keys.write_text(TEST_KEYS)
+        keys.chmod(0o600)
+
 
 def make_settings(data_dir: Path, temporal_address: str, **overrides: object) -> Settings:
-    """Settings for an in-test worker: no metrics or health ports, a fixed key."""
+    """Settings for an in-test worker: no metrics or health ports, a fixed key, the session's
+    payload encryption key in the data dir."""
+    write_test_keys(data_dir)
     values: dict[str, object] = dict(
         data_dir=data_dir,
         temporal_address=temporal_address,
@@ -49,7 +65,7 @@ def catalogue() -> Catalogue:
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     """The Temporal dev server (SQLite in memory) with the pathway search attributes."""
     env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
         search_attributes=search.ALL_KEYS,
         dev_server_existing_path=installed_binary("temporal"),
         dev_server_log_level="error",
@@ -62,7 +78,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
 async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     """The time-skipping test server: durable timers of days pass in milliseconds."""
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
         test_server_existing_path=installed_binary("temporal-test-server"),
     )
     yield env

@@ -22,8 +22,8 @@ from temporalio.worker import Worker
 from activities.pathway_activities import PathwayActivities
 from activities.store import EventStore
 from pathways.settings import Settings
-from worker.health import serve_health
-from workflows.client import connect
+from worker.connection import connect_or_fail
+from worker.health import HealthServer, serve_health
 from workflows.pathway import PathwayWorkflow
 from workflows.sandbox import RUNNER
 
@@ -31,11 +31,40 @@ log = structlog.get_logger("pathways.worker")
 
 
 def metrics_runtime(settings: Settings) -> Runtime | None:
-    """A runtime exporting SDK and domain metrics to Prometheus, or None when disabled."""
+    """A runtime exporting SDK and domain metrics to Prometheus, or None when disabled.
+
+    A port already in use does not stop the worker: pathways matter more than their metrics,
+    so it says which port and variable, and runs on without the endpoint.
+    """
     if not settings.metrics_port:
         return None
     bind = f"{settings.metrics_host}:{settings.metrics_port}"
-    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind)))
+    try:
+        return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind)))
+    except ValueError as error:  # "Failed starting Prometheus exporter: Address already in use"
+        _port_unavailable("metrics", bind, "PATHWAYS_METRICS_PORT", error)
+        return None
+
+
+async def health_endpoint(settings: Settings, client: Client) -> HealthServer:
+    """The /healthz endpoint, or none (said loudly) when its port cannot be bound."""
+    try:
+        return await serve_health(settings, client)
+    except OSError as error:
+        bind = f"{settings.metrics_host}:{settings.health_port}"
+        _port_unavailable("health", bind, "PATHWAYS_HEALTH_PORT", error)
+        return HealthServer(None)
+
+
+def _port_unavailable(endpoint: str, bind: str, variable: str, error: Exception) -> None:
+    reason = getattr(error, "strerror", None) or str(error).rpartition(": ")[2]
+    log.warning(
+        f"{endpoint} port {bind} cannot be bound ({reason}); the worker runs on without it: "
+        f"set {variable} to a free port (0 turns it off)",
+        endpoint=endpoint,
+        bind=bind,
+        variable=variable,
+    )
 
 
 def build_worker(
@@ -67,9 +96,9 @@ async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Wo
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run until `stop` is set or SIGTERM/SIGINT arrives."""
     stop = stop or _stop_on_signals()
-    client = await connect(settings, runtime=metrics_runtime(settings))
+    client = await connect_or_fail(settings, runtime=metrics_runtime(settings))
     async with running_worker(client, settings):
-        health = await serve_health(settings, client)
+        health = await health_endpoint(settings, client)
         log.info(
             "worker started",
             task_queue=settings.task_queue,

@@ -9,7 +9,6 @@ import secrets
 
 from temporalio.client import Client, TLSConfig, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.runtime import Runtime
 
@@ -18,6 +17,7 @@ from pathways.model import PathwayDefinition
 from pathways.settings import Settings
 from pathways.state import Patient
 from workflows import search
+from workflows.codec import data_converter
 from workflows.pathway import REFUSAL, PathwayInput, PathwayWorkflow
 
 
@@ -31,12 +31,16 @@ def _tls(settings: Settings) -> TLSConfig | bool:
 
 
 async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
-    """Connect with the pydantic data converter every pathway payload needs."""
+    """Connect with the one data converter: pydantic payloads, encrypted by the payload codec.
+
+    Raises KeysUnavailable (a one-line CommandFailed) when the encryption keys are missing.
+    """
+    converter = data_converter(settings)
     api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=converter,
         tls=_tls(settings),
         api_key=api_key,
         runtime=runtime,

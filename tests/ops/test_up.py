@@ -40,10 +40,27 @@ def _start(data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], 
         if not line and process.poll() is not None:
             break
         lines.append(line)
-        if "Demo pathways" in line:
+        if sum(line.startswith("  Try: ") for line in lines) == 2:  # the banner's last lines
             return process, "".join(lines)
     process.kill()
     raise AssertionError("pathways up did not start:\n" + "".join(lines))
+
+
+def _path_without_the_venv() -> str:
+    venv_bin = str(Path(PATHWAYS).parent)
+    return os.pathsep.join(d for d in os.environ.get("PATH", "").split(os.pathsep) if d != venv_bin)
+
+
+def _run_the_banners_examples(output: str, demo_ids: list[str]) -> None:
+    """Each `Try:` command, pasted into a shell as printed (no PATHWAYS_* variables set)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PATHWAYS_")}
+    env["PATH"] = _path_without_the_venv()
+    examples = [line.split("Try: ", 1)[1] for line in output.splitlines() if "Try: " in line]
+    assert len(examples) == 2
+    for example in examples:
+        done = subprocess.run(example, shell=True, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, f"{example}\n{done.stdout}{done.stderr}"
+        assert any(pathway_id in done.stdout for pathway_id in demo_ids), (example, done.stdout)
 
 
 def _stop(process: subprocess.Popen[str]) -> str:
@@ -58,6 +75,7 @@ async def test_up_runs_everything_and_resumes_the_same_pathways(tmp_path: Path) 
     data_dir = tmp_path / "data"
     env = dict(os.environ)
     env.update(
+        PATH=_path_without_the_venv(),  # as after `make run`: the venv is not activated
         PATHWAYS_DATA_DIR=str(data_dir),
         PATHWAYS_TEMPORAL_ADDRESS=f"127.0.0.1:{port}",
         PATHWAYS_API_PORT=str(api_port),
@@ -84,6 +102,7 @@ async def test_up_runs_everything_and_resumes_the_same_pathways(tmp_path: Path) 
             time.sleep(0.2)
         assert {w.id for w in listed} == set(demo_ids)
         assert all(w.search_attributes.get("PathwaySlaState") for w in listed)
+        _run_the_banners_examples(output, demo_ids)
     finally:
         rest = _stop(process)
     assert process.returncode == 0, rest

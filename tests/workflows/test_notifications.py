@@ -10,7 +10,7 @@ import pytest
 from fhir.resources.R4B.task import Task
 from temporalio.testing import WorkflowEnvironment
 
-from activities.notify import verify_signature
+from activities.notify import WebhookVerificationError, verify
 from pathways.commands import Reassign
 from pathways.demo import DEMO_PATIENTS
 from pathways.settings import Settings
@@ -40,9 +40,10 @@ async def test_providers_are_told_at_dispatch_and_at_cancellation_with_signed_ta
     handle = await start(dev_env.client, settings, with_webhooks(systems.url), DEMO_PATIENTS[0])
 
     [dispatch] = await wait_until(lambda: received_by(systems, "nursing-north", "dispatched"))
-    secret = settings.webhook_secret("nursing-north")
-    assert verify_signature(dispatch.body, dispatch.headers["X-Pathways-Signature"], secret)
-    assert not verify_signature(dispatch.body, dispatch.headers["X-Pathways-Signature"], b"x")
+    secret = settings.webhook_secrets("nursing-north")[0].whsec
+    verify(dispatch.body, dispatch.headers, [secret])
+    with pytest.raises(WebhookVerificationError):
+        verify(dispatch.body, dispatch.headers, [settings.webhook_secrets("nursing-south")[0].whsec])
     task = Task.model_validate(json.loads(dispatch.body))
     assert task.id == f"{handle.id}.first-visit.1" and task.status == "requested"
     assert task.owner.reference == "Organization/nursing-north"

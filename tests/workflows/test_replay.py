@@ -6,21 +6,20 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from pathways.catalogue import Catalogue
 from pathways.demo import DEMO_PATIENTS
 from pathways.settings import Settings
+from tests.conftest import CONVERTER
 from tests.workflows.histories import FOLDER
 from tests.workflows.support import deliver_everything, start
 from workflows.pathway import PathwayWorkflow
 from workflows.sandbox import RUNNER
 
-REPLAYER = Replayer(
-    workflows=[PathwayWorkflow], data_converter=pydantic_data_converter, workflow_runner=RUNNER
-)
+REPLAYER = Replayer(workflows=[PathwayWorkflow], data_converter=CONVERTER, workflow_runner=RUNNER)
+"""The clients' converter: decrypts fresh histories, passes recorded (unencrypted) ones through."""
 RECORDED = sorted(FOLDER.glob("*/*.json"))
 
 
