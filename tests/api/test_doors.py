@@ -71,7 +71,8 @@ async def test_a_command_the_stopped_worker_cannot_confirm_is_503_and_its_retry_
 ) -> None:
     settings = api_settings.model_copy(
         update={
-            "data_dir": tmp_path,  # its own read model: other tests never query its pathways
+            # its own read model: other tests never query its pathways
+            "event_store_url": f"sqlite:///{tmp_path / 'pathways.db'}",
             "api_port": free_port(),
             "task_queue": f"doors-{secrets.token_hex(4)}",
             "update_timeout_seconds": 2.0,
