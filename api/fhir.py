@@ -1,7 +1,8 @@
 """FHIR R4 for provider systems: read, search and update Tasks; read handover contracts.
 
-Reads of one Task are strongly consistent (a Query on its pathway); searches use the read model
-and so may lag a change by a moment. A provider only ever sees its own handovers: another
+Reads of one Task are strongly consistent (a Query on its pathway); searches are served from the
+read model alone (each row keeps its Task as rendered at its latest version), so they may lag a
+change by a moment but cost one database read a page and answer while a worker is down. A provider only ever sees its own handovers: another
 provider's Task is "not found", never "forbidden", so ids reveal nothing.
 """
 
@@ -191,14 +192,22 @@ def _updated_bounds(values: list[str] | None) -> list[tuple[str, datetime]]:
     return bounds
 
 
-async def _render_rows(
-    gateway: Gateway, rows: list[HandoverRow], provider_id: str, base_url: str
+async def _page_tasks(
+    gateway: Gateway,
+    found: list[tuple[HandoverRow, dict[str, Any] | None]],
+    provider_id: str,
+    base_url: str,
 ) -> list[dict[str, Any]]:
-    """Full, current Tasks for read-model rows: one Query per pathway, in parallel. A row the
-    read model has not yet caught up with (the handover moved to another provider) is left out."""
-    states = await gateway.states(sorted({row.pathway_id for row in rows}))
+    """The page's Tasks as the read model rendered them, so entries, `total` and `next` agree
+    and a page costs one database read; only a row recorded before Tasks were kept there is
+    rendered from its pathway (a Query)."""
+    missing = [row for row, task in found if task is None]
+    states = await gateway.states(sorted({row.pathway_id for row in missing})) if missing else {}
     tasks = []
-    for row in rows:
+    for row, task in found:
+        if task is not None:
+            tasks.append(task)
+            continue
         state = states.get(row.pathway_id)
         handover = state.handovers.get(row.handover_id) if state else None
         if state is not None and handover is not None and handover.provider_id == provider_id:
@@ -239,11 +248,11 @@ async def search_tasks(
     statuses = _statuses(status)
     bounds = _updated_bounds(last_updated)
     store = context.store(request)
-    rows, total = await asyncio.to_thread(
-        store.search_tasks, provider_id, statuses, None, count, offset, bounds
+    found, total = await asyncio.to_thread(
+        store.search_task_resources, provider_id, statuses, bounds, count, offset
     )
     base_url = context.settings(request).base_url
-    tasks = await _render_rows(context.gateway(request), rows, provider_id, base_url)
+    tasks = await _page_tasks(context.gateway(request), found, provider_id, base_url)
     params = {
         "owner": f"Organization/{provider_id}",
         "status": status,

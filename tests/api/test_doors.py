@@ -92,6 +92,11 @@ async def test_a_command_the_stopped_worker_cannot_confirm_is_503_and_its_retry_
             await read_task(http, f"{pathway_id}.hip-replacement.1", provider)
             await worker.__aexit__(None, None, None)  # the worker really stops
 
+            task_id = f"{pathway_id}.hip-replacement.1"
+            search = await http.get("/fhir/Task", params={"_count": "100"}, headers=provider)
+            assert search.status_code == 200, "search is served from the read model alone"
+            assert task_id in [e["resource"]["id"] for e in search.json()["entry"]]
+
             url = f"/api/pathways/{pathway_id}/notes"
             note = {"text": "family asked for a call back"}
             headers = {**coordinator, "Idempotency-Key": "note-after-outage"}
