@@ -174,7 +174,10 @@ class Waited(BaseModel):
 
 
 class PathwayListItem(PathwayRow):
-    """A listed pathway with what a coordinator sorts and chases by."""
+    """A listed pathway with what a coordinator sorts and chases by (a plain PathwayRow is
+    accepted too, e.g. from the CLI: the extras are then empty)."""
+
+    model_config = ConfigDict(from_attributes=True)
 
     next_due: datetime | None = Field(
         default=None, description="soonest due time of its open handovers"
