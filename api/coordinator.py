@@ -350,7 +350,7 @@ async def reassign(
     idempotency_key: IdempotencyKey = None,
 ) -> Handover:
     """Hand a handover to another provider of its role (a new attempt)."""
-    command = cmd.Reassign(**body.model_dump(), actor=principal.actor)
+    command = _validated(cmd.Reassign, body.model_dump(), principal)
     return await _command(request, pathway_id, PathwayWorkflow.reassign, command, idempotency_key)
 
 
@@ -394,7 +394,7 @@ async def hold(
     idempotency_key: IdempotencyKey = None,
 ) -> PathwaySummary:
     """Pause the pathway's clocks (e.g. the patient is in hospital)."""
-    command = cmd.HoldPathway(reason=body.reason, actor=principal.actor)
+    command = _validated(cmd.HoldPathway, {"reason": body.reason}, principal)
     return await _pathway_command(
         request, pathway_id, PathwayWorkflow.hold, command, idempotency_key
     )
@@ -409,7 +409,7 @@ async def resume(
     request: Request,
     idempotency_key: IdempotencyKey = None,
 ) -> PathwaySummary:
-    command = cmd.ResumePathway(actor=principal.actor)
+    command = _validated(cmd.ResumePathway, {}, principal)
     return await _pathway_command(
         request, pathway_id, PathwayWorkflow.resume, command, idempotency_key
     )
@@ -426,7 +426,7 @@ async def cancel(
     idempotency_key: IdempotencyKey = None,
 ) -> PathwaySummary:
     """End the pathway; open handovers are cancelled and their providers told."""
-    command = cmd.CancelPathway(reason=body.reason, actor=principal.actor)
+    command = _validated(cmd.CancelPathway, {"reason": body.reason}, principal)
     return await _pathway_command(
         request, pathway_id, PathwayWorkflow.cancel, command, idempotency_key
     )
@@ -442,7 +442,7 @@ async def add_note(
     request: Request,
     idempotency_key: IdempotencyKey = None,
 ) -> Note:
-    command = cmd.AddNote(text=body.text, actor=principal.actor)
+    command = _validated(cmd.AddNote, {"text": body.text}, principal)
     return await _command(request, pathway_id, PathwayWorkflow.add_note, command, idempotency_key)
 
 
@@ -455,9 +455,8 @@ async def _escalation_command(
     principal: Principal,
     key: str | None,
 ) -> Escalation:
-    command = cmd.EscalationAction(
-        escalation_id=escalation_id, actor=principal.actor, note=body.note
-    )
+    values = {"escalation_id": escalation_id, "note": body.note}
+    command = _validated(cmd.EscalationAction, values, principal)
     return await _command(request, pathway_id, method, command, key)
 
 

@@ -2,8 +2,9 @@
 
 Reads of one Task are strongly consistent (a Query on its pathway); searches are served from the
 read model alone (each row keeps its Task as rendered at its latest version), so they may lag a
-change by a moment but cost one database read a page and answer while a worker is down. A provider only ever sees its own handovers: another
-provider's Task is "not found", never "forbidden", so ids reveal nothing.
+change by a moment but cost one database read a page and answer while a worker is down.
+A provider only ever sees its own handovers: another provider's Task is "not found", never
+"forbidden", so ids reveal nothing.
 """
 
 from __future__ import annotations
