@@ -38,6 +38,7 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
+    or_,
     select,
     text,
 )
@@ -289,10 +290,15 @@ class EventStore:
         updated: Sequence[tuple[str, datetime]],
         limit: int,
         offset: int,
+        after: tuple[datetime, str] | None = None,
     ) -> tuple[list[tuple[HandoverRow, dict[str, Any] | None]], int]:
         """As `search_tasks`, each row with its latest rendered Task (None where none was
-        recorded): a FHIR search page served from the read model alone."""
-        rows, total = self._task_page(provider_id, statuses, updated, limit, offset, True)
+        recorded): a FHIR search page served from the read model alone. `after` (last change,
+        Task id) continues from the previous page's last row, so a page never skips or repeats
+        a row even when rows change between pages; `total` counts the whole search."""
+        rows, total = self._task_page(
+            provider_id, statuses, updated, limit, offset, True, after
+        )
         found = []
         for row in rows:
             task = row.pop("task", None)
@@ -307,18 +313,28 @@ class EventStore:
         limit: int,
         offset: int,
         with_tasks: bool,
+        after: tuple[datetime, str] | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         _check_page(limit, offset)
-        where = [handover_rows.c.provider_id == provider_id]
+        h = handover_rows.c
+        where = [h.provider_id == provider_id]
         if statuses is not None:
-            where.append(handover_rows.c.status.in_(list(statuses)))
+            where.append(h.status.in_(list(statuses)))
         for prefix, moment in updated:
             compare = _COMPARISONS[prefix]
-            where.append(compare(handover_rows.c.updated_at, _utc(moment, "_lastUpdated")))
-        columns = [*HANDOVER_COLUMNS, handover_rows.c.task] if with_tasks else HANDOVER_COLUMNS
+            where.append(compare(h.updated_at, _utc(moment, "_lastUpdated")))
+        columns = [*HANDOVER_COLUMNS, h.task] if with_tasks else HANDOVER_COLUMNS
         query = select(*columns).where(*where)
-        order = (handover_rows.c.updated_at, handover_rows.c.task_id)
-        return self._page(query, order, limit, offset)
+        order = (h.updated_at, h.task_id)
+        if after is None:
+            return self._page(query, order, limit, offset)
+        moment, task_id = _utc(after[0], "after"), after[1]
+        later = or_(h.updated_at > moment, and_(h.updated_at == moment, h.task_id > task_id))
+        counted = select(func.count()).select_from(query.subquery())
+        with self.engine.connect() as conn:
+            total = conn.execute(counted).scalar_one()
+            page = conn.execute(query.where(later).order_by(*order).limit(limit).offset(offset))
+            return [dict(row._mapping) for row in page], total
 
     def get_task_row(self, task_id: str) -> HandoverRow | None:
         with self.engine.connect() as conn:

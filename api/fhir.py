@@ -46,7 +46,7 @@ PROVIDER_STATUSES: frozenset[TaskStatus] = frozenset().union(*PROVIDER_MOVES.val
 """The statuses a performer sets (FHIR Task life cycle); the orchestrator sets the rest."""
 
 MAX_COUNT = 100
-SEARCH_PARAMETERS = {"owner", "status", "_lastUpdated", "_count", "_offset"}
+SEARCH_PARAMETERS = {"owner", "status", "_lastUpdated", "_count", "_offset", "_cursor"}
 """Task search parameters; any other is refused unless `Prefer: handling=lenient`."""
 
 
@@ -216,10 +216,23 @@ async def _page_tasks(
     return tasks
 
 
-def _link(base_url: str, params: dict[str, Any], relation: str, offset: int) -> dict[str, str]:
-    values = {k: v for k, v in (params | {"_offset": offset}).items() if v is not None}
-    query = urlencode(values, doseq=True)
+def _link(base_url: str, params: dict[str, Any], relation: str) -> dict[str, str]:
+    query = urlencode({k: v for k, v in params.items() if v is not None}, doseq=True)
     return {"relation": relation, "url": f"{base_url}/fhir/Task?{query}"}
+
+
+def _cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    """A next link's `_cursor`: the last change and Task id of the previous page's last row."""
+    if cursor is None:
+        return None
+    moment, _, task_id = cursor.partition("|")
+    try:
+        after = datetime.fromisoformat(moment)
+        if after.tzinfo is None or not task_id:
+            raise ValueError(cursor)
+        return after.astimezone(UTC), task_id
+    except (ValueError, OverflowError):
+        raise ApiError(400, ["_cursor is not one this server wrote: follow the next link"]) from None
 
 
 @router.get(
@@ -243,15 +256,21 @@ async def search_tasks(
     ] = None,
     count: Annotated[int, Query(alias="_count", ge=1, le=MAX_COUNT)] = 20,
     offset: Annotated[int, Query(alias="_offset", ge=0, le=1_000_000)] = 0,
+    cursor: Annotated[
+        str | None,
+        Query(alias="_cursor", max_length=200, description="from a next link: where it goes on"),
+    ] = None,
 ) -> FhirResponse:
     refuse_unknown_parameters(request, SEARCH_PARAMETERS)
     provider_id = _owner(principal, owner)
     statuses = _statuses(status)
     bounds = _updated_bounds(last_updated)
+    after = _cursor(cursor)
     store = context.store(request)
     found, total = await asyncio.to_thread(
-        store.search_task_resources, provider_id, statuses, bounds, count, offset
+        store.search_task_resources, provider_id, statuses, bounds, count + 1, offset, after
     )
+    more, found = len(found) > count, found[:count]
     base_url = context.settings(request).base_url
     tasks = await _page_tasks(context.gateway(request), found, provider_id, base_url)
     params = {
@@ -260,9 +279,11 @@ async def search_tasks(
         "_lastUpdated": last_updated,
         "_count": count,
     }
-    links = [_link(base_url, params, "self", offset)]
-    if offset + count < total:
-        links.append(_link(base_url, params, "next", offset + count))
+    links = [_link(base_url, params | {"_cursor": cursor, "_offset": offset or None}, "self")]
+    if more:  # continue after this page's last row: stable while rows change between pages
+        last = found[-1][0]
+        next_cursor = f"{last.updated_at.isoformat()}|{last.task_id}"
+        links.append(_link(base_url, params | {"_cursor": next_cursor}, "next"))
     bundle = {
         "resourceType": "Bundle",
         "type": "searchset",

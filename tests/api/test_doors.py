@@ -532,3 +532,37 @@ async def test_list_positions_in_coordinator_errors_read_like_fhir_ones(
     response = await http.post("/api/pathways/search", json=body, headers=coordinator)
     assert response.status_code == 422
     assert any(p.startswith("status[1]:") for p in problems(response)), problems(response)
+
+
+async def test_search_pages_never_skip_a_task_when_rows_change_between_pages(
+    http: httpx.AsyncClient, coordinator: dict[str, str], ortho: dict[str, str]
+) -> None:
+    tasks = [await _task(http, coordinator, ortho) for _ in range(3)]
+    since = min(t["meta"]["lastUpdated"] for t in tasks)
+    query = {"status": "requested", "_lastUpdated": f"ge{since}", "_count": "1"}
+    mine = {t["id"] for t in tasks}
+    for _ in range(200):  # the read model catches up within moments
+        page = (await http.get("/fhir/Task", params={**query, "_count": "100"}, headers=ortho)).json()
+        if mine <= {e["resource"]["id"] for e in page.get("entry", [])}:
+            break
+        await asyncio.sleep(0.05)
+    seen: list[str] = []
+    url: str | None = "/fhir/Task"
+    params: dict[str, str] | None = query
+    for _ in range(20):
+        assert url is not None
+        response = await http.get(url, params=params, headers=ortho)
+        assert response.status_code == 200, response.text
+        bundle = response.json()
+        for entry in bundle.get("entry", []):
+            seen.append(entry["resource"]["id"])
+            # the Task leaves the search (accepted) before the next page is read
+            accepted = await put_status(http, entry["resource"], "accepted", ortho)
+            assert accepted.status_code == 200
+        following = [link["url"] for link in bundle["link"] if link["relation"] == "next"]
+        if not following:
+            break
+        url, params = following[0].removeprefix(str(http.base_url).rstrip("/")), None
+        await asyncio.sleep(0.3)  # the read model records the acceptance
+    assert mine <= set(seen), "offset paging skipped a Task here"
+    assert len(seen) == len(set(seen))
