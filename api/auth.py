@@ -27,19 +27,27 @@ bearer = HTTPBearer(
 
 def caller(
     request: Request,
-    security_scopes: SecurityScopes,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    security_scopes: SecurityScopes = SecurityScopes(),
 ) -> Principal:
     """The principal behind the request's bearer token; 401 without a live one, 403 when a SMART
-    token lacks a scope the route needs."""
+    token lacks a scope the route needs. (A write was already authenticated at the door, before
+    its body was read.)"""
+    principal = getattr(request.state, "principal", None)
+    if not isinstance(principal, Principal):
+        principal = _authenticate(request, credentials)
+    if isinstance(principal, SmartPrincipal):
+        _check_scopes(principal, security_scopes.scopes)
+    return principal
+
+
+def _authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise ApiError(401, ["a bearer token is required (Authorization: Bearer <token>)"])
     tokens: TokenStore = request.app.state.tokens
     principal = tokens.authenticate(credentials.credentials)
     if principal is None:
         raise ApiError(401, ["the bearer token is unknown, expired or revoked"])
-    if isinstance(principal, SmartPrincipal):
-        _check_scopes(principal, security_scopes.scopes)
     return principal
 
 
