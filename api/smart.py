@@ -19,7 +19,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Literal, cast
 from urllib.parse import parse_qs
 
 import httpx
@@ -35,6 +35,7 @@ from joserfc.errors import (
     MissingClaimError,
 )
 from joserfc.jwk import KeySet, KeySetSerialization, OctKey
+from pydantic import BaseModel
 
 from activities.clients import Client, ClientStore
 from api.tokens import TOKEN_PREFIX, Principal, PrincipalKind, TokenStore
@@ -352,6 +353,35 @@ def _check_claims(claims: dict[str, Any], client_id: str, token_url: str) -> Non
 
 # --- routes -------------------------------------------------------------------------------------
 
+
+class TokenResponse(BaseModel):
+    """RFC 6749 §5.1 access token response."""
+
+    access_token: str
+    token_type: Literal["bearer"]
+    expires_in: int
+    scope: str
+
+
+class OAuthErrorResponse(BaseModel):
+    """RFC 6749 §5.2 error response."""
+
+    error: Literal[
+        "invalid_request", "invalid_client", "invalid_grant", "invalid_scope", "unsupported_grant_type"
+    ]
+    error_description: str
+
+
+class SmartConfiguration(BaseModel):
+    issuer: str
+    token_endpoint: str
+    grant_types_supported: list[str]
+    token_endpoint_auth_methods_supported: list[str]
+    token_endpoint_auth_signing_alg_values_supported: list[str]
+    scopes_supported: list[str]
+    capabilities: list[str]
+
+
 router = APIRouter(tags=["SMART Backend Services"])
 
 
@@ -372,8 +402,18 @@ def smart_configuration(settings: Settings) -> dict[str, Any]:
     }
 
 
-@router.get("/.well-known/smart-configuration", summary="SMART configuration")
-@router.get("/fhir/.well-known/smart-configuration", summary="SMART configuration (FHIR base)")
+@router.get(
+    "/.well-known/smart-configuration",
+    response_model=SmartConfiguration,
+    summary="SMART configuration",
+    name="smart_configuration",
+)
+@router.get(
+    "/fhir/.well-known/smart-configuration",
+    response_model=SmartConfiguration,
+    summary="SMART configuration (FHIR base)",
+    name="fhir_smart_configuration",
+)
 def configuration(request: Request) -> JSONResponse:
     """How to get an access token: discovery for SMART Backend Services clients."""
     return JSONResponse(smart_configuration(request.app.state.settings))
@@ -405,6 +445,11 @@ def _oauth_response(body: dict[str, Any], status: int = 200) -> JSONResponse:
 @router.post(
     TOKEN_PATH,
     summary="Token endpoint (client_credentials with a private_key_jwt assertion)",
+    response_model=TokenResponse,
+    responses={
+        400: {"model": OAuthErrorResponse, "description": "invalid_request, invalid_scope, …"},
+        401: {"model": OAuthErrorResponse, "description": "invalid_client"},
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
