@@ -302,7 +302,8 @@ async def authenticate_client(
     except JoseError:
         raise invalid_client(f"key {kid} cannot verify an {algorithm} signature") from None
     _check_claims(verified.claims, client_id, token_url)
-    expires = datetime.fromtimestamp(float(verified.claims["exp"]), UTC)
+    # Remember the jti past exp by the skew we tolerate, so no replay slips in while it is ignored.
+    expires = datetime.fromtimestamp(float(verified.claims["exp"]) + 2 * CLOCK_SKEW_SECONDS, UTC)
     if not await asyncio.to_thread(clients.use_assertion, client_id, claims["jti"], expires):
         raise invalid_client("this assertion (jti) was already used")
     return client, verified.claims

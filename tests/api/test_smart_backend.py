@@ -414,3 +414,13 @@ async def test_register_keeps_public_keys_only_and_refuses_unsafe_key_sources(
     no_kid = tmp_path / "nokid.json"
     no_kid.write_text(json.dumps({"keys": [RSAKey.generate_key(2048).as_dict(private=False)]}))
     assert "no kid" in _pathways(api, "register", "--provider", HUB, "--jwks", str(no_kid)).stderr
+
+
+async def test_an_assertion_just_past_exp_is_still_refused_as_a_replay(
+    api: RunningApi, http: httpx.AsyncClient, rsa_client: SmartClient
+) -> None:
+    # Accepted within the clock-skew allowance, so its jti must outlive its exp by as much.
+    late = assertion(api, rsa_client, exp=int(time.time()) - 3)
+    assert (await request_token(http, late)).status_code == 200
+    assert (await request_token(http, assertion(api, rsa_client))).status_code == 200  # prunes
+    assert "already used" in refusal(await request_token(http, late), 401, "invalid_client")
