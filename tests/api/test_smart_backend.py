@@ -10,6 +10,7 @@ key endpoint would be.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import secrets
 import subprocess
@@ -28,6 +29,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, OctKey, RSAKey
 
 from activities.clients import ClientStore
+from api.smart import JWKS_REFRESH_AFTER_SECONDS
 from pathways.catalogue import Catalogue
 from tests.api.conftest import RunningApi, free_port, serve_in_thread
 from tests.api.flow import HIP, bearer, fhir_outputs, put_status, read_task, start_pathway
@@ -337,8 +339,6 @@ def _unsigned(api: RunningApi, client: SmartClient) -> str:
 
 def _relabelled(token: str, algorithm: str) -> str:
     """The same token with its header's alg changed (signature left as it was)."""
-    import base64
-
     header, payload, signature = token.split(".")
     decoded = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
     decoded["alg"] = algorithm
@@ -424,3 +424,19 @@ async def test_an_assertion_just_past_exp_is_still_refused_as_a_replay(
     assert (await request_token(http, late)).status_code == 200
     assert (await request_token(http, assertion(api, rsa_client))).status_code == 200  # prunes
     assert "already used" in refusal(await request_token(http, late), 401, "invalid_client")
+
+
+async def test_a_key_rotated_at_the_jwks_url_is_picked_up_and_an_unreachable_url_refused(
+    api: RunningApi, http: httpx.AsyncClient, rsa_client: SmartClient, jwks_server: JwksServer
+) -> None:
+    assert (await request_token(http, assertion(api, rsa_client))).status_code == 200  # cached
+    new_key = RSAKey.generate_key(2048, {"kid": "ortho-rsa-2"})
+    jwks_server.jwks = KeySet([rsa_client.key, new_key]).as_dict(private=False)
+    await asyncio.sleep(JWKS_REFRESH_AFTER_SECONDS)  # an unknown kid refetches at most this often
+    rotated = SmartClient(rsa_client.client_id, new_key, "RS384")
+    response = await request_token(http, assertion(api, rotated))
+    assert response.status_code == 200, response.text
+
+    closed = f"http://127.0.0.1:{free_port()}/jwks.json"
+    gone = SmartClient(_register(api, HUB, "--jwks-url", closed), new_key, "RS384")
+    assert "could not be fetched" in refusal(await request_token(http, assertion(api, gone)), 401, "invalid_client")
