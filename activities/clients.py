@@ -114,12 +114,13 @@ class ClientStore:
         with self.engine.begin() as conn:
             conn.execute(delete(smart_assertions).where(smart_assertions.c.expires_at < now))
             dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-            result = conn.execute(
+            inserted = conn.execute(
                 dialect.insert(smart_assertions)
                 .values(client_id=client_id, jti=jti, expires_at=expires_at)
                 .on_conflict_do_nothing()
-            )
-        return result.rowcount == 1
+                .returning(smart_assertions.c.jti)  # rowcount is -1 here on psycopg 3
+            ).first()
+        return inserted is not None
 
 
 def _client(row: Any) -> Client:
