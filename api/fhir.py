@@ -100,7 +100,7 @@ def capability_statement(base_url: str) -> dict[str, Any]:
                         }
                     ],
                     "description": "SMART Backend Services (client_credentials, private_key_jwt; "
-                    "see /fhir/.well-known/smart-configuration), or bearer tokens issued with "
+                    "see /fhir/.well-known/smart-configuration), or Bearer tokens issued with "
                     "`pathways token issue`, one per provider organisation or coordinator.",
                 },
                 "resource": [
