@@ -224,7 +224,7 @@ def _render(
     buttons = ""
     if TaskStatus.ACCEPTED in moves:
         buttons += '<button name="action" value="accept">Accept</button>'
-    if TaskStatus.IN_PROGRESS in moves and handover.status is not TaskStatus.ON_HOLD:
+    if TaskStatus.IN_PROGRESS in moves:
         buttons += '<button name="action" value="start">Start</button>'
     version = f'<input type="hidden" name="version" value="{handover.version}">'
     actions = f'<form method="post" novalidate>{version}{buttons}</form>' if buttons else ""
@@ -324,6 +324,8 @@ async def act(token: str, request: Request) -> Response:
     status = ACTIONS.get(form.get("action", ""))
     if status is None:
         return _render(state, handover, form, ["choose accept, reject, start or complete"], 400)
+    if status is TaskStatus.REJECTED and not form.get("reason", "").strip():
+        return _render(state, handover, form, ["give a reason for rejecting"], 400)
     step = state.definition.step(handover.step_id)
     version = form.get("version", "")
     try:

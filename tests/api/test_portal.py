@@ -125,6 +125,8 @@ async def test_the_link_stops_working_once_the_handover_moves_to_another_provide
     api: RunningApi, portal: httpx.AsyncClient, coordinator: dict[str, str]
 ) -> None:
     url, _ = await _link(portal, coordinator, api)
+    no_reason = await portal.post(_path(url), data={"action": "reject", "reason": " "})
+    assert no_reason.status_code == 400 and _problems(no_reason.text) == ["give a reason for rejecting"]
     rejected = await portal.post(_path(url), data={"action": "reject", "reason": "no theatre capacity"})
     assert rejected.status_code == 200 and "rejected" in rejected.text
     gone = await portal.get(_path(url))
