@@ -29,7 +29,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, OctKey, RSAKey
 
 from activities.clients import ClientStore
-from api.smart import JWKS_REFRESH_AFTER_SECONDS
+from api.smart import JWKS_REFRESH_AFTER_SECONDS, _signing_key
 from pathways.catalogue import Catalogue
 from tests.api.conftest import RunningApi, free_port, serve_in_thread
 from tests.api.flow import HIP, bearer, fhir_outputs, put_status, read_task, start_pathway
@@ -440,3 +440,17 @@ async def test_a_key_rotated_at_the_jwks_url_is_picked_up_and_an_unreachable_url
     closed = f"http://127.0.0.1:{free_port()}/jwks.json"
     gone = SmartClient(_register(api, HUB, "--jwks-url", closed), new_key, "RS384")
     assert "could not be fetched" in refusal(await request_token(http, assertion(api, gone)), 401, "invalid_client")
+
+
+async def test_an_expired_or_forged_access_token_is_401(
+    api: RunningApi, http: httpx.AsyncClient, rsa_client: SmartClient
+) -> None:
+    granted = (await request_token(http, assertion(api, rsa_client), "system/Task.rs")).json()
+    claims = jwt.decode(granted["access_token"], _signing_key(api.settings)).claims
+    assert claims["exp"] - claims["iat"] == 300 and claims["sub"] == ORTHO
+    expired = jwt.encode({"alg": "HS256"}, claims | {"exp": int(time.time()) - 1}, _signing_key(api.settings))
+    forged = jwt.encode({"alg": "HS256"}, claims, OctKey.import_key(secrets.token_bytes(32)))
+    for token in (expired, forged):
+        response = await http.get("/fhir/Task", headers=bearer(token))
+        assert response.status_code == 401 and "expired" in diagnostics(response)
+    assert (await http.get("/fhir/Task", headers=bearer(granted["access_token"]))).status_code == 200
