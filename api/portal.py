@@ -205,6 +205,29 @@ def _input(field: HandoverField, value: str) -> str:
     return f'<input {attrs} {kind} value="{escape(value)}">'
 
 
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "Yes" if value else "No"
+    if isinstance(value, dict):  # a document
+        return str(value.get("title") or value.get("url") or value.get("reference") or "")
+    return str(value)
+
+
+def _received(state: PathwayState, step: Step) -> str:
+    """What the steps this one waits for delivered: the provider needs it to do the work."""
+    sections = []
+    for before_id in step.after:
+        latest = state.latest_delivery(before_id)
+        if latest is None or not latest.output:
+            continue
+        rows = "".join(
+            f"<dt>{escape(name.replace('_', ' '))}</dt><dd>{escape(_shown(value))}</dd>"
+            for name, value in latest.output.items()
+        )
+        sections.append(f"<h3>{escape(state.definition.step(before_id).title)}</h3><dl>{rows}</dl>")
+    return f"<h2>Handed over to you</h2>{''.join(sections)}" if sections else ""
+
+
 def _render(
     state: PathwayState,
     handover: Handover,
@@ -253,7 +276,7 @@ def _render(
         f"<h1>{escape(step.title)}</h1>"
         f"<p>For {patient}. Complete by {due}.</p>"
         f'<p class="status">Status: <strong id="status">{escape(handover.status.value)}</strong></p>'
-        f"{errors}{actions}{reject}{complete}"
+        f"{errors}{actions}{reject}{_received(state, step)}{complete}"
     )
     return _page(step.title, body, status)
 

@@ -23,14 +23,16 @@ ORTHO = "elmshire-elective-ortho-centre"
 
 @pytest.fixture(scope="module")
 def portal_api(api: RunningApi, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """An API whose catalogue marks the ortho centre `portal: true` (same engine and database)."""
+    """An API whose catalogue marks the ortho centre and the care transfer hub `portal: true`
+    (same engine and database)."""
     catalogue = tmp_path_factory.mktemp("catalogue")
     for source in Path(SHIPPED_CATALOGUE).glob("*.yaml"):
         text = source.read_text()
         if source.name == f"{HIP}.yaml":
-            marker = "        name: Elmshire Elective Orthopaedic Centre\n"
-            assert marker in text
-            text = text.replace(marker, marker + "        portal: true\n")
+            for name in ("Elmshire Elective Orthopaedic Centre", "Elmshire Care Transfer Hub"):
+                marker = f"        name: {name}\n"
+                assert marker in text
+                text = text.replace(marker, marker + "        portal: true\n")
         (catalogue / source.name).write_text(text)
     settings = api.settings.model_copy(update={"api_port": free_port(), "catalogue_dir": catalogue})
     served = serve_in_thread(settings)
@@ -119,6 +121,18 @@ async def test_the_page_refuses_a_bad_delivery_as_the_fhir_api_does_then_complet
     assert "completed" in done.text
     assert (await read_task(portal, task_id, ortho))["status"] == "completed"
     assert (await portal.get(_path(url))).status_code == 410
+
+    # The next step's portal provider sees what was handed over to it.
+    pathway_id = task_id.split(".")[0]
+    for _ in range(200):
+        links = (await portal.get(f"/api/pathways/{pathway_id}/portal-links", headers=coordinator)).json()
+        if links["links"]:
+            break
+        await asyncio.sleep(0.05)
+    (hub,) = links["links"]
+    assert hub["task_id"] == f"{pathway_id}.discharge-assessment.1"
+    page = (await portal.get(_path(hub["url"]))).text
+    assert "Handed over to you" in page and "hybrid-thr" in page and "records.example" in page
 
 
 async def test_the_link_stops_working_once_the_handover_moves_to_another_provider(
