@@ -159,8 +159,12 @@ async def _handover(request: Request, token: str) -> tuple[Grant, PathwayState, 
     try:
         pathway_id, handover_id = parse_task_id(grant.task_id)
         state = await context.gateway(request).state(pathway_id)
-    except (ValueError, ApiError):
+    except ValueError:
         raise Gone(404, "This link is not valid or has expired.") from None
+    except ApiError as error:
+        if error.status == 404:
+            raise Gone(404, "This link is not valid or has expired.") from None
+        raise Gone(503, "The service is busy: nothing was changed. Try again in a minute.") from None
     handover = state.handovers.get(handover_id)
     if handover is None or handover.provider_id != grant.provider_id or not _is_portal(state, grant.provider_id):
         raise Gone(410, "This handover has moved to another provider: the link no longer works.")
