@@ -229,7 +229,7 @@ class JwksCache:
 
     def __init__(self) -> None:
         self._sets: dict[str, tuple[float, KeySet]] = {}
-        self._lock = asyncio.Lock()
+        self._locks: dict[str, asyncio.Lock] = {}
 
     async def get(self, url: str, refresh: bool = False) -> KeySet:
         cached = self._sets.get(url)
@@ -238,7 +238,9 @@ class JwksCache:
             age = now - cached[0]
             if age < JWKS_CACHE_SECONDS and not (refresh and age >= JWKS_REFRESH_AFTER_SECONDS):
                 return cached[1]
-        async with self._lock:
+        async with self._locks.setdefault(url, asyncio.Lock()):  # one fetch per URL at a time
+            if self._sets.get(url, (0.0,))[0] > now:  # fetched while we waited
+                return self._sets[url][1]
             keys = await _fetch_jwks(url)
             self._sets[url] = (time.monotonic(), keys)
             return keys
