@@ -178,7 +178,8 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
 <meta name="robots" content="noindex"><title>{escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem}}
-label{{display:block;margin:.8rem 0 .2rem;font-weight:600}}input,select,textarea{{width:100%;padding:.4rem}}
+label{{display:block;margin:.8rem 0 .2rem;font-weight:600}}
+input,select,textarea{{width:100%;padding:.4rem;box-sizing:border-box}}
 .errors{{border:2px solid #b00;padding:.5rem 1rem;color:#700}}button{{margin:.8rem .4rem 0 0;padding:.5rem 1rem}}
 .status{{font-size:1.1rem}}</style></head><body>{body}</body></html>"""
     return HTMLResponse(html, status, HEADERS)
