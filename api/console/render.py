@@ -191,7 +191,7 @@ STEP_STATES = {
     "planned": ("○", "Planned"),
 }
 
-NODE_W, NODE_H, GAP_X, GAP_Y = 210, 64, 56, 22
+NODE_W, NODE_H, GAP_X, GAP_Y = 230, 64, 52, 22
 
 
 def step_graph_svg(definition: PathwayDefinition, states: dict[str, str] | None = None) -> str:
@@ -244,7 +244,7 @@ def step_graph_svg(definition: PathwayDefinition, states: dict[str, str] | None 
             label = f"{icon} {text}"
             css = state
         dashed = " conditional" if step.when is not None else ""
-        title = step.title if len(step.title) <= 28 else step.title[:27] + "…"
+        title = step.title if len(step.title) <= 27 else step.title[:26] + "…"
         parts.append(
             f'<g class="node {css}{dashed}"><title>{escape(step.title)} ({escape(node)}): '
             f"{escape(label)}</title>"
