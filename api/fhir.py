@@ -293,15 +293,18 @@ def _command(
     except fhir.OutputError as error:
         raise ApiError(400, error.problems) from None
     reason = (body.get("statusReason") or {}).get("text")
-    return ProviderCommand(
-        handover_id=handover.id,
-        provider_id=principal.subject,
-        status=TaskStatus(status),
-        output=output,
-        reason=reason,
-        expected_version=version,
-        actor=principal.actor,
-    )
+    try:
+        return ProviderCommand(
+            handover_id=handover.id,
+            provider_id=principal.subject,
+            status=TaskStatus(status),
+            output=output,
+            reason=reason,
+            expected_version=version,
+            actor=principal.actor,
+        )
+    except ValidationError as error:  # the engine's bounds (size of output, statusReason)
+        raise ApiError(422, [e["msg"] for e in error.errors(include_input=False)]) from None
 
 
 @router.put(

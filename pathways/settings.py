@@ -83,6 +83,10 @@ class Settings(BaseSettings):
         default=True, description="upsert custom search attributes (off on servers without them)"
     )
     update_timeout_seconds: float = Field(default=10.0, description="API deadline on an Update")
+    webhook_give_up_after: timedelta = Field(
+        default=timedelta(hours=24),
+        description="retry a webhook this long, then record notification-failed and escalate",
+    )
     encryption_keys_file: Path | None = Field(
         default=None,
         description="payload encryption keys, lines id:base64 (32 bytes), newest last; "

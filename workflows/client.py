@@ -66,6 +66,7 @@ async def start_pathway(
             patient_key=patient_key,
             public_base_url=settings.base_url,
             search_attributes=settings.search_attributes,
+            notify_give_up_after=settings.webhook_give_up_after,
         ),
         id=pathway_id,
         task_queue=settings.task_queue,
