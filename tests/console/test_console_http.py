@@ -1,0 +1,115 @@
+"""The console over plain HTTP: sign-in required, CSRF tokens on every form, no NHS number in any
+error page, cookies that scripts and other sites cannot use."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from tests.console.conftest import Console
+
+pytestmark = pytest.mark.devserver
+
+NHS = "943 476 5919"
+WRONG_DIGIT = "943 476 5918"
+
+
+async def signed_in(console: Console) -> tuple[httpx.AsyncClient, str]:
+    """A client with a console session, and its CSRF token (read from a page, as a browser)."""
+    client = httpx.AsyncClient(base_url=console.base_url, timeout=30)
+    form = await client.get("/signin")
+    nonce = client.cookies["pathways_signin"]
+    assert f'value="{nonce}"' in form.text
+    done = await client.post("/signin", data={"token": console.coordinator_token, "csrf": nonce})
+    assert done.status_code == 303 and done.headers["location"] == "/"
+    cookie = done.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
+    page = await client.get("/start")
+    token = re.search(r'name="csrf" value="([0-9a-f]{64})"', page.text)
+    assert token is not None
+    return client, token.group(1)
+
+
+async def test_pages_redirect_to_sign_in_and_sign_in_needs_its_form_token(console: Console) -> None:
+    async with httpx.AsyncClient(base_url=console.base_url, timeout=30) as client:
+        for path in ("/", "/escalations", "/start", "/catalogue", "/pathways/pw-x", "/console/events"):
+            response = await client.get(path)
+            assert response.status_code == 303, path
+            assert response.headers["location"].startswith("/signin?next="), path
+        refused = await client.post("/signin", data={"token": console.coordinator_token})
+        assert refused.status_code == 403 and "pathways_console" not in refused.headers.get(
+            "set-cookie", ""
+        )
+        open_redirect = await client.get("/signin", params={"next": "//evil.example/x"})
+        assert "evil.example" not in open_redirect.text
+
+
+async def test_every_form_without_its_csrf_token_is_refused(
+    console: Console, http: httpx.AsyncClient
+) -> None:
+    client, token = await signed_in(console)
+    started = await http.post(
+        "/api/pathways",
+        json={"definition": "hip-replacement-d2a", "patient": {"nhs_number": NHS, "name": "Csrf"}, "allow_duplicate": True},
+        headers=console.api_headers,
+    )
+    if started.status_code == 422:  # an API without duplicate detection
+        started = await http.post(
+            "/api/pathways",
+            json={"definition": "hip-replacement-d2a", "patient": {"nhs_number": NHS, "name": "Csrf"}},
+            headers=console.api_headers,
+        )
+    pathway_id = started.json()["id"]
+    forms = {
+        "/start": {"definition": "hip-replacement-d2a", "nhs_number": NHS, "name": "X"},
+        f"/pathways/{pathway_id}/hold": {"reason": "r"},
+        f"/pathways/{pathway_id}/cancel": {"reason": "r", "confirm": "yes"},
+        f"/pathways/{pathway_id}/note": {"text": "t"},
+        f"/pathways/{pathway_id}/reassign": {"handover_id": "hip-replacement.1", "provider_id": "fenwick-park-hospital", "reason": "r"},
+        f"/pathways/{pathway_id}/extend": {"handover_id": "hip-replacement.1", "by": "PT1H", "reason": "r"},
+        f"/escalations/{pathway_id}/1/acknowledge": {},
+        f"/escalations/{pathway_id}/1/resolve": {},
+        "/escalations/acknowledge": {"chosen": f"{pathway_id}-1", "confirm": "yes"},
+        "/signout": {},
+    }
+    other_session = "0" * 64
+    for path, data in forms.items():
+        for sent in ({}, {"csrf": other_session}):
+            response = await client.post(path, data=data | sent)
+            assert response.status_code == 403, (path, sent, response.status_code)
+            assert "security token" in response.text
+    detail = (await http.get(f"/api/pathways/{pathway_id}", headers=console.api_headers)).json()
+    assert detail["status"] == "active" and detail["notes"] == []  # nothing was applied
+    # with the token, the same form works
+    held = await client.post(f"/pathways/{pathway_id}/hold", data={"reason": "r", "csrf": token})
+    assert held.status_code == 303
+    # a signed-out browser's form is refused too, never applied
+    async with httpx.AsyncClient(base_url=console.base_url, timeout=30) as anonymous:
+        response = await anonymous.post(f"/pathways/{pathway_id}/note", data={"text": "t", "csrf": token})
+        assert response.status_code == 401
+    await client.aclose()
+
+
+async def test_no_nhs_number_appears_in_any_error_page(console: Console) -> None:
+    client, token = await signed_in(console)
+    attempts = [
+        {"definition": "hip-replacement-d2a", "nhs_number": WRONG_DIGIT, "name": "Err"},
+        {"definition": "hip-replacement-d2a", "nhs_number": "943-476-5918", "name": "Err"},
+        {"definition": "hip-replacement-d2a", "nhs_number": "12345", "name": "Err"},
+        {"definition": "no-such-definition", "nhs_number": NHS, "name": "Err"},
+        {"definition": "hip-replacement-d2a", "nhs_number": NHS, "name": "x" * 500},
+        {"definition": "hip-replacement-d2a", "nhs_number": NHS, "name": "Err", "birth_date": "31/12/1950"},
+    ]
+    for data in attempts:
+        response = await client.post("/start", data=data | {"csrf": token})
+        assert response.status_code in (409, 422), (data["definition"], response.status_code)
+        assert 'role="alert"' in response.text
+        digits = re.sub(r"\D", "", data["nhs_number"])
+        page = re.sub(r'value="[0-9a-f]{16,}(-\w)?"', "", response.text)  # CSRF and form keys
+        flat = re.sub(r"[\s-]", "", page)
+        assert digits not in flat, data["definition"]
+    missing = await client.get("/pathways/pw-0000000000000000")
+    assert missing.status_code == 404 and "no pathway" in missing.text
+    await client.aclose()
