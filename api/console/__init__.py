@@ -28,11 +28,16 @@ def install(app: FastAPI) -> None:
     async def _sign_in(request: Request, error: SignInRequired) -> Response:
         if request.method != "GET":
             return pages.page(
-                request, "error.html", {"status": 401, "problems": ["Sign in again to do that."]}, 401
+                request,
+                "error.html",
+                {"status": 401, "problems": ["Sign in again to do that."]},
+                401,
             )
         return RedirectResponse("/signin?" + urlencode({"next": error.next_url}), 303)
 
     @app.exception_handler(CsrfRefused)
     async def _csrf(request: Request, error: CsrfRefused) -> HTMLResponse:
-        problems = ["The form was missing its security token (CSRF). Reload the page and try again."]
+        problems = [
+            "The form was missing its security token (CSRF). Reload the page and try again."
+        ]
         return pages.page(request, "error.html", {"status": 403, "problems": problems}, 403)

@@ -51,7 +51,9 @@ templates.env.filters.update(
     iso=render.iso,
     status_text=render.status_text,
 )
-templates.env.globals.update(SLA_BADGES=render.SLA_BADGES, QUEUES=worklist.QUEUES, SORTS=worklist.SORTS)
+templates.env.globals.update(
+    SLA_BADGES=render.SLA_BADGES, QUEUES=worklist.QUEUES, SORTS=worklist.SORTS
+)
 
 SESSION_SECONDS = 12 * 3600
 NAME_TIMEOUT = 3.0
@@ -296,7 +298,12 @@ async def _detail(
     try:
         state = await context.gateway(request).state(pathway_id)
     except ApiError as error:
-        return page(request, "error.html", {"status": error.status, "problems": error.problems}, error.status)
+        return page(
+            request,
+            "error.html",
+            {"status": error.status, "problems": error.problems},
+            error.status,
+        )
     events = await asyncio.to_thread(context.store(request).events, pathway_id)
     now = datetime.now(UTC)
     steps = {sid: str(getattr(s.status, "value", s.status)) for sid, s in state.steps.items()}
@@ -338,7 +345,10 @@ async def pathway_page(request: Request, pathway_id: str) -> HTMLResponse:
 
 
 def _extend_body(values: dict[str, str]) -> dict[str, Any]:
-    body: dict[str, Any] = {"handover_id": values.get("handover_id", ""), "reason": values.get("reason", "")}
+    body: dict[str, Any] = {
+        "handover_id": values.get("handover_id", ""),
+        "reason": values.get("reason", ""),
+    }
     by = values.get("by", "").strip()
     if by == "custom":
         by = values.get("by_custom", "").strip()
@@ -383,14 +393,23 @@ async def pathway_action(request: Request, pathway_id: str, action: str) -> Resp
             await _call(api.hold, pathway_id, body_, principal, request, idempotency_key=key)
         elif action == "cancel":
             if values.get("confirm") != "yes":
-                raise ApiError(422, ["tick the box to confirm: cancelling ends the pathway for every provider"])
+                raise ApiError(
+                    422, ["tick the box to confirm: cancelling ends the pathway for every provider"]
+                )
             body_ = ReasonRequest(reason=reason)
             await _call(api.cancel, pathway_id, body_, principal, request, idempotency_key=key)
         elif action == "resume":
             ReasonRequest(reason=reason)  # a reason is asked for, and kept as a note
             await _call(api.resume, pathway_id, principal, request, idempotency_key=key)
             note = NoteRequest(text=f"Resumed: {reason}")
-            await _call(api.add_note, pathway_id, note, principal, request, idempotency_key=f"{key}-note" if key else None)
+            await _call(
+                api.add_note,
+                pathway_id,
+                note,
+                principal,
+                request,
+                idempotency_key=f"{key}-note" if key else None,
+            )
         else:
             note = NoteRequest(text=values.get("text", "").strip())
             await _call(api.add_note, pathway_id, note, principal, request, idempotency_key=key)
@@ -411,7 +430,13 @@ async def inbox_page(request: Request) -> HTMLResponse:
     session.require(request)
     store = context.store(request)
     items = await asyncio.to_thread(worklist.escalation_items, store)
-    items.sort(key=lambda i: (SEVERITY.get(str(i.escalation.level.value), 9), i.escalation.at, i.pathway_id))
+    items.sort(
+        key=lambda i: (
+            SEVERITY.get(str(i.escalation.level.value), 9),
+            i.escalation.at,
+            i.pathway_id,
+        )
+    )
     names = await _names(request, sorted({i.pathway_id for i in items})[:100])
     focus = request.query_params.get("focus", "")
     return page(
@@ -439,12 +464,20 @@ def _next_after(items: list[Any], pathway_id: str, escalation_id: int) -> str:
 
 
 @router.post("/escalations/{pathway_id}/{escalation_id}/{action}")
-async def escalation_action(request: Request, pathway_id: str, escalation_id: int, action: str) -> Response:
+async def escalation_action(
+    request: Request, pathway_id: str, escalation_id: int, action: str
+) -> Response:
     """Acknowledge or resolve one escalation, then go on to the next one ("act, then next")."""
     principal, values = await _checked(request)
     store = context.store(request)
     before = await asyncio.to_thread(worklist.escalation_items, store)
-    before.sort(key=lambda i: (SEVERITY.get(str(i.escalation.level.value), 9), i.escalation.at, i.pathway_id))
+    before.sort(
+        key=lambda i: (
+            SEVERITY.get(str(i.escalation.level.value), 9),
+            i.escalation.at,
+            i.pathway_id,
+        )
+    )
     following = _next_after(before, pathway_id, escalation_id)
     note = values.get("note", "").strip() or None
     method = {"acknowledge": api.acknowledge, "resolve": api.resolve}.get(action)
@@ -452,7 +485,15 @@ async def escalation_action(request: Request, pathway_id: str, escalation_id: in
         return page(request, "error.html", {"status": 404, "problems": ["no such action"]}, 404)
     try:
         body = EscalationRequest(note=note)
-        await _call(method, pathway_id, escalation_id, body, principal, request, idempotency_key=values.get("key") or None)
+        await _call(
+            method,
+            pathway_id,
+            escalation_id,
+            body,
+            principal,
+            request,
+            idempotency_key=values.get("key") or None,
+        )
     except (ApiError, ValidationError) as error:
         problems = error.problems if isinstance(error, ApiError) else _problems(error)
         query = urlencode({"focus": f"{pathway_id}-{escalation_id}", "error": "; ".join(problems)})
@@ -503,30 +544,74 @@ def _scrub(messages: list[str], values: dict[str, str]) -> list[str]:
 async def start_page(request: Request) -> HTMLResponse:
     session.require(request)
     chosen = request.query_params.get("definition", "")
-    return page(request, "start.html", {"definitions": list(context.catalogue(request)), "values": {"definition": chosen}, "errors": [], "key": secrets.token_hex(12)})
+    return page(
+        request,
+        "start.html",
+        {
+            "definitions": list(context.catalogue(request)),
+            "values": {"definition": chosen},
+            "errors": [],
+            "key": secrets.token_hex(12),
+        },
+    )
 
 
 @router.post("/start")
 async def start(request: Request) -> Response:
     principal, values = await _checked(request)
-    patient = {"nhs_number": values.get("nhs_number", ""), "name": values.get("name", "").strip() or None}
+    patient = {
+        "nhs_number": values.get("nhs_number", ""),
+        "name": values.get("name", "").strip() or None,
+    }
     if values.get("birth_date"):
         patient["birth_date"] = values["birth_date"]
     raw: dict[str, Any] = {"definition": values.get("definition", ""), "patient": patient}
     if values.get("allow_duplicate") == "yes" and "allow_duplicate" in StartRequest.model_fields:
         raw["allow_duplicate"] = True
-    shown = {"definition": values.get("definition", ""), "name": values.get("name", ""), "birth_date": values.get("birth_date", "")}
+    shown = {
+        "definition": values.get("definition", ""),
+        "name": values.get("name", ""),
+        "birth_date": values.get("birth_date", ""),
+    }
     definitions = list(context.catalogue(request))
     try:
         body = StartRequest.model_validate(raw)
-        created = await _call(api.start, body, principal, request, Response(), idempotency_key=values.get("key") or None)
+        created = await _call(
+            api.start,
+            body,
+            principal,
+            request,
+            Response(),
+            idempotency_key=values.get("key") or None,
+        )
     except ValidationError as error:
         problems = _scrub(_problems(error), values)
-        return page(request, "start.html", {"definitions": definitions, "values": shown, "errors": problems, "key": secrets.token_hex(12)}, 422)
+        return page(
+            request,
+            "start.html",
+            {
+                "definitions": definitions,
+                "values": shown,
+                "errors": problems,
+                "key": secrets.token_hex(12),
+            },
+            422,
+        )
     except ApiError as error:
         problems = _scrub(error.problems, values)
         duplicate = error.status == 409
-        return page(request, "start.html", {"definitions": definitions, "values": shown, "errors": problems, "duplicate": duplicate, "key": secrets.token_hex(12)}, error.status)
+        return page(
+            request,
+            "start.html",
+            {
+                "definitions": definitions,
+                "values": shown,
+                "errors": problems,
+                "duplicate": duplicate,
+                "key": secrets.token_hex(12),
+            },
+            error.status,
+        )
     return _see_other(f"/pathways/{created.id}?done=start")
 
 
@@ -555,5 +640,10 @@ async def definition_redirect(request: Request, definition_id: str) -> Response:
     try:
         context.catalogue(request).get(definition_id, None)
     except UnknownDefinition:
-        return page(request, "error.html", {"status": 404, "problems": [f"no definition {definition_id}"]}, 404)
+        return page(
+            request,
+            "error.html",
+            {"status": 404, "problems": [f"no definition {definition_id}"]},
+            404,
+        )
     return _see_other(f"/catalogue#def-{definition_id}")

@@ -88,7 +88,9 @@ class TimelineItem:
     bar: dict[str, float]
 
 
-def _bar(start: datetime, span: float, item: dict[str, datetime | None], now: datetime) -> dict[str, float]:
+def _bar(
+    start: datetime, span: float, item: dict[str, datetime | None], now: datetime
+) -> dict[str, float]:
     """Percent positions on the pathway's time axis: ready, began, end and the due mark."""
 
     def pos(moment: datetime | None) -> float:
@@ -146,7 +148,12 @@ def timeline(state: Any, now: datetime) -> list[TimelineItem]:
                 output=dict(h.output),
                 refused=h.refused_deliveries,
                 live=open_ and not state.is_finished,
-                bar=_bar(start, span, {"ready": h.ready_at, "began": began, "end": end, "due": h.complete_by}, now),
+                bar=_bar(
+                    start,
+                    span,
+                    {"ready": h.ready_at, "began": began, "end": end, "due": h.complete_by},
+                    now,
+                ),
             )
         )
     reached = {h.step_id for h in handovers}
@@ -237,7 +244,9 @@ def step_graph_svg(definition: PathwayDefinition, states: dict[str, str] | None 
         x, y = place[node]
         state = (states or {}).get(node, "planned" if states is not None else "")
         if states is None:
-            label = f"{'Critical path · ' if node in critical else ''}{_short(planned_duration(step))}"
+            label = (
+                f"{'Critical path · ' if node in critical else ''}{_short(planned_duration(step))}"
+            )
             css = "critical" if node in critical else "plain"
         else:
             icon, text = STEP_STATES.get(state, ("○", state.capitalize()))

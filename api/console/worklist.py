@@ -304,7 +304,11 @@ def options(store: EventStore) -> dict[str, list[str]]:
     with store.engine.connect() as conn:
         definitions = [
             r[0]
-            for r in conn.execute(select(pathway_rows.c.definition_id).distinct().order_by(pathway_rows.c.definition_id))
+            for r in conn.execute(
+                select(pathway_rows.c.definition_id)
+                .distinct()
+                .order_by(pathway_rows.c.definition_id)
+            )
         ]
         found: dict[str, list[str]] = {"definition": definitions}
         for kind in ("provider", "step"):
@@ -315,7 +319,9 @@ def options(store: EventStore) -> dict[str, list[str]]:
     return found
 
 
-def changed_since(store: EventStore, since: datetime, limit: int = 500) -> list[tuple[str, datetime]]:
+def changed_since(
+    store: EventStore, since: datetime, limit: int = 500
+) -> list[tuple[str, datetime]]:
     """Pathways whose read-model row changed at or after `since` (what the live feed sends)."""
     c = pathway_rows.c
     query_ = (

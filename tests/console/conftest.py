@@ -8,7 +8,7 @@ coordinator is alerted), so an escalation arrives while the test watches.
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,11 +84,11 @@ async def console(
     served_settings = settings.model_copy(
         update={"api_port": free_port(), "catalogue_dir": console_catalogue}
     )
-    served: Iterator[str] = serve_in_thread(served_settings, timeout_graceful_shutdown=2)
+    served = serve_in_thread(served_settings, timeout_graceful_shutdown=2)
     base_url = next(served)
     tokens = TokenStore(served_settings.event_store)
     yield Console(base_url, served_settings, tokens, tokens.issue_coordinator("casey"))
-    served.close()
+    served.close()  # type: ignore[attr-defined]  # a generator, typed as Iterator
 
 
 @pytest_asyncio.fixture

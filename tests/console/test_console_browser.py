@@ -24,8 +24,10 @@ HIP = "hip-replacement-d2a"
 VALID_NHS = "943 476 5919"
 
 
-async def start_via_api(http: httpx.AsyncClient, console: Console, definition: str, name: str) -> str:
-    body = {"definition": definition, "patient": {"nhs_number": VALID_NHS, "name": name}}
+async def start_via_api(
+    http: httpx.AsyncClient, console: Console, definition: str, name: str
+) -> str:
+    body: dict[str, Any] = {"definition": definition, "patient": {"nhs_number": VALID_NHS, "name": name}}
     if definition == SHORT or name != "Console Patient":
         body["allow_duplicate"] = True  # ignored where the API does not know it
     response = await http.post("/api/pathways", json=body, headers=console.api_headers)
@@ -45,7 +47,9 @@ async def until(check: Any, seconds: float = 20) -> Any:
     raise AssertionError("condition never held")
 
 
-async def open_task(http: httpx.AsyncClient, console: Console, pathway_id: str, step: str) -> tuple[dict[str, Any], dict[str, str]]:
+async def open_task(
+    http: httpx.AsyncClient, console: Console, pathway_id: str, step: str
+) -> tuple[dict[str, Any], dict[str, str]]:
     """The handover's Task and its provider's headers (the provider read from the read model)."""
     store = console.settings
     from activities.store import EventStore
@@ -140,7 +144,9 @@ async def test_reassign_extend_hold_resume_and_cancel_from_the_pathway_page(
 
     reassign = page.locator("#form-reassign")
     current = await page.locator("#reassign-handover option").first.inner_text()
-    target = await reassign.locator("#reassign-provider option:not([disabled])").first.get_attribute("value")
+    target = await reassign.locator(
+        "#reassign-provider option:not([disabled])"
+    ).first.get_attribute("value")
     assert target and target not in current
     await reassign.get_by_label("To provider").select_option(target)
     await reassign.get_by_label("Reason").fill("theatre list full this week")
@@ -222,13 +228,15 @@ async def test_an_escalation_is_acknowledged_and_resolved_from_the_inbox(
     assert "Resolved" in escalations and "coordinator:casey" in escalations
 
 
-async def test_the_worklist_works_from_the_keyboard(page: Any, console: Console, http: httpx.AsyncClient) -> None:
+async def test_the_worklist_works_from_the_keyboard(
+    page: Any, console: Console, http: httpx.AsyncClient
+) -> None:
     for name in ("Keyboard One", "Keyboard Two"):
         await start_via_api(http, console, HIP, name)
 
     async def listed() -> bool:
         await page.goto(f"{console.base_url}/?definition={HIP}")
-        return await page.locator("#worklist tr.row").count() >= 2
+        return bool(await page.locator("#worklist tr.row").count() >= 2)
 
     await until(listed)
     await page.keyboard.press("j")

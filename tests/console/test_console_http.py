@@ -34,7 +34,14 @@ async def signed_in(console: Console) -> tuple[httpx.AsyncClient, str]:
 
 async def test_pages_redirect_to_sign_in_and_sign_in_needs_its_form_token(console: Console) -> None:
     async with httpx.AsyncClient(base_url=console.base_url, timeout=30) as client:
-        for path in ("/", "/escalations", "/start", "/catalogue", "/pathways/pw-x", "/console/events"):
+        for path in (
+            "/",
+            "/escalations",
+            "/start",
+            "/catalogue",
+            "/pathways/pw-x",
+            "/console/events",
+        ):
             response = await client.get(path)
             assert response.status_code == 303, path
             assert response.headers["location"].startswith("/signin?next="), path
@@ -52,13 +59,20 @@ async def test_every_form_without_its_csrf_token_is_refused(
     client, token = await signed_in(console)
     started = await http.post(
         "/api/pathways",
-        json={"definition": "hip-replacement-d2a", "patient": {"nhs_number": NHS, "name": "Csrf"}, "allow_duplicate": True},
+        json={
+            "definition": "hip-replacement-d2a",
+            "patient": {"nhs_number": NHS, "name": "Csrf"},
+            "allow_duplicate": True,
+        },
         headers=console.api_headers,
     )
     if started.status_code == 422:  # an API without duplicate detection
         started = await http.post(
             "/api/pathways",
-            json={"definition": "hip-replacement-d2a", "patient": {"nhs_number": NHS, "name": "Csrf"}},
+            json={
+                "definition": "hip-replacement-d2a",
+                "patient": {"nhs_number": NHS, "name": "Csrf"},
+            },
             headers=console.api_headers,
         )
     pathway_id = started.json()["id"]
@@ -67,8 +81,16 @@ async def test_every_form_without_its_csrf_token_is_refused(
         f"/pathways/{pathway_id}/hold": {"reason": "r"},
         f"/pathways/{pathway_id}/cancel": {"reason": "r", "confirm": "yes"},
         f"/pathways/{pathway_id}/note": {"text": "t"},
-        f"/pathways/{pathway_id}/reassign": {"handover_id": "hip-replacement.1", "provider_id": "fenwick-park-hospital", "reason": "r"},
-        f"/pathways/{pathway_id}/extend": {"handover_id": "hip-replacement.1", "by": "PT1H", "reason": "r"},
+        f"/pathways/{pathway_id}/reassign": {
+            "handover_id": "hip-replacement.1",
+            "provider_id": "fenwick-park-hospital",
+            "reason": "r",
+        },
+        f"/pathways/{pathway_id}/extend": {
+            "handover_id": "hip-replacement.1",
+            "by": "PT1H",
+            "reason": "r",
+        },
         f"/escalations/{pathway_id}/1/acknowledge": {},
         f"/escalations/{pathway_id}/1/resolve": {},
         "/escalations/acknowledge": {"chosen": f"{pathway_id}-1", "confirm": "yes"},
@@ -87,7 +109,9 @@ async def test_every_form_without_its_csrf_token_is_refused(
     assert held.status_code == 303
     # a signed-out browser's form is refused too, never applied
     async with httpx.AsyncClient(base_url=console.base_url, timeout=30) as anonymous:
-        response = await anonymous.post(f"/pathways/{pathway_id}/note", data={"text": "t", "csrf": token})
+        response = await anonymous.post(
+            f"/pathways/{pathway_id}/note", data={"text": "t", "csrf": token}
+        )
         assert response.status_code == 401
     await client.aclose()
 
@@ -100,7 +124,12 @@ async def test_no_nhs_number_appears_in_any_error_page(console: Console) -> None
         {"definition": "hip-replacement-d2a", "nhs_number": "12345", "name": "Err"},
         {"definition": "no-such-definition", "nhs_number": NHS, "name": "Err"},
         {"definition": "hip-replacement-d2a", "nhs_number": NHS, "name": "x" * 500},
-        {"definition": "hip-replacement-d2a", "nhs_number": NHS, "name": "Err", "birth_date": "31/12/1950"},
+        {
+            "definition": "hip-replacement-d2a",
+            "nhs_number": NHS,
+            "name": "Err",
+            "birth_date": "31/12/1950",
+        },
     ]
     for data in attempts:
         response = await client.post("/start", data=data | {"csrf": token})
