@@ -429,28 +429,32 @@ SEVERITY = {"mark-breached": 0, "reassign": 1, "alert-coordinator": 2, "remind-p
 async def inbox_page(request: Request) -> HTMLResponse:
     session.require(request)
     store = context.store(request)
-    items = await asyncio.to_thread(worklist.escalation_items, store)
-    items.sort(
-        key=lambda i: (
-            SEVERITY.get(str(i.escalation.level.value), 9),
-            i.escalation.at,
-            i.pathway_id,
-        )
-    )
+    items = _by_severity(await asyncio.to_thread(worklist.escalation_items, store))
     names = await _names(request, sorted({i.pathway_id for i in items})[:100])
-    focus = request.query_params.get("focus", "")
     return page(
         request,
         "escalations.html",
         {
             "items": items,
             "names": names,
-            "focus": focus,
+            "alternates_list": [_alternates(request, i) for i in items],
+            "focus": request.query_params.get("focus", ""),
             "done": request.query_params.get("done", ""),
             "error": request.query_params.get("error", ""),
             "key": secrets.token_hex(12),
         },
     )
+
+
+def _alternates(request: Request, item: Any) -> list[str]:
+    """Other providers of the escalated handover's role (from the catalogue's definition)."""
+    try:
+        definition = context.catalogue(request).get(item.definition, None)
+        role = definition.step(item.escalation.step_id).role
+    except (UnknownDefinition, StopIteration):
+        return []
+    providers = next((r.providers for r in definition.roles if r.id == role), ())
+    return [p.id for p in providers if p.id != item.escalation.provider_id]
 
 
 def _next_after(items: list[Any], pathway_id: str, escalation_id: int) -> str:
@@ -463,42 +467,64 @@ def _next_after(items: list[Any], pathway_id: str, escalation_id: int) -> str:
     return ids[0] if ids else ""
 
 
-@router.post("/escalations/{pathway_id}/{escalation_id}/{action}")
-async def escalation_action(
-    request: Request, pathway_id: str, escalation_id: int, action: str
-) -> Response:
-    """Acknowledge or resolve one escalation, then go on to the next one ("act, then next")."""
-    principal, values = await _checked(request)
-    store = context.store(request)
-    before = await asyncio.to_thread(worklist.escalation_items, store)
-    before.sort(
+def _by_severity(items: list[Any]) -> list[Any]:
+    """Most severe first, then oldest (the inbox's order)."""
+    return sorted(
+        items,
         key=lambda i: (
             SEVERITY.get(str(i.escalation.level.value), 9),
             i.escalation.at,
             i.pathway_id,
-        )
+        ),
     )
-    following = _next_after(before, pathway_id, escalation_id)
-    note = values.get("note", "").strip() or None
-    method = {"acknowledge": api.acknowledge, "resolve": api.resolve}.get(action)
-    if method is None:
-        return page(request, "error.html", {"status": 404, "problems": ["no such action"]}, 404)
-    try:
-        body = EscalationRequest(note=note)
-        await _call(
-            method,
-            pathway_id,
-            escalation_id,
-            body,
-            principal,
-            request,
-            idempotency_key=values.get("key") or None,
+
+
+async def _escalation_command(
+    request: Request,
+    principal: Principal,
+    values: dict[str, str],
+    pathway_id: str,
+    escalation_id: int,
+    action: str,
+) -> None:
+    """One inbox action through the coordinator API's functions; refusals raise ApiError."""
+    key = values.get("key") or None
+    if action in ("acknowledge", "resolve"):
+        method = api.acknowledge if action == "acknowledge" else api.resolve
+        body = EscalationRequest(note=values.get("note", "").strip() or None)
+        args = (pathway_id, escalation_id, body, principal, request)
+        await _call(method, *args, idempotency_key=key)
+    elif action == "reassign":
+        reassign = ReassignRequest(
+            handover_id=values.get("handover_id", ""),
+            provider_id=values.get("provider_id", ""),
+            reason=values.get("reason", "").strip(),
         )
+        await _call(api.reassign, pathway_id, reassign, principal, request, idempotency_key=key)
+    elif action == "extend":
+        extend = ExtendRequest.model_validate(_extend_body(values))
+        await _call(api.extend, pathway_id, extend, principal, request, idempotency_key=key)
+    else:
+        raise ApiError(404, ["no such action"])
+
+
+@router.post("/escalations/{pathway_id}/{escalation_id}/{action}")
+async def escalation_action(
+    request: Request, pathway_id: str, escalation_id: int, action: str
+) -> Response:
+    """Acknowledge, resolve, reassign or extend from the inbox, then go on to the next
+    escalation ("act, then next")."""
+    principal, values = await _checked(request)
+    store = context.store(request)
+    before = _by_severity(await asyncio.to_thread(worklist.escalation_items, store))
+    following = _next_after(before, pathway_id, escalation_id)
+    try:
+        await _escalation_command(request, principal, values, pathway_id, escalation_id, action)
     except (ApiError, ValidationError) as error:
         problems = error.problems if isinstance(error, ApiError) else _problems(error)
         query = urlencode({"focus": f"{pathway_id}-{escalation_id}", "error": "; ".join(problems)})
         return _see_other(f"/escalations?{query}")
-    done = "acknowledged" if action == "acknowledge" else "resolved"
+    done = {"acknowledge": "acknowledged", "resolve": "resolved"}.get(action, action)
     return _see_other(f"/escalations?{urlencode({'focus': following, 'done': done})}")
 
 

@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "docs" / "screenshots"
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 SHORT = "console-short-sla"
+BREACH = "console-breach"
 
 SHORT_SLA = """\
 id: console-short-sla
@@ -47,6 +48,30 @@ steps:
     sla: {accept_within: PT2S, complete_within: PT1H}
     escalation:
       - {clock: accept, at: PT0S, action: alert-coordinator}
+    handover:
+      - {name: outcome, type: coded, codes: [seen, declined]}
+"""
+
+
+BREACH_SLA = """\
+id: console-breach
+version: 1
+title: Breaching test referral
+description: A one-step referral due 3 seconds after it is ready (console screenshots).
+lead_provider: {id: test-lead, name: Test lead provider}
+roles:
+  - id: clinic
+    title: Test clinic
+    providers:
+      - {id: test-clinic-a, name: Test clinic A}
+steps:
+  - id: review
+    title: Review the referral
+    role: clinic
+    sla: {accept_within: PT1S, complete_within: PT3S}
+    escalation:
+      - {clock: accept, at: PT0S, action: alert-coordinator}
+      - {clock: complete, at: PT0S, action: mark-breached}
     handover:
       - {name: outcome, type: coded, codes: [seen, declined]}
 """
@@ -73,6 +98,7 @@ def console_catalogue(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for definition in SHIPPED_CATALOGUE.glob("*.yaml"):
         shutil.copy(definition, folder / definition.name)
     (folder / f"{SHORT}.yaml").write_text(SHORT_SLA)
+    (folder / f"{BREACH}.yaml").write_text(BREACH_SLA)
     return folder
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from pathways.catalogue import load_catalogue
 from tests.api.flow import bearer, fhir_outputs, put_status, read_task
-from tests.console.conftest import SHORT, Console, axe_violations, screenshot, sign_in
+from tests.console.conftest import BREACH, SHORT, Console, axe_violations, screenshot, sign_in
 
 pytestmark = pytest.mark.devserver
 
@@ -27,7 +27,10 @@ VALID_NHS = "943 476 5919"
 async def start_via_api(
     http: httpx.AsyncClient, console: Console, definition: str, name: str
 ) -> str:
-    body: dict[str, Any] = {"definition": definition, "patient": {"nhs_number": VALID_NHS, "name": name}}
+    body: dict[str, Any] = {
+        "definition": definition,
+        "patient": {"nhs_number": VALID_NHS, "name": name},
+    }
     if definition == SHORT or name != "Console Patient":
         body["allow_duplicate"] = True  # ignored where the API does not know it
     response = await http.post("/api/pathways", json=body, headers=console.api_headers)
@@ -58,6 +61,12 @@ async def open_task(
     row = await until(lambda: asyncio.to_thread(rows.get_task_row, f"{pathway_id}.{step}.1"))
     auth = bearer(console.provider_token(row.provider_id))
     return await read_task(http, f"{pathway_id}.{step}.1", auth), auth
+
+
+def _recorded(console: Console, pathway_id: str) -> bool:
+    from activities.store import EventStore
+
+    return bool(EventStore(console.settings.event_store).events(pathway_id))
 
 
 async def test_sign_in_is_required_and_the_session_cookie_is_httponly_and_strict(
@@ -222,7 +231,17 @@ async def test_an_escalation_is_acknowledged_and_resolved_from_the_inbox(
     await page.get_by_text("Done: resolved.").wait_for()
     assert await page.locator(f'[id^="esc-{first}-"]').count() == 0
     # act, then next: the following escalation is selected and focused
-    assert await page.locator("#inbox li.selected").count() == 1
+    selected = page.locator("#inbox li.selected")
+    assert await selected.get_attribute("id") == (
+        await page.locator(f'[id^="esc-{second}-"]').get_attribute("id")
+    )
+    # reassign from the inbox: the late handover goes to the other clinic
+    await selected.get_by_text("Reassign or extend").click()
+    await selected.get_by_label("Reason").first.fill("clinic A closed today")
+    await selected.get_by_role("button", name="Reassign, then next").click()
+    await page.get_by_text("Done: reassign.").wait_for()
+    await page.goto(f"{console.base_url}/pathways/{second}")
+    assert "test-clinic-b" in await page.locator("table.timeline").inner_text()
     await page.goto(f"{console.base_url}/pathways/{first}")
     escalations = await page.locator("section[aria-labelledby=esc-h]").inner_text()
     assert "Resolved" in escalations and "coordinator:casey" in escalations
@@ -270,6 +289,22 @@ async def test_every_page_passes_an_axe_scan_and_is_photographed(
     task, auth = await open_task(http, console, pathway_id, "hip-replacement")
     accepted = await put_status(http, task, "accepted", auth)
     assert accepted.status_code == 200
+    # a worklist with something in every state, for the screenshots
+    breached = await start_via_api(http, console, BREACH, "Breached Example")
+    await start_via_api(http, console, SHORT, "Escalated Example")
+    await start_via_api(http, console, "urgent-community-response", "Urgent Example")
+    held = await start_via_api(http, console, HIP, "Held Example")
+    await until(lambda: asyncio.to_thread(_recorded, console, held))
+    hold = await http.post(
+        f"/api/pathways/{held}/hold", json={"reason": "in hospital"}, headers=console.api_headers
+    )
+    assert hold.status_code == 200, hold.text
+
+    async def breach_listed() -> bool:
+        await page.goto(f"{console.base_url}/?queue=breached")
+        return bool(await page.locator(f"#row-{breached}").count())
+
+    await until(breach_listed, 30)
     pages = {
         "worklist": "/",
         "pathway-detail": f"/pathways/{pathway_id}",
