@@ -641,35 +641,33 @@ async def start(request: Request) -> Response:
     return _see_other(f"/pathways/{created.id}?done=start")
 
 
+def _entry(definition: Any, graph: bool) -> dict[str, Any]:
+    path = critical_path(definition)
+    return {
+        "definition": definition,
+        "graph": render.step_graph_svg(definition) if graph else "",
+        "critical": path.steps,
+        "lead_time": path.lead_time,
+        "width": max_parallelism(definition),
+        "ladders": {s.id: list(definition.ladder(s)) for s in definition.steps},
+    }
+
+
 @router.get("/catalogue")
 async def catalogue_page(request: Request) -> HTMLResponse:
+    """Every definition at a glance: steps, planned lead time, critical path."""
     session.require(request)
-    entries = []
-    for definition in context.catalogue(request):
-        path = critical_path(definition)
-        entries.append(
-            {
-                "definition": definition,
-                "graph": render.step_graph_svg(definition),
-                "critical": path.steps,
-                "lead_time": path.lead_time,
-                "width": max_parallelism(definition),
-                "ladders": {s.id: list(definition.ladder(s)) for s in definition.steps},
-            }
-        )
+    entries = [_entry(d, graph=False) for d in context.catalogue(request)]
     return page(request, "catalogue.html", {"entries": entries})
 
 
 @router.get("/catalogue/{definition_id}")
-async def definition_redirect(request: Request, definition_id: str) -> Response:
+async def definition_page(request: Request, definition_id: str) -> HTMLResponse:
+    """One definition: its graph with the critical path, SLAs and escalation ladders."""
     session.require(request)
     try:
-        context.catalogue(request).get(definition_id, None)
+        definition = context.catalogue(request).get(definition_id, None)
     except UnknownDefinition:
-        return page(
-            request,
-            "error.html",
-            {"status": 404, "problems": [f"no definition {definition_id}"]},
-            404,
-        )
-    return _see_other(f"/catalogue#def-{definition_id}")
+        problems = [f"no definition {definition_id}"]
+        return page(request, "error.html", {"status": 404, "problems": problems}, 404)
+    return page(request, "definition.html", {"e": _entry(definition, graph=True)})

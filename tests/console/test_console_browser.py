@@ -142,6 +142,12 @@ async def test_start_from_the_form_then_see_it_and_its_handover_update_live(
     assert "Discharge decision" in await row.inner_text()
     assert await page.evaluate("window.__sameDocument === true")  # no reload happened
     await screenshot(page, "worklist-live-update")
+    await row.get_by_role("link", name="Console Patient").click()
+    timeline = page.locator("table.timeline")
+    await timeline.wait_for()
+    text = await timeline.inner_text()
+    assert "Completed" in text and "Discharge decision" in text and "planned" in text
+    await screenshot(page, "pathway-timeline")
 
 
 async def test_reassign_extend_hold_resume_and_cancel_from_the_pathway_page(
@@ -311,6 +317,7 @@ async def test_every_page_passes_an_axe_scan_and_is_photographed(
         "escalations": "/escalations",
         "start": "/start",
         "catalogue": "/catalogue",
+        "definition": f"/catalogue/{HIP}",
     }
     found: dict[str, list[Any]] = {}
     for name, path in pages.items():
