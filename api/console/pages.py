@@ -50,6 +50,7 @@ templates.env.filters.update(
     instant=render.instant,
     iso=render.iso,
     status_text=render.status_text,
+    output_value=render.output_value,
 )
 templates.env.globals.update(
     SLA_BADGES=render.SLA_BADGES, QUEUES=worklist.QUEUES, SORTS=worklist.SORTS

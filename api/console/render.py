@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from html import escape
 from typing import Any
 
+from markupsafe import Markup
+
 from pathways.graph import critical_path, dependency_graph, planned_duration, topological_order
 from pathways.model import PathwayDefinition
 
@@ -57,6 +59,21 @@ def instant(value: datetime | None) -> str:
 
 def iso(value: datetime | None) -> str:
     return "" if value is None else value.astimezone(UTC).isoformat()
+
+
+def output_value(value: Any) -> Markup:
+    """A delivered handover value for people: documents as links (http(s) only), booleans as
+    Yes/No, lists joined; everything escaped."""
+    if isinstance(value, dict) and isinstance(value.get("url"), str):
+        url, title = value["url"], str(value.get("title") or value["url"])
+        if url.startswith(("https://", "http://")):
+            return Markup('<a href="{}" rel="noopener noreferrer">{}</a>').format(url, title)
+        return Markup("{}").format(title)
+    if isinstance(value, bool):
+        return Markup("Yes" if value else "No")
+    if isinstance(value, list):
+        return Markup(", ").join(output_value(item) for item in value)
+    return Markup("{}").format(value)
 
 
 def status_text(value: str) -> str:
