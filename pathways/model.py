@@ -13,69 +13,55 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from pathways.elements import (
-    DURATION_SCHEMA as DURATION_SCHEMA,
-)
-from pathways.elements import (
-    ISO_DURATION as ISO_DURATION,
-)
-from pathways.elements import (
-    Clock as Clock,
-)
-from pathways.elements import (
-    CompleteClock as CompleteClock,
-)
-from pathways.elements import (
-    Condition as Condition,
-)
-from pathways.elements import (
-    Duration as Duration,
-)
-from pathways.elements import (
-    EscalationAction as EscalationAction,
-)
-from pathways.elements import (
-    EscalationRung as EscalationRung,
-)
-from pathways.elements import (
-    FieldName as FieldName,
-)
-from pathways.elements import (
-    FieldType as FieldType,
-)
-from pathways.elements import (
-    HandoverField as HandoverField,
-)
-from pathways.elements import (
-    Provider as Provider,
-)
-from pathways.elements import (
-    Recurrence as Recurrence,
-)
-from pathways.elements import (
-    Role as Role,
-)
-from pathways.elements import (
-    Scalar as Scalar,
-)
-from pathways.elements import (
-    SignedDuration as SignedDuration,
-)
-from pathways.elements import (
-    Sla as Sla,
-)
-from pathways.elements import (
-    Slug as Slug,
-)
-from pathways.elements import (
-    Step as Step,
-)
-from pathways.elements import (
-    Strict as Strict,
-)
-from pathways.elements import (
-    format_duration as format_duration,
+    DURATION_SCHEMA,
+    ISO_DURATION,
+    Clock,
+    CompleteClock,
+    Condition,
+    Duration,
+    EscalationAction,
+    EscalationRung,
+    FieldName,
+    FieldType,
+    HandoverField,
+    Provider,
+    Recurrence,
+    Role,
+    Scalar,
+    SignedDuration,
+    Sla,
+    Slug,
+    Step,
+    Strict,
+    format_duration,
 )
 from pathways.validation import DefinitionError, check_definition
+
+__all__ = [
+    "DURATION_SCHEMA",
+    "ISO_DURATION",
+    "Clock",
+    "CompleteClock",
+    "Condition",
+    "Duration",
+    "EscalationAction",
+    "EscalationRung",
+    "FieldName",
+    "FieldType",
+    "HandoverField",
+    "Provider",
+    "Recurrence",
+    "Role",
+    "Scalar",
+    "SignedDuration",
+    "Sla",
+    "Slug",
+    "Step",
+    "Strict",
+    "format_duration",
+    "DefinitionError",
+    "PathwayDefinition",
+]
 
 
 class PathwayDefinition(Strict):

@@ -299,7 +299,8 @@ class PathwayWorkflow:
 
     @extend_due.validator
     def _check_extend(self, command: cmd.ExtendDue) -> None:
-        self._check(self._run.check_extend, command)
+        """With the workflow's clock, so an `until` already past is refused before history."""
+        self._check(lambda c: self._run.check_extend(c, workflow.now()), command)
 
     @workflow.update
     def hold(self, command: cmd.HoldPathway) -> PathwayState:

@@ -116,7 +116,7 @@ def _run(data: st.DataObject, run: PathwayRun) -> None:
     assert PathwayState.model_validate_json(run.state.model_dump_json()) == run.state
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_random_commands_never_make_apply_raise_anything_but_refusal(data: st.DataObject) -> None:
     _run(data, start(DEFN))
