@@ -13,6 +13,7 @@ import json
 import math
 import re
 import secrets
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -167,29 +168,39 @@ async def signout(request: Request) -> Response:
 # --- worklist ------------------------------------------------------------------------------------
 
 
+NAMES: OrderedDict[str, str | None] = OrderedDict()
+"""Patient display names by pathway id (a pathway's patient never changes), most recent last;
+kept in this process only, so each name costs one Query per process, not one per page view."""
+NAMES_KEPT = 20_000
+
+
 async def _names(request: Request, ids: list[str]) -> dict[str, str | None]:
     """Patient display names from the pathways (the read model holds no patient data)."""
-    if not ids:
-        return {}
-    gateway = context.gateway(request)
-    try:
-        answers = await asyncio.wait_for(
-            asyncio.gather(*(gateway.state(i) for i in ids), return_exceptions=True), NAME_TIMEOUT
-        )
-    except TimeoutError:
-        return {}
-    return {
-        pathway_id: getattr(getattr(answer, "patient", None), "name", None)
-        for pathway_id, answer in zip(ids, answers, strict=True)
-        if not isinstance(answer, BaseException)
-    }
+    missing = [i for i in ids if i not in NAMES]
+    if missing:
+        gateway = context.gateway(request)
+        answers: list[Any]
+        try:
+            answers = await asyncio.wait_for(
+                asyncio.gather(*(gateway.state(i) for i in missing), return_exceptions=True),
+                NAME_TIMEOUT,
+            )
+        except TimeoutError:
+            answers = [None] * len(missing)
+        for pathway_id, answer in zip(missing, answers, strict=True):
+            patient = getattr(answer, "patient", None)
+            if patient is not None:
+                NAMES[pathway_id] = patient.name
+        while len(NAMES) > NAMES_KEPT:
+            NAMES.popitem(last=False)
+    return {i: NAMES.get(i) for i in ids}
 
 
 async def _rows(request: Request, view: worklist.View, only: list[str] | None = None) -> Any:
     store = context.store(request)
 
     def read() -> tuple[Any, ...]:
-        escalations = worklist.escalation_items(store)
+        escalations = worklist.escalated(store)
         rows, total = worklist.query(store, view, escalations, only=only)
         return rows, total, escalations
 

@@ -15,7 +15,14 @@ from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select
 
-from activities.store import EventStore, handover_rows, pathway_open, pathway_rows
+from activities.store import (
+    ESCALATION_KINDS,
+    EventStore,
+    event_rows,
+    handover_rows,
+    pathway_open,
+    pathway_rows,
+)
 from pathways.inbox import InboxItem, open_escalations
 
 OPEN_TASKS = ("requested", "accepted", "in-progress", "on-hold")
@@ -231,27 +238,55 @@ def escalation_items(store: EventStore) -> list[InboxItem]:
     return open_escalations(store.escalation_events(list(RUNNING)))
 
 
+def escalated(store: EventStore) -> dict[str, int]:
+    """Unresolved coordinator escalations per running pathway: the inbox's fold, on three
+    columns and without building models (the worklist needs only which and how many)."""
+    e, c = event_rows.c, pathway_rows.c
+    running = select(c.pathway_id).where(c.status.in_(RUNNING))
+    query_ = (
+        select(
+            e.pathway_id,
+            e.kind,
+            e.detail["escalation_id"].as_integer(),
+            e.detail["level"].as_string(),
+        )
+        .where(e.kind.in_(ESCALATION_KINDS), e.pathway_id.in_(running))
+        .order_by(e.pathway_id, e.seq)
+    )
+    levels: dict[tuple[str, int], str] = {}
+    with store.engine.connect() as conn:
+        for pathway_id, kind, number, level in conn.execute(query_):
+            key = (pathway_id, int(number or 0))
+            if kind == "escalated":
+                levels[key] = str(level or "")
+            elif kind == "escalation-resolved":
+                levels.pop(key, None)
+    found: dict[str, int] = {}
+    for (pathway_id, _), level in levels.items():
+        if level != "remind-provider":  # provider reminders are not coordinator work
+            found[pathway_id] = found.get(pathway_id, 0) + 1
+    return found
+
+
 def query(
     store: EventStore,
     view: View,
-    escalations: list[InboxItem],
+    escalations: dict[str, int],
     only: Sequence[str] | None = None,
     page_size: int = PAGE_SIZE,
 ) -> tuple[list[Row], int]:
     """The rows of one page of a view (or just the pathways in `only`), and the total."""
-    escalated: dict[str, int] = {}
-    for item in escalations:
-        escalated[item.pathway_id] = escalated.get(item.pathway_id, 0) + 1
     times = _open_times()
     c = pathway_rows.c
-    where = [c.pathway_id.in_(list(only))] if only is not None else _filters(view, list(escalated))
+    where = [c.pathway_id.in_(list(only))] if only is not None else _filters(view, list(escalations))
+    counted = select(func.count()).select_from(pathway_rows).where(and_(*where))
     base = (
         select(pathway_rows, times.c.next_due, times.c.ready_since)
         .select_from(pathway_rows.outerjoin(times, times.c.pid == c.pathway_id))
         .where(and_(*where))
     )
     with store.engine.connect() as conn:
-        total = conn.execute(select(func.count()).select_from(base.subquery())).scalar_one()
+        total = conn.execute(counted).scalar_one()
         offset = (view.page - 1) * page_size
         result = conn.execute(base.order_by(*_order(view, times)).limit(page_size).offset(offset))
         records = [dict(r._mapping) for r in result]
@@ -270,14 +305,14 @@ def query(
             ended_at=_aware(r["ended_at"]),
             next_due=_aware(r["next_due"]) if r["status"] == "active" else None,
             ready_since=_aware(r["ready_since"]),
-            escalations=escalated.get(r["pathway_id"], 0),
+            escalations=escalations.get(r["pathway_id"], 0),
         )
         for r in records
     ]
     return rows, int(total)
 
 
-def counts(store: EventStore, escalations: list[InboxItem]) -> Counts:
+def counts(store: EventStore, escalations: dict[str, int]) -> Counts:
     """The numbers at the top of the worklist, over running pathways."""
     c = pathway_rows.c
     query_ = (
@@ -285,7 +320,7 @@ def counts(store: EventStore, escalations: list[InboxItem]) -> Counts:
         .where(c.status.in_(RUNNING))
         .group_by(c.status, c.sla_state)
     )
-    result = Counts(escalations=len(escalations))
+    result = Counts(escalations=sum(escalations.values()))
     with store.engine.connect() as conn:
         for status, sla_state, number in conn.execute(query_):
             result.open += number
