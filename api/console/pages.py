@@ -232,8 +232,9 @@ async def worklist_page(request: Request) -> HTMLResponse:
         {
             "view": view,
             "rows": rows,
-            "timed": [r for r in rows if r.next_due is not None],
-            "untimed": [r for r in rows if r.next_due is None],
+            "timed": [r for r in rows if r.next_due is not None or view.queue == "finished"],
+            "untimed": [r for r in rows if r.next_due is None and view.queue != "finished"],
+            "columns": worklist.COLUMNS,
             "total": total,
             "pages": pages,
             "counts": counts,
@@ -248,10 +249,11 @@ async def worklist_page(request: Request) -> HTMLResponse:
 async def worklist_row(request: Request, pathway_id: str) -> HTMLResponse:
     """One worklist row, re-rendered in place when the live feed says it changed."""
     session.require(request)
-    rows, _, _ = await _rows(request, worklist.View(), only=[pathway_id])
+    view = worklist.View.parse(request.query_params)
+    rows, _, _ = await _rows(request, view, only=[pathway_id])
     if not rows:
         return HTMLResponse("", status_code=404)
-    return page(request, "_row.html", {"row": rows[0], "updated": True})
+    return page(request, "_row.html", {"row": rows[0], "updated": True, "view": view})
 
 
 @router.get("/console/events")

@@ -45,6 +45,16 @@ SORTS = {
     "status": "Status",
 }
 SLA_STATES = ("breached", "at-risk", "on-track")
+COLUMNS = {
+    "definition": "Definition",
+    "step": "Current step",
+    "provider": "Provider",
+    "due": "Next due",
+    "age": "Queue age",
+    "sla": "SLA",
+    "status": "Status",
+}
+"""Columns a view can show (the patient column is always there)."""
 PAGE_SIZE = 25
 
 
@@ -61,6 +71,7 @@ class View:
     sort: str = "urgency"
     desc: bool = False
     page: int = 1
+    columns: tuple[str, ...] = tuple(COLUMNS)
 
     @classmethod
     def parse(cls, params: Any) -> View:
@@ -70,16 +81,21 @@ class View:
             return str(params.get(name, "") or "").strip()[:200]
 
         page = text("page")
+        queue = text("queue") if text("queue") in QUEUES else "open"
+        default_sort = "updated" if queue == "finished" else "urgency"
+        ticked = list(params.getlist("col")) if hasattr(params, "getlist") else []
+        chosen = [c for c in [*text("cols").split(","), *ticked] if c in COLUMNS]
         return cls(
-            queue=text("queue") if text("queue") in QUEUES else "open",
+            queue=queue,
             definition=text("definition"),
             provider=text("provider"),
             step=text("step"),
             sla=text("sla") if text("sla") in SLA_STATES else "",
             q=text("q"),
-            sort=text("sort") if text("sort") in SORTS else "urgency",
+            sort=text("sort") if text("sort") in SORTS else default_sort,
             desc=text("dir") == "desc",
             page=max(1, min(int(page), 100_000)) if page.isdigit() else 1,
+            columns=tuple(dict.fromkeys(chosen)) if chosen else tuple(COLUMNS),
         )
 
     def params(self, **changes: Any) -> dict[str, str]:
@@ -94,9 +110,11 @@ class View:
             "sort": self.sort,
             "dir": "desc" if self.desc else "",
             "page": str(self.page),
+            "cols": "" if self.columns == tuple(COLUMNS) else ",".join(self.columns),
         }
         values.update({k: str(v) for k, v in changes.items()})
-        defaults = {"queue": "open", "sort": "urgency", "page": "1", "dir": ""}
+        default_sort = "updated" if values["queue"] == "finished" else "urgency"
+        defaults = {"queue": "open", "sort": default_sort, "page": "1", "dir": ""}
         return {k: v for k, v in values.items() if v and defaults.get(k) != v}
 
 
@@ -278,7 +296,9 @@ def query(
     """The rows of one page of a view (or just the pathways in `only`), and the total."""
     times = _open_times()
     c = pathway_rows.c
-    where = [c.pathway_id.in_(list(only))] if only is not None else _filters(view, list(escalations))
+    where = (
+        [c.pathway_id.in_(list(only))] if only is not None else _filters(view, list(escalations))
+    )
     counted = select(func.count()).select_from(pathway_rows).where(and_(*where))
     base = (
         select(pathway_rows, times.c.next_due, times.c.ready_since)

@@ -338,3 +338,29 @@ async def test_every_page_passes_an_axe_scan_and_is_photographed(
     found["worklist-tablet"] = await axe_violations(tab)
     await tablet.close()
     assert {name: v for name, v in found.items() if v} == {}
+
+
+async def test_a_view_lives_in_the_url_filters_sort_and_columns(
+    page: Any, console: Console, http: httpx.AsyncClient
+) -> None:
+    pathway_id = await start_via_api(http, console, HIP, "View Patient")
+    await until(lambda: asyncio.to_thread(_recorded, console, pathway_id))
+    await page.goto(f"{console.base_url}/?definition={HIP}&sort=age&dir=desc")
+    await page.locator("details.columns summary").click()
+    for column in ("Current step", "Provider", "Queue age", "Status"):
+        await page.get_by_role("checkbox", name=f"{column} column").uncheck()
+    await page.get_by_role("button", name="Apply").click()
+    await page.wait_for_url(re.compile(r".*col=definition.*"))
+    headers = await page.locator("#worklist thead th").all_inner_texts()
+    assert [h.split(" ")[0] for h in headers] == ["Patient", "Definition", "Next", "SLA"]
+    shared = page.url  # bookmark it, share it: the same view opens in another tab
+    other = await page.context.new_page()
+    await other.goto(shared)
+    assert await other.locator("#worklist thead th").all_inner_texts() == headers
+    assert await other.locator("#f-definition").input_value() == HIP
+    await other.get_by_role("link", name="Next due").click()  # sort by a column header
+    await other.wait_for_url(re.compile(r".*sort=due.*"))
+    assert "cols=definition%2Cdue%2Csla" in other.url or "cols=definition,due,sla" in other.url
+    sorted_by = other.locator('#worklist thead th[aria-sort="ascending"]')
+    assert "Next due" in await sorted_by.inner_text()
+    await other.close()

@@ -130,7 +130,8 @@
       if (!row || !window.htmx) return;
       var selected = row.classList.contains("selected");
       var hadFocus = row.contains(document.activeElement);
-      window.htmx.ajax("GET", "/console/rows/" + encodeURIComponent(id), { target: row, swap: "outerHTML" }).then(function () {
+      var view = banner.getAttribute("data-view") || "";
+      window.htmx.ajax("GET", "/console/rows/" + encodeURIComponent(id) + (view ? "?" + view : ""), { target: row, swap: "outerHTML" }).then(function () {
         var fresh = document.getElementById("row-" + id);
         if (fresh && selected) fresh.classList.add("selected");
         if (fresh && hadFocus) { var link = fresh.querySelector("a.open"); if (link) link.focus(); }
