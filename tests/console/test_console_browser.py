@@ -122,6 +122,7 @@ async def test_start_from_the_form_then_see_it_and_its_handover_update_live(
     await row.get_by_role("link", name="Console Patient").wait_for()
     assert "Total hip replacement" in await row.inner_text()
     await page.evaluate("window.__sameDocument = true")
+    await page.keyboard.press("j")  # the coordinator is on this row while it changes
 
     task, auth = await open_task(http, console, pathway_id, "hip-replacement")
     accepted = await put_status(http, task, "accepted", auth)
@@ -140,6 +141,11 @@ async def test_start_from_the_form_then_see_it_and_its_handover_update_live(
 
     await until(moved_on)  # the next step is shown in place, row by row
     assert "Discharge decision" in await row.inner_text()
+    assert "selected" in (await row.get_attribute("class") or "")  # still where the user was
+    focused = await page.evaluate(
+        "document.activeElement.closest('tr') && document.activeElement.closest('tr').id"
+    )
+    assert focused == f"row-{pathway_id}"
     assert await page.evaluate("window.__sameDocument === true")  # no reload happened
     await screenshot(page, "worklist-live-update")
     await row.get_by_role("link", name="Console Patient").click()

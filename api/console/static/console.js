@@ -127,15 +127,24 @@
     }
     function refresh(id) {
       var row = document.getElementById("row-" + id);
-      if (!row || !window.htmx) return;
-      var selected = row.classList.contains("selected");
-      var hadFocus = row.contains(document.activeElement);
+      if (!row) return;
       var view = banner.getAttribute("data-view") || "";
-      window.htmx.ajax("GET", "/console/rows/" + encodeURIComponent(id) + (view ? "?" + view : ""), { target: row, swap: "outerHTML" }).then(function () {
-        var fresh = document.getElementById("row-" + id);
-        if (fresh && selected) fresh.classList.add("selected");
-        if (fresh && hadFocus) { var link = fresh.querySelector("a.open"); if (link) link.focus(); }
-      });
+      var url = "/console/rows/" + encodeURIComponent(id) + (view ? "?" + view : "");
+      fetch(url, { credentials: "same-origin", headers: { "HX-Request": "true" } })
+        .then(function (response) { return response.ok ? response.text() : null; })
+        .then(function (html) {
+          var old = document.getElementById("row-" + id);
+          if (!html || !old) return;
+          var selected = old.classList.contains("selected");
+          var hadFocus = old.contains(document.activeElement);
+          // Swap in place, synchronously, keeping the selection and focus (never reorder).
+          if (window.htmx && window.htmx.swap) window.htmx.swap(old, html, { swapStyle: "outerHTML" });
+          else old.outerHTML = html;
+          var fresh = document.getElementById("row-" + id);
+          if (!fresh) return;
+          if (selected) fresh.classList.add("selected");
+          if (hadFocus) { var link = fresh.querySelector("a.open"); if (link) link.focus(); }
+        });
     }
     function connect() {
       if (source && source.readyState !== 2) return;
