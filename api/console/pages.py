@@ -640,6 +640,16 @@ async def start(request: Request) -> Response:
     except ApiError as error:
         problems = _scrub(error.problems, values)
         duplicate = error.status == 409
+        running = re.search(
+            r"\bpathway (pw-[0-9a-f]+) of ([\w.-]+) is already running", problems[0]
+        )
+        if duplicate and running:
+            problems = [
+                f"{running.group(2)} is already running for this patient: open it below, or tick "
+                "“Start anyway” and enter the NHS number again (it is never shown back) to start a "
+                "second one."
+            ]
+            shown["duplicate_of"] = running.group(1)
         return page(
             request,
             "start.html",

@@ -7,6 +7,7 @@ coordinator is alerted), so an escalation arrives while the test watches.
 
 from __future__ import annotations
 
+import secrets
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import pytest_asyncio
 from temporalio.worker import Worker
 
 from api.tokens import TokenStore
+from pathways.nhs_number import check_digit
 from pathways.settings import SHIPPED_CATALOGUE, Settings
 from tests.api.conftest import free_port, serve_in_thread
 
@@ -75,6 +77,16 @@ steps:
     handover:
       - {name: outcome, type: coded, codes: [seen, declined]}
 """
+
+
+def fresh_nhs_number() -> str:
+    """A valid NHS number no other test uses (so duplicate-start checks never interfere)."""
+    while True:
+        first = f"{secrets.randbelow(900_000_000) + 100_000_000}"
+        check = check_digit(first)
+        if check is not None:
+            number = first + str(check)
+            return f"{number[:3]} {number[3:6]} {number[6:]}"
 
 
 @dataclass

@@ -8,7 +8,7 @@ import re
 import httpx
 import pytest
 
-from tests.console.conftest import Console
+from tests.console.conftest import Console, fresh_nhs_number
 
 pytestmark = pytest.mark.devserver
 
@@ -57,24 +57,13 @@ async def test_every_form_without_its_csrf_token_is_refused(
     console: Console, http: httpx.AsyncClient
 ) -> None:
     client, token = await signed_in(console)
+    patient = {"nhs_number": fresh_nhs_number(), "name": "Csrf"}
     started = await http.post(
         "/api/pathways",
-        json={
-            "definition": "hip-replacement-d2a",
-            "patient": {"nhs_number": NHS, "name": "Csrf"},
-            "allow_duplicate": True,
-        },
+        json={"definition": "hip-replacement-d2a", "patient": patient},
         headers=console.api_headers,
     )
-    if started.status_code == 422:  # an API without duplicate detection
-        started = await http.post(
-            "/api/pathways",
-            json={
-                "definition": "hip-replacement-d2a",
-                "patient": {"nhs_number": NHS, "name": "Csrf"},
-            },
-            headers=console.api_headers,
-        )
+    assert started.status_code == 201, started.text
     pathway_id = started.json()["id"]
     forms = {
         "/start": {"definition": "hip-replacement-d2a", "nhs_number": NHS, "name": "X"},
@@ -141,4 +130,21 @@ async def test_no_nhs_number_appears_in_any_error_page(console: Console) -> None
         assert digits not in flat, data["definition"]
     missing = await client.get("/pathways/pw-0000000000000000")
     assert missing.status_code == 404 and "no pathway" in missing.text
+    await client.aclose()
+
+
+async def test_a_second_start_for_the_same_patient_links_the_running_one(console: Console) -> None:
+    client, token = await signed_in(console)
+    number = fresh_nhs_number()
+    form = {"definition": "hip-replacement-d2a", "nhs_number": number, "name": "Twice"}
+    first = await client.post("/start", data=form | {"csrf": token, "key": "first"})
+    assert first.status_code == 303
+    first_id = first.headers["location"].split("/")[2].split("?")[0]
+    again = await client.post("/start", data=form | {"csrf": token, "key": "second"})
+    assert again.status_code == 409, again.text
+    assert f'href="/pathways/{first_id}"' in again.text and "Start anyway" in again.text
+    assert re.sub(r"\D", "", number) not in re.sub(r"[\s-]", "", again.text)
+    anyway = form | {"csrf": token, "key": "third", "allow_duplicate": "yes"}
+    second = await client.post("/start", data=anyway)
+    assert second.status_code == 303 and first_id not in second.headers["location"]
     await client.aclose()
