@@ -126,7 +126,7 @@ async def console(
     base_url = next(served)
     tokens = TokenStore(served_settings.event_store)
     yield Console(base_url, served_settings, tokens, tokens.issue_coordinator("casey"))
-    served.close()  # type: ignore[attr-defined]  # a generator, typed as Iterator
+    served.close()
 
 
 @pytest_asyncio.fixture
