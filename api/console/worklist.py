@@ -27,7 +27,8 @@ from pathways.inbox import InboxItem, open_escalations
 
 OPEN_TASKS = ("requested", "accepted", "in-progress", "on-hold")
 RUNNING = ("active", "on-hold")
-FINISHED = ("completed", "cancelled")
+FINISHED = ("completed", "cancelled", "terminated", "failed")
+"""Finished statuses; terminated and failed: Temporal closed the workflow outside the engine."""
 QUEUES = {
     "open": "All open",
     "at-risk": "At risk",

@@ -148,3 +148,19 @@ async def test_a_second_start_for_the_same_patient_links_the_running_one(console
     second = await client.post("/start", data=anyway)
     assert second.status_code == 303 and first_id not in second.headers["location"]
     await client.aclose()
+
+
+async def test_the_session_cookie_is_secure_when_served_over_https(console: Console) -> None:
+    async with httpx.AsyncClient(base_url=console.base_url, timeout=30) as client:
+        https = {"X-Forwarded-Proto": "https"}  # behind a TLS-terminating proxy
+        form = await client.get("/signin", headers=https)
+        assert "Secure" in form.headers["set-cookie"]
+        nonce = form.cookies["pathways_signin"]
+        data = {"token": console.coordinator_token, "csrf": nonce}
+        cookie = {"Cookie": f"pathways_signin={nonce}"}  # as the browser sends it over https
+        done = await client.post("/signin", data=data, headers=https | cookie)
+        assert done.status_code == 303
+        session = next(
+            c for c in done.headers.get_list("set-cookie") if c.startswith("pathways_console=")
+        )
+        assert "Secure" in session and "HttpOnly" in session and "SameSite=strict" in session
