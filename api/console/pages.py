@@ -275,7 +275,7 @@ async def live(request: Request, since: str = "") -> StreamingResponse:
         nonlocal cursor
         seen: dict[str, datetime] = {}
         yield "retry: 2000\n\n"
-        for tick in range(600):  # ten minutes, then the browser reconnects from the cursor
+        for tick in range(300):  # five minutes, then the browser reconnects from the cursor
             if await request.is_disconnected():
                 return
             changed = await asyncio.to_thread(worklist.changed_since, store, cursor)

@@ -3,11 +3,19 @@ error page, cookies that scripts and other sites cannot use."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import shutil
+import signal
+import subprocess
+import time
 
 import httpx
 import pytest
 
+from api.tokens import TokenStore
+from pathways.settings import Settings
+from tests.ops.processes import PATHWAYS, env_for, free_port
 from tests.console.conftest import Console, fresh_nhs_number
 
 pytestmark = pytest.mark.devserver
@@ -164,3 +172,46 @@ async def test_the_session_cookie_is_secure_when_served_over_https(console: Cons
             c for c in done.headers.get_list("set-cookie") if c.startswith("pathways_console=")
         )
         assert "Secure" in session and "HttpOnly" in session and "SameSite=strict" in session
+
+
+async def test_the_api_process_stops_promptly_with_a_live_feed_open(settings: Settings) -> None:
+    """Ctrl-C on `pathways api` (and so `pathways up`) must not wait for a browser's open event
+    stream (failed before: with curl holding the feed, the API was still running after 40 s)."""
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed")
+    port = free_port()
+    env = env_for(settings, PATHWAYS_API_PORT=str(port))
+    tokens = TokenStore(settings.event_store)
+    tokens.migrate()
+    token = tokens.issue_coordinator("stopper")
+    quiet = subprocess.DEVNULL
+    child = subprocess.Popen([PATHWAYS, "api"], env=env, stdout=quiet, stderr=quiet)
+    feed = None
+    try:
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            for _ in range(300):
+                try:
+                    if (await client.get("/signin")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+        feed = subprocess.Popen(
+            ["curl", "-s", "-N", "-b", f"pathways_console={token}", f"{base}/console/events"],
+            stdout=subprocess.PIPE,
+        )
+        assert feed.stdout is not None
+        assert feed.stdout.readline().startswith(b"retry:")  # the browser's live feed is open
+        await asyncio.sleep(1)
+        child.send_signal(signal.SIGINT)
+        began = time.monotonic()
+        while child.poll() is None and time.monotonic() - began < 30:
+            await asyncio.sleep(0.2)
+        assert child.poll() is not None, "the API kept running for an open event stream"
+        assert time.monotonic() - began < 15
+    finally:
+        for process in (child, feed):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
