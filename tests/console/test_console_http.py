@@ -15,8 +15,8 @@ import pytest
 
 from api.tokens import TokenStore
 from pathways.settings import Settings
-from tests.ops.processes import PATHWAYS, env_for, free_port
 from tests.console.conftest import Console, fresh_nhs_number
+from tests.ops.processes import PATHWAYS, env_for, free_port
 
 pytestmark = pytest.mark.devserver
 
