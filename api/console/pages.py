@@ -58,6 +58,9 @@ templates.env.globals.update(
 )
 
 SESSION_SECONDS = 12 * 3600
+OVERLAP = timedelta(seconds=5)
+"""The live feed re-reads this far behind its cursor: a batch written a moment late (rows carry
+the workflow's time, not the write's) is still seen; ids already sent are not sent again."""
 NAME_TIMEOUT = 3.0
 """Seconds a page waits for patient names (a Query per row) before showing the row without."""
 
@@ -278,7 +281,7 @@ async def live(request: Request, since: str = "") -> StreamingResponse:
         for tick in range(300):  # five minutes, then the browser reconnects from the cursor
             if await request.is_disconnected():
                 return
-            changed = await asyncio.to_thread(worklist.changed_since, store, cursor)
+            changed = await asyncio.to_thread(worklist.changed_since, store, cursor - OVERLAP)
             fresh = [(i, at) for i, at in changed if seen.get(i) != at]
             if fresh:
                 for pathway_id, at in fresh:

@@ -240,8 +240,9 @@ def step_graph_svg(definition: PathwayDefinition, states: dict[str, str] | None 
             place[node] = (4 + column * (NODE_W + GAP_X), 4 + offset + row * (NODE_H + GAP_Y))
     critical = set(critical_path(definition).steps) if states is None else set()
     parts = [
-        f'<svg class="graph" role="img" viewBox="0 0 {width} {height}" width="{width}" '
-        f'height="{height}" xmlns="http://www.w3.org/2000/svg" aria-labelledby="graph-title">',
+        f'<svg class="graph" role="img" viewBox="0 0 {width} {height}" '
+        f'style="width: 100%; max-width: {width}px; min-width: {min(width, 760)}px; height: auto" '
+        f'xmlns="http://www.w3.org/2000/svg" aria-labelledby="graph-title">',
         f'<title id="graph-title">Steps of {escape(definition.title)}</title>',
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
         'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" '
