@@ -287,7 +287,8 @@ async def live(request: Request, since: str = "") -> StreamingResponse:
                 for pathway_id, at in fresh:
                     seen[pathway_id] = at
                 cursor = max(at for _, at in changed)
-                body = json.dumps({"ids": sorted({i for i, _ in fresh})})
+                times = {i: at.isoformat() for i, at in fresh}
+                body = json.dumps({"ids": sorted(times), "at": times})
                 yield f"id: {cursor.isoformat()}\nevent: changed\ndata: {body}\n\n"
             elif tick % 15 == 0:
                 yield ": alive\n\n"
@@ -347,6 +348,7 @@ async def _detail(
             "errors": errors or {},
             "done": request.query_params.get("done", ""),
             "temporal_ui": _temporal_ui(request, pathway_id),
+            "cursor": render.iso(state.updated_at),
             "key": secrets.token_hex(12),
             "sla_state": str(getattr(state.sla_state, "value", state.sla_state)),
             "status": str(getattr(state.status, "value", state.status)),

@@ -164,6 +164,16 @@ async def test_reassign_extend_hold_resume_and_cancel_from_the_pathway_page(
     pathway_id = await start_via_api(http, console, HIP, "Rescue Patient")
     await open_task(http, console, pathway_id, "hip-replacement")
     await page.goto(f"{console.base_url}/pathways/{pathway_id}")
+    await asyncio.sleep(1.5)  # the page's own version never counts as a change
+    assert await page.locator("#pathway-live").is_hidden()
+    note = {"text": "called the ward"}  # another coordinator, elsewhere
+    added = await http.post(
+        f"/api/pathways/{pathway_id}/notes", json=note, headers=console.api_headers
+    )
+    assert added.status_code == 201, added.text
+    await page.get_by_text("This pathway has changed").wait_for(timeout=15_000)
+    await page.get_by_role("link", name="Reload").click()
+    await page.get_by_text("called the ward").wait_for()
 
     reassign = page.locator("#form-reassign")
     current = await page.locator("#reassign-handover option").first.inner_text()

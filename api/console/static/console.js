@@ -110,7 +110,29 @@
       handover.addEventListener("change", sync); sync();
     }
     startLive();
+    startPathwayLive();
   });
+
+  // --- pathway page: say when the pathway changed under the reader (never reload by itself) ---
+  function startPathwayLive() {
+    var banner = document.getElementById("pathway-live");
+    if (!banner || !window.EventSource) return;
+    var id = banner.getAttribute("data-pathway");
+    var since = banner.getAttribute("data-since");
+    var source = null;
+    function connect() {
+      if (source && source.readyState !== 2) return;
+      source = new EventSource("/console/events?since=" + encodeURIComponent(since));
+      source.addEventListener("changed", function (event) {
+        var data = JSON.parse(event.data);
+        var at = (data.at || {})[id];
+        if (at && Date.parse(at) > Date.parse(banner.getAttribute("data-since"))) banner.hidden = false;
+      });
+      source.onerror = function () { if (source.readyState === 2) setTimeout(connect, 3000); };
+    }
+    connect();
+    window.addEventListener("focus", connect);
+  }
 
   // --- live worklist: server-sent events; rows refresh in place, never reorder under the cursor ----
   function startLive() {
