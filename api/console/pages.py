@@ -541,9 +541,18 @@ async def escalation_action(
         await _escalation_command(request, principal, values, pathway_id, escalation_id, action)
     except (ApiError, ValidationError) as error:
         problems = error.problems if isinstance(error, ApiError) else _problems(error)
+        if values.get("back") == "pathway":
+            return await _detail(
+                request,
+                pathway_id,
+                {"escalation": problems},
+                error.status if isinstance(error, ApiError) else 422,
+            )
         query = urlencode({"focus": f"{pathway_id}-{escalation_id}", "error": "; ".join(problems)})
         return _see_other(f"/escalations?{query}")
     done = {"acknowledge": "acknowledged", "resolve": "resolved"}.get(action, action)
+    if values.get("back") == "pathway":  # acted from the pathway page: stay there
+        return _see_other(f"/pathways/{pathway_id}?done={action}#esc-h")
     return _see_other(f"/escalations?{urlencode({'focus': following, 'done': done})}")
 
 

@@ -266,6 +266,15 @@ async def test_an_escalation_is_acknowledged_and_resolved_from_the_inbox(
     await page.get_by_text("Done: reassign.").wait_for()
     await page.goto(f"{console.base_url}/pathways/{second}")
     assert "test-clinic-b" in await page.locator("table.timeline").inner_text()
+
+    async def late_again() -> bool:  # clinic B has 2 seconds to accept as well
+        await page.goto(f"{console.base_url}/pathways/{second}")
+        return bool(await page.get_by_role("button", name=re.compile("^Acknowledge")).count())
+
+    await until(late_again, 30)
+    await page.get_by_role("button", name=re.compile("^Acknowledge")).first.click()
+    await page.get_by_text("Done: acknowledge.").wait_for()  # acted from the pathway page
+    assert "Acknowledged" in await page.locator("section[aria-labelledby=esc-h]").inner_text()
     await page.goto(f"{console.base_url}/pathways/{first}")
     escalations = await page.locator("section[aria-labelledby=esc-h]").inner_text()
     assert "Resolved" in escalations and "coordinator:casey" in escalations
