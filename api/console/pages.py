@@ -302,11 +302,12 @@ async def live(request: Request, since: str = "") -> StreamingResponse:
 
 
 def _temporal_ui(request: Request, pathway_id: str) -> str:
-    """The same workflow in the Temporal Web UI (the dev server's UI: frontend port + 1000)."""
+    """The same workflow in the Temporal Web UI: the configured UI origin (the one the codec
+    serves), else the dev server's (frontend port + 1000), on the frontend's own host name."""
     settings = context.settings(request)
-    origin = settings.codec_origins[0] if settings.codec_origins else "http://localhost:8233"
-    if "127.0.0.1" in settings.codec_origins[-1]:
-        origin = settings.codec_origins[-1]
+    origins = settings.codec_origins or ["http://localhost:8233"]
+    host = settings.temporal_address.rpartition(":")[0]
+    origin = next((o for o in origins if f"//{host}:" in o), origins[0])
     return f"{origin}/namespaces/{settings.namespace}/workflows/{pathway_id}"
 
 

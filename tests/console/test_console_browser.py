@@ -164,6 +164,12 @@ async def test_reassign_extend_hold_resume_and_cancel_from_the_pathway_page(
     pathway_id = await start_via_api(http, console, HIP, "Rescue Patient")
     await open_task(http, console, pathway_id, "hip-replacement")
     await page.goto(f"{console.base_url}/pathways/{pathway_id}")
+    ui = await page.get_by_role("link", name=re.compile("Open in Temporal Web UI")).get_attribute(
+        "href"
+    )
+    host, _, port = console.settings.temporal_address.rpartition(":")
+    namespace = console.settings.namespace
+    assert ui == f"http://{host}:{int(port) + 1000}/namespaces/{namespace}/workflows/{pathway_id}"
     await asyncio.sleep(1.5)  # the page's own version never counts as a change
     assert await page.locator("#pathway-live").is_hidden()
     note = {"text": "called the ward"}  # another coordinator, elsewhere
