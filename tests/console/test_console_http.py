@@ -15,7 +15,7 @@ import pytest
 
 from api.tokens import TokenStore
 from pathways.settings import Settings
-from tests.console.conftest import Console, fresh_nhs_number
+from tests.console.conftest import SHORT, Console, fresh_nhs_number
 from tests.ops.processes import PATHWAYS, env_for, free_port
 
 pytestmark = pytest.mark.devserver
@@ -215,3 +215,38 @@ async def test_the_api_process_stops_promptly_with_a_live_feed_open(settings: Se
             if process is not None and process.poll() is None:
                 process.kill()
                 process.wait(timeout=10)
+
+
+async def test_bulk_acknowledge_needs_a_confirmation(
+    console: Console, http: httpx.AsyncClient
+) -> None:
+    client, token = await signed_in(console)
+    ids = []
+    for name in ("Bulk One", "Bulk Two"):
+        patient = {"nhs_number": fresh_nhs_number(), "name": name}
+        started = await http.post(
+            "/api/pathways",
+            json={"definition": SHORT, "patient": patient},
+            headers=console.api_headers,
+        )
+        assert started.status_code == 201, started.text
+        ids.append(started.json()["id"])
+    chosen: list[str] = []
+    for _ in range(300):
+        inbox = (await client.get("/escalations")).text
+        chosen = re.findall(rf'name="chosen" value="((?:{ids[0]}|{ids[1]})-\d+)"', inbox)
+        if len(chosen) == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert len(chosen) == 2
+    data = {"csrf": token, "chosen": chosen}
+    unconfirmed = await client.post("/escalations/acknowledge", data=data)
+    assert unconfirmed.status_code == 303 and "confirm" in unconfirmed.headers["location"]
+    confirmed = await client.post("/escalations/acknowledge", data=data | {"confirm": "yes"})
+    assert confirmed.status_code == 303
+    page = await client.get(confirmed.headers["location"])
+    assert "2 acknowledged" in page.text
+    for choice in chosen:
+        item = page.text.split(f'id="esc-{choice}"')[1].split("</li>")[0]
+        assert "Acknowledged" in item
+    await client.aclose()
