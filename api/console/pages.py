@@ -311,8 +311,21 @@ def _temporal_ui(request: Request, pathway_id: str) -> str:
     return f"{origin}/namespaces/{settings.namespace}/workflows/{pathway_id}"
 
 
+def _retry_key(values: dict[str, str], error: ApiError) -> str:
+    """The form key to render after a refusal: on 503 (outcome unknown) the same one, so that
+    sending the form again is the same request, applied once; otherwise a new one."""
+    sent = values.get("key", "")
+    if error.status == 503 and re.fullmatch(r"[0-9a-f]{24}(-\w+)?", sent):
+        return sent.split("-")[0]
+    return secrets.token_hex(12)
+
+
 async def _detail(
-    request: Request, pathway_id: str, errors: dict[str, list[str]] | None = None, status: int = 200
+    request: Request,
+    pathway_id: str,
+    errors: dict[str, list[str]] | None = None,
+    status: int = 200,
+    key: str | None = None,
 ) -> HTMLResponse:
     try:
         state = await context.gateway(request).state(pathway_id)
@@ -350,7 +363,7 @@ async def _detail(
             "done": request.query_params.get("done", ""),
             "temporal_ui": _temporal_ui(request, pathway_id),
             "cursor": render.iso(state.updated_at),
-            "key": secrets.token_hex(12),
+            "key": key or secrets.token_hex(12),
             "sla_state": str(getattr(state.sla_state, "value", state.sla_state)),
             "status": str(getattr(state.status, "value", state.status)),
         },
@@ -436,7 +449,8 @@ async def pathway_action(request: Request, pathway_id: str, action: str) -> Resp
     except ValidationError as error:
         return await _detail(request, pathway_id, {action: _problems(error)}, 422)
     except ApiError as error:
-        return await _detail(request, pathway_id, {action: error.problems}, error.status)
+        key = _retry_key(values, error)
+        return await _detail(request, pathway_id, {action: error.problems}, error.status, key)
     return _see_other(f"/pathways/{pathway_id}?done={action}#actions")
 
 
@@ -673,7 +687,7 @@ async def start(request: Request) -> Response:
                 "values": shown,
                 "errors": problems,
                 "duplicate": duplicate,
-                "key": secrets.token_hex(12),
+                "key": _retry_key(values, error),
             },
             error.status,
         )
