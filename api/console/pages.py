@@ -208,9 +208,13 @@ async def _rows(request: Request, view: worklist.View, only: list[str] | None = 
         return rows, total, escalations
 
     rows, total, escalations = await asyncio.to_thread(read)
-    names = await _names(request, [r.pathway_id for r in rows])
+    ids = [r.pathway_id for r in rows]
+    facts = await asyncio.to_thread(worklist.task_facts, store, ids)
     for row in rows:
-        row.patient_name = names.get(row.pathway_id)
+        row.patient_name, row.accept_by = facts.get(row.pathway_id, (None, None))
+    names = await _names(request, [r.pathway_id for r in rows if r.patient_name is None])
+    for row in rows:
+        row.patient_name = row.patient_name or names.get(row.pathway_id)
     return rows, total, escalations
 
 

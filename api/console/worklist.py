@@ -138,6 +138,7 @@ class Row:
     ready_since: datetime | None
     escalations: int = 0
     patient_name: str | None = None
+    accept_by: datetime | None = None
 
     def due_in(self, now: datetime) -> timedelta | None:
         return None if self.next_due is None else self.next_due - now
@@ -331,6 +332,33 @@ def query(
         for r in records
     ]
     return rows, int(total)
+
+
+def task_facts(
+    store: EventStore, ids: Sequence[str]
+) -> dict[str, tuple[str | None, datetime | None]]:
+    """Per pathway, from the rendered Tasks the read model keeps for providers: the patient's
+    display name and the soonest accept-by time of a handover not yet accepted (the deadline
+    that escalates first). One indexed read for a page; no Query to the engine."""
+    if not ids or "task" not in handover_rows.c:
+        return {}
+    h = handover_rows.c
+    task = h.task
+    query_ = select(
+        h.pathway_id,
+        h.status,
+        task[("for", "display")].as_string(),
+        task[("restriction", "extension", 0, "valueDateTime")].as_string(),
+    ).where(h.pathway_id.in_(list(ids)))
+    found: dict[str, tuple[str | None, datetime | None]] = {}
+    with store.engine.connect() as conn:
+        for pathway_id, status, name, accept_by in conn.execute(query_):
+            known_name, soonest = found.get(pathway_id, (None, None))
+            due = _aware(accept_by) if accept_by and status == "requested" else None
+            if due is not None and (soonest is None or due < soonest):
+                soonest = due
+            found[pathway_id] = (known_name or name, soonest)
+    return found
 
 
 def counts(store: EventStore, escalations: dict[str, int]) -> Counts:

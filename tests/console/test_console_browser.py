@@ -344,6 +344,8 @@ async def test_every_page_passes_an_axe_scan_and_is_photographed(
         return bool(await page.locator(f"#row-{breached}").count())
 
     await until(breach_listed, 30)
+    breached_row = await page.locator(f"#row-{breached}").inner_text()
+    assert "accept overdue" in breached_row and "Breached Example" in breached_row
     pages = {
         "worklist": "/",
         "pathway-detail": f"/pathways/{pathway_id}",

@@ -15,6 +15,7 @@ import pytest
 
 from api.tokens import TokenStore
 from pathways.settings import Settings
+from tests.api.conftest import serve_in_thread
 from tests.console.conftest import SHORT, Console, fresh_nhs_number
 from tests.ops.processes import PATHWAYS, env_for, free_port
 
@@ -250,3 +251,36 @@ async def test_bulk_acknowledge_needs_a_confirmation(
         item = page.text.split(f'id="esc-{choice}"')[1].split("</li>")[0]
         assert "Acknowledged" in item
     await client.aclose()
+
+
+async def test_the_worklist_shows_names_while_the_engine_is_down(
+    console: Console, http: httpx.AsyncClient
+) -> None:
+    """Names and accept-by times come from the read model's rendered Tasks, not a Query per
+    row: with Temporal unreachable the worklist still says who each pathway is for."""
+    patient = {"nhs_number": fresh_nhs_number(), "name": "Offline Example"}
+    body = {"definition": "hip-replacement-d2a", "patient": patient}
+    started = await http.post("/api/pathways", json=body, headers=console.api_headers)
+    assert started.status_code == 201, started.text
+    pathway_id = started.json()["id"]
+    offline = console.settings.model_copy(
+        update={
+            "api_port": free_port(),
+            "temporal_address": "127.0.0.1:1",
+            "update_timeout_seconds": 1.0,
+        }
+    )
+    served = serve_in_thread(offline, timeout_graceful_shutdown=2)
+    base = next(served)
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            client.cookies.set("pathways_console", console.coordinator_token)
+            for _ in range(100):
+                page = await client.get("/", params={"q": pathway_id})
+                assert page.status_code == 200
+                if "Offline Example" in page.text:
+                    break
+                await asyncio.sleep(0.1)
+            assert "Offline Example" in page.text and "accept in" in page.text
+    finally:
+        served.close()
