@@ -397,59 +397,47 @@ def _extend_body(values: dict[str, str]) -> dict[str, Any]:
     return body
 
 
-ACTIONS = ("reassign", "extend", "hold", "resume", "cancel", "note")
+async def _apply(
+    request: Request, principal: Principal, values: dict[str, str], pathway_id: str, action: str
+) -> None:
+    """One pathway action through the coordinator API's own functions (same validation and
+    Updates); a refusal raises ApiError or ValidationError."""
+    key = values.get("key") or None
+    reason = values.get("reason", "").strip()
+    who = (principal, request)
+    if action == "reassign":
+        fields = {k: values.get(k, "") for k in ("handover_id", "provider_id")}
+        body = ReassignRequest(**fields, reason=reason)
+        await _call(api.reassign, pathway_id, body, *who, idempotency_key=key)
+    elif action == "extend":
+        extend = ExtendRequest.model_validate(_extend_body(values))
+        await _call(api.extend, pathway_id, extend, *who, idempotency_key=key)
+    elif action == "hold":
+        await _call(api.hold, pathway_id, ReasonRequest(reason=reason), *who, idempotency_key=key)
+    elif action == "cancel":
+        if values.get("confirm") != "yes":
+            confirm = "tick the box to confirm: cancelling ends the pathway for every provider"
+            raise ApiError(422, [confirm])
+        await _call(api.cancel, pathway_id, ReasonRequest(reason=reason), *who, idempotency_key=key)
+    elif action == "resume":
+        ReasonRequest(reason=reason)  # a reason is asked for, and kept as a note
+        await _call(api.resume, pathway_id, *who, idempotency_key=key)
+        note = NoteRequest(text=f"Resumed: {reason}")
+        note_key = f"{key}-note" if key else None
+        await _call(api.add_note, pathway_id, note, *who, idempotency_key=note_key)
+    elif action == "note":
+        note = NoteRequest(text=values.get("text", "").strip())
+        await _call(api.add_note, pathway_id, note, *who, idempotency_key=key)
+    else:
+        raise ApiError(404, ["no such action"])
 
 
 @router.post("/pathways/{pathway_id}/{action}")
 async def pathway_action(request: Request, pathway_id: str, action: str) -> Response:
     """Apply one coordinator action; a refusal re-renders the page with the API's own text."""
     principal, values = await _checked(request)
-    if action not in ACTIONS:
-        return page(request, "error.html", {"status": 404, "problems": ["no such action"]}, 404)
-    key = values.get("key") or None
-    reason = values.get("reason", "").strip()
     try:
-        if action == "reassign":
-            body = ReassignRequest(
-                handover_id=values.get("handover_id", ""),
-                provider_id=values.get("provider_id", ""),
-                reason=reason,
-            )
-            await _call(api.reassign, pathway_id, body, principal, request, idempotency_key=key)
-        elif action == "extend":
-            await _call(
-                api.extend,
-                pathway_id,
-                ExtendRequest.model_validate(_extend_body(values)),
-                principal,
-                request,
-                idempotency_key=key,
-            )
-        elif action == "hold":
-            body_ = ReasonRequest(reason=reason)
-            await _call(api.hold, pathway_id, body_, principal, request, idempotency_key=key)
-        elif action == "cancel":
-            if values.get("confirm") != "yes":
-                raise ApiError(
-                    422, ["tick the box to confirm: cancelling ends the pathway for every provider"]
-                )
-            body_ = ReasonRequest(reason=reason)
-            await _call(api.cancel, pathway_id, body_, principal, request, idempotency_key=key)
-        elif action == "resume":
-            ReasonRequest(reason=reason)  # a reason is asked for, and kept as a note
-            await _call(api.resume, pathway_id, principal, request, idempotency_key=key)
-            note = NoteRequest(text=f"Resumed: {reason}")
-            await _call(
-                api.add_note,
-                pathway_id,
-                note,
-                principal,
-                request,
-                idempotency_key=f"{key}-note" if key else None,
-            )
-        else:
-            note = NoteRequest(text=values.get("text", "").strip())
-            await _call(api.add_note, pathway_id, note, principal, request, idempotency_key=key)
+        await _apply(request, principal, values, pathway_id, action)
     except ValidationError as error:
         return await _detail(request, pathway_id, {action: _problems(error)}, 422)
     except ApiError as error:
