@@ -236,6 +236,13 @@ async def test_reassign_extend_hold_resume_and_cancel_from_the_pathway_page(
     assert "Cancelled" in await page.locator(".state-badges").inner_text()
     assert await page.locator("#form-hold").count() == 0  # no actions on a finished pathway
 
+    async def finished() -> bool:
+        await page.goto(f"{console.base_url}/?queue=finished")
+        row = page.locator(f"#row-{pathway_id}")
+        return bool(await row.count()) and "Cancelled" in await row.inner_text()
+
+    await until(finished)  # the Finished queue lists it, latest change first
+
 
 async def test_an_escalation_is_acknowledged_and_resolved_from_the_inbox(
     page: Any, console: Console, http: httpx.AsyncClient
