@@ -285,6 +285,8 @@ async def live(request: Request, since: str = "") -> StreamingResponse:
         for tick in range(300):  # five minutes, then the browser reconnects from the cursor
             if await request.is_disconnected():
                 return
+            if tick % 30 == 29 and await asyncio.to_thread(session.principal_of, request) is None:
+                return  # the token was revoked: the feed stops, the reconnect is refused
             changed = await asyncio.to_thread(worklist.changed_since, store, cursor - OVERLAP)
             fresh = [(i, at) for i, at in changed if seen.get(i) != at]
             if fresh:
