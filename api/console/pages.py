@@ -263,6 +263,14 @@ async def worklist_row(request: Request, pathway_id: str) -> HTMLResponse:
     return page(request, "_row.html", {"row": rows[0], "updated": True, "view": view})
 
 
+@router.get("/console/ping")
+async def ping(request: Request) -> Response:
+    """204 while the session is live, 401 after sign-out or revocation (the live feed asks
+    before reconnecting, so a signed-out tab says so instead of retrying forever)."""
+    signed_in = await asyncio.to_thread(session.principal_of, request)
+    return Response(status_code=204 if signed_in else 401)
+
+
 @router.get("/console/events")
 async def live(request: Request, since: str = "") -> StreamingResponse:
     """Server-sent events: the ids of pathways whose read-model row changed, polled from the
@@ -285,7 +293,7 @@ async def live(request: Request, since: str = "") -> StreamingResponse:
         for tick in range(300):  # five minutes, then the browser reconnects from the cursor
             if await request.is_disconnected():
                 return
-            if tick % 30 == 29 and await asyncio.to_thread(session.principal_of, request) is None:
+            if tick % 10 == 9 and await asyncio.to_thread(session.principal_of, request) is None:
                 return  # the token was revoked: the feed stops, the reconnect is refused
             changed = await asyncio.to_thread(worklist.changed_since, store, cursor - OVERLAP)
             fresh = [(i, at) for i, at in changed if seen.get(i) != at]

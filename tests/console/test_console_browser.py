@@ -406,3 +406,19 @@ async def test_a_view_lives_in_the_url_filters_sort_and_columns(
     sorted_by = other.locator('#worklist thead th[aria-sort="ascending"]')
     assert "Next due" in await sorted_by.inner_text()
     await other.close()
+
+
+async def test_a_revoked_token_ends_the_live_worklist_with_a_clear_message(
+    browser: Any, console: Console
+) -> None:
+    token = console.tokens.issue_coordinator("leaver")
+    context = await browser.new_context()
+    page = await context.new_page()
+    await sign_in(page, console, token)
+    await page.evaluate("window.__sameDocument = true")
+    assert console.tokens.revoke(token)
+    await page.get_by_text("You are signed out").wait_for(timeout=30_000)
+    assert await page.evaluate("window.__sameDocument === true")
+    await page.get_by_role("link", name="Sign in again").click()
+    await page.wait_for_url(re.compile(r".*/signin\?next=.*"))
+    await context.close()

@@ -113,6 +113,23 @@
     startPathwayLive();
   });
 
+  // Reconnect a closed live feed, unless the session has ended: then say so, once.
+  function retryOrSignOut(banner, connect) {
+    fetch("/console/ping", { credentials: "same-origin" }).then(function (response) {
+      if (response.status === 401) {
+        banner.textContent = "";
+        banner.appendChild(document.createTextNode("You are signed out, so this page no longer updates. "));
+        var link = document.createElement("a");
+        link.href = "/signin?next=" + encodeURIComponent(location.pathname + location.search);
+        link.textContent = "Sign in again";
+        banner.appendChild(link);
+        banner.hidden = false;
+      } else {
+        setTimeout(connect, 3000);
+      }
+    }, function () { setTimeout(connect, 3000); });
+  }
+
   // --- pathway page: say when the pathway changed under the reader (never reload by itself) ---
   function startPathwayLive() {
     var banner = document.getElementById("pathway-live");
@@ -128,7 +145,7 @@
         var at = (data.at || {})[id];
         if (at && Date.parse(at) > Date.parse(banner.getAttribute("data-since"))) banner.hidden = false;
       });
-      source.onerror = function () { if (source.readyState === 2) setTimeout(connect, 3000); };
+      source.onerror = function () { if (source.readyState === 2) retryOrSignOut(banner, connect); };
     }
     connect();
     window.addEventListener("focus", connect);
@@ -178,7 +195,7 @@
         count();
       });
       source.onerror = function () {
-        if (source.readyState === 2) setTimeout(connect, 3000);
+        if (source.readyState === 2) retryOrSignOut(banner, connect);
       };
     }
     connect();
