@@ -248,7 +248,7 @@ class Collector:
         }
 
     def _standards(self) -> dict[str, float]:
-        result = {}
+        result: dict[str, float] = {}
         for standard in self.variant.standards:
             step = self.steps[standard.step]
             within = standard.within.total_seconds() / HOUR
@@ -259,7 +259,7 @@ class Collector:
 
     def _providers(self) -> dict[str, float]:
         window = self.variant.horizon - self.variant.warm_up
-        result = {}
+        result: dict[str, float] = {}
         for pid, desk in self.desks.items():
             key = f"provider|{pid}|"
             result[key + "offers"] = desk.offers
