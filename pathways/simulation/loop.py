@@ -81,7 +81,8 @@ class Replication:
 
     # --- the loop -----------------------------------------------------------------------
     def run(self) -> ReplicationResult:
-        self._push(self._next_arrival(0.0), ARRIVAL, None)
+        every = self.v.arrivals.every
+        self._push(0.0 if every else self._next_arrival(0.0), ARRIVAL, None)
         self._push(self.v.warm_up, SAMPLE, None)
         handlers = (self._arrive, self._wake, self._decide, self._finish, self._resubmit,
                     self._open, self._coordinate, self._sample)
@@ -108,6 +109,8 @@ class Replication:
     def _next_arrival(self, t: float) -> float:
         """Poisson arrivals, rate by weekday, only inside the arrival hours."""
         arrivals = self.v.arrivals
+        if arrivals.every is not None:
+            return t + arrivals.every.total_seconds()
         h0, h1 = arrivals.hours or (0, 24)
         while t < self.end_arrivals:
             day = int((self.sod + t) // DAY)

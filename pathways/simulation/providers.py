@@ -63,7 +63,7 @@ class Desk:
         self.record(now)
         self.queue.append(job)
         self.queued += 1
-        self.offers += 1
+        self.offers += job.measured
 
     def take(self, now: float) -> Job | None:
         """The next live offer, if a slot is free and the provider is working now."""

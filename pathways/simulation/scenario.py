@@ -43,9 +43,11 @@ Share = float
 
 
 class Arrivals(Strict):
-    """New pathways per day, shaped by day of week and (optionally) hours of the day."""
+    """New pathways per day, shaped by day of week and (optionally) hours of the day; or one
+    every fixed interval from the start (`every`, for schedules and worked examples)."""
 
-    per_day: float = Field(gt=0, le=100_000)
+    per_day: float = Field(default=0.0, ge=0, le=100_000)
+    every: Duration | None = Field(default=None, description="one arrival per interval instead")
     weekly: tuple[float, ...] = Field(
         default=(1.0,) * WEEKDAYS,
         description="relative volume Monday..Sunday (normalised to a mean of 1)",
@@ -56,6 +58,8 @@ class Arrivals(Strict):
 
     @model_validator(mode="after")
     def _shape(self) -> Arrivals:
+        if (self.every is None) == (self.per_day <= 0):
+            raise ValueError("give exactly one of per_day (> 0) or every")
         if len(self.weekly) != WEEKDAYS or any(w < 0 for w in self.weekly) or not any(self.weekly):
             raise ValueError("weekly needs 7 non-negative factors, Monday first, not all zero")
         if self.hours is not None and not 0 <= self.hours[0] < self.hours[1] <= 24:
