@@ -27,6 +27,7 @@ from pathways.model import (
     Strict,
 )
 from pathways.simulation.distributions import Distribution, fixed
+from pathways.validation import authoring_problems
 
 WEEKDAYS = 7
 
@@ -312,10 +313,14 @@ def _changed_definition(
     if problems:
         return definition
     try:
-        return PathwayDefinition.model_validate(data)
+        changed = PathwayDefinition.model_validate(data)
     except (ValidationError, DefinitionError) as error:
         problems.append(f"the changed definition is invalid: {error}")
         return definition
+    # the catalogue's authoring rules too (e.g. no reassign rung taking accepted work)
+    problems.extend(f"the changed definition is invalid: {p}"
+                    for p in authoring_problems(changed))
+    return changed
 
 
 def _behaviours(
