@@ -8,11 +8,15 @@ import sys
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cli.app import app, load_settings
+
+if TYPE_CHECKING:
+    from pathways.catalogue import Catalogue
+    from pathways.simulation.scenario import Scenario
 
 
 class Format(StrEnum):
@@ -66,7 +70,10 @@ def simulate(
         sys.stdout.write(render(answer))
 
 
-def _fit(question, catalogue, store_url, since, until, fitted):  # type: ignore[no-untyped-def]
+def _fit(
+    question: Scenario, catalogue: Catalogue, store_url: str, since: datetime | None,
+    until: datetime | None, fitted: Path | None,
+) -> Scenario:
     """Replace arrivals and provider behaviour with what the event log shows."""
     from activities.store import EventStore
     from pathways.simulation.fit import fit_scenario, read_events

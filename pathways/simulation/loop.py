@@ -53,7 +53,7 @@ class Replication:
     """One simulated horizon of one variant; `run()` returns its measures."""
 
     def __init__(self, variant: Variant, replication: int, seed: int,
-                 keep_events: bool = False) -> None:
+                 keep_events: bool = False, keep_samples: bool = False) -> None:
         self.v = variant
         self.start = variant.start
         self.end_arrivals = variant.horizon
@@ -76,6 +76,7 @@ class Replication:
         self.rngs = {pid: stream(seed, replication, f"provider/{pid}") for pid in self.desks}
         self.collector = Collector(variant, self.desks)
         self.keep_events = keep_events
+        self.keep_samples = keep_samples
         self.events: list[PathwayEvent] = []
         self._outputs = {s.id: example_output(s) for s in variant.definition.steps}
 
@@ -96,7 +97,7 @@ class Replication:
             desk.record(self.v.horizon)
         for pathway in self.pathways.values():
             self.collector.unfinished(pathway.run, pathway.measured)
-        return self.collector.result()
+        return self.collector.result(self.keep_samples)
 
     def _push(self, t: float, kind: int, payload: Any) -> None:
         self.seq += 1
@@ -201,7 +202,7 @@ class Replication:
         """Free slots take the oldest offers; outside working hours, wait for the opening."""
         while (job := desk.take(t)) is not None:
             self.collector.picked(job, t)
-            delay = desk.behaviour.accept.sample(self.rngs[desk.provider_id])
+            delay = desk.behaviour.accept_for(job.step_id).sample(self.rngs[desk.provider_id])
             self._push(t + delay, DECIDE, job)
         if desk.queued and not desk.opening_pending and not desk.is_open(t):
             desk.opening_pending = True
@@ -221,7 +222,7 @@ class Replication:
             self._command(job, TaskStatus.REJECTED, t, reason="declined (simulated)")
             return
         self._command(job, TaskStatus.ACCEPTED, t)
-        self._push(t + behaviour.complete.sample(rng), FINISH, job)
+        self._push(t + behaviour.complete_for(job.step_id).sample(rng), FINISH, job)
 
     def _finish(self, t: float, job: Job) -> None:
         if job.done:

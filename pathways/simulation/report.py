@@ -4,6 +4,7 @@ change's paired difference from the baseline in brackets after it."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from pathways.simulation.metrics import Estimate
 from pathways.simulation.runner import Column, Comparison
@@ -72,7 +73,7 @@ def render(comparison: Comparison) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _step_order(columns: list[Column]) -> object:
+def _step_order(columns: list[Column]) -> Callable[[str], int]:
     order = {s: i for i, s in enumerate(
         k.split("|")[1] for k in columns[0].estimates if k.endswith("|handovers"))}
     return lambda step: order.get(step, len(order))

@@ -73,6 +73,13 @@ class Arrivals(Strict):
         return self.per_day * self.weekly[weekday] / mean
 
 
+class StepTimes(Strict):
+    """A provider's times for one step, where they differ from its usual ones."""
+
+    accept: Distribution | None = None
+    complete: Distribution | None = None
+
+
 class Behaviour(Strict):
     """How one provider handles the handovers it is offered."""
 
@@ -100,6 +107,18 @@ class Behaviour(Strict):
         "door, resent after `rework`)",
     )
     rework: Distribution = Field(default_factory=lambda: fixed(timedelta(hours=1)))
+    steps: dict[str, StepTimes] = Field(
+        default_factory=dict, description="times per step id, where they differ (fitted ones)"
+    )
+
+    def accept_for(self, step_id: str) -> Distribution:
+        times = self.steps.get(step_id)
+        return times.accept if times is not None and times.accept is not None else self.accept
+
+    def complete_for(self, step_id: str) -> Distribution:
+        times = self.steps.get(step_id)
+        return (times.complete if times is not None and times.complete is not None
+                else self.complete)
 
     @model_validator(mode="after")
     def _hours(self) -> Behaviour:
@@ -222,6 +241,12 @@ def load_scenario(path: Path) -> Scenario:
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise ScenarioError([f"{path}: cannot read scenario: {error}"]) from None
     return parse_scenario(data, str(path))
+
+
+def dump_scenario(scenario: Scenario) -> str:
+    """The scenario as YAML (durations in ISO 8601), e.g. a fitted one to edit and rerun."""
+    data = scenario.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
 def parse_scenario(data: Any, where: str = "scenario") -> Scenario:
