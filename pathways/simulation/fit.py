@@ -63,6 +63,7 @@ class _Provider:
     rejects: int = 0
     fails: int = 0
     completions: int = 0
+    completed_steps: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     refused_attempts: int = 0
     rework: list[float] = field(default_factory=list)
     open_now: int = 0
@@ -140,6 +141,7 @@ def _fold(p: _Provider, a: _Attempt, e: PathwayEvent, coordinator: list[float]) 
         if a.last_refused is not None and e.kind is EventKind.COMPLETED:
             p.rework.append(seconds(a.last_refused))
         p.completions += e.kind is EventKind.COMPLETED
+        p.completed_steps[a.step] += e.kind is EventKind.COMPLETED
         p.fails += e.kind is EventKind.FAILED
         _end(p, a, e.at)
     elif e.kind is EventKind.REASSIGNED:
@@ -210,7 +212,8 @@ def fit_scenario(scenario: Scenario, definition: PathwayDefinition,
     for pid in sorted(seen.providers):
         if pid not in known:
             continue
-        fitted = _behaviour(pid, seen.providers[pid], providers.get(pid), report)
+        refusable = {s.id for s in definition.steps if any(f.required for f in s.handover)}
+        fitted = _behaviour(pid, seen.providers[pid], providers.get(pid), refusable, report)
         if fitted is not None:
             providers[pid] = fitted
     data["providers"] = providers
@@ -242,7 +245,7 @@ def _arrivals(starts: list[datetime], report: list[str]) -> dict[str, Any]:
     return result
 
 
-def _behaviour(pid: str, p: _Provider, given: dict[str, Any] | None,
+def _behaviour(pid: str, p: _Provider, given: dict[str, Any] | None, refusable: set[str],
                report: list[str]) -> dict[str, Any] | None:
     accept_all = [s for samples in p.accept.values() for s in samples]
     complete_all = [s for samples in p.complete.values() for s in samples]
@@ -257,8 +260,10 @@ def _behaviour(pid: str, p: _Provider, given: dict[str, Any] | None,
     result["reject"] = round(p.rejects / p.decisions, 4) if p.decisions else 0.0
     done = p.completions + p.fails
     result["fail"] = round(p.fails / done, 4) if done else 0.0
+    # only deliveries a contract can refuse (steps with a required field) count
+    deliveries = sum(n for step, n in p.completed_steps.items() if step in refusable)
     result["non_conforming"] = (
-        round(min(1.0, p.refused_attempts / p.completions), 4) if p.completions else 0.0)
+        round(min(1.0, p.refused_attempts / deliveries), 4) if deliveries else 0.0)
     if len(p.rework) >= 1:
         result["rework"] = _empirical([(s, True) for s in p.rework])
     steps = {}
