@@ -11,12 +11,15 @@ from tests.ops.processes import PATHWAYS
 from tests.simulation.support import definition_text, scenario, write
 
 
-def _simulate(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _simulate(tmp_path: Path, *args: str, event_store: str | None = None
+              ) -> subprocess.CompletedProcess[str]:
     catalogue = tmp_path / "catalogue"
     catalogue.mkdir(exist_ok=True)
     (catalogue / "home-visit.yaml").write_text(definition_text(), encoding="utf-8")
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]),
                PATHWAYS_DATA_DIR=str(tmp_path / "data"))
+    if event_store:
+        env["PATHWAYS_EVENT_STORE_URL"] = event_store
     return subprocess.run(
         [PATHWAYS, "--catalogue-dir", str(catalogue), "simulate", *args],
         env=env, capture_output=True, text=True, timeout=120,
@@ -65,3 +68,45 @@ def test_a_bad_scenario_is_refused_with_every_problem(tmp_path: Path) -> None:
     assert "capacity" in done.stderr and done.stdout == ""
     missing = _simulate(tmp_path, str(tmp_path / "absent.yaml"))
     assert missing.returncode == 2 and "cannot read scenario" in missing.stderr
+
+
+def test_fit_from_a_real_event_store(tmp_path: Path) -> None:
+    """History written to a SQLite event store the way the worker writes it; `--fit` reads it,
+    reports the fit, writes the fitted scenario and simulates with it."""
+    from itertools import groupby
+
+    from activities.store import EventStore
+    from pathways.events import PathwayRow, RecordBatch
+    from pathways.simulation.loop import Replication
+    from pathways.simulation.scenario import load_scenario
+    from tests.simulation.support import resolve
+
+    data = scenario(horizon="P5D", warm_up="PT0S", arrivals={"per_day": 20})
+    replication = Replication(resolve(data)[0], 0, seed=3, keep_events=True)
+    replication.run()
+    url = f"sqlite:///{tmp_path / 'events.db'}"
+    store = EventStore(url)
+    store.migrate()
+    events = sorted(replication.events, key=lambda e: (e.pathway_id, e.seq))
+    for pathway_id, group in groupby(events, key=lambda e: e.pathway_id):
+        batch = list(group)
+        row = PathwayRow(pathway_id=pathway_id, definition_id="home-visit", definition_version=1,
+                         lead_provider="lead", status="completed", sla_state="on-track",
+                         open_steps=[], open_providers=[], open_step_titles=[],
+                         started_at=batch[0].at, updated_at=batch[-1].at)
+        store.record(RecordBatch(events=batch, pathway=row))
+    store.close()
+
+    fitted = tmp_path / "fitted.yaml"
+    done = _simulate(tmp_path, str(write(tmp_path, data)), "--fit", "--since", "2026-01-01",
+                     "--fitted", str(fitted), "--replications", "2", "--format", "json",
+                     "--workers", "1", event_store=url)
+    assert done.returncode == 0, done.stderr
+    assert "fit: arrivals:" in done.stderr and "fit: team-a:" in done.stderr
+    assert json.loads(done.stdout)["variants"][0]["name"] == "baseline"
+    team_a = load_scenario(fitted).providers["team-a"]
+    assert team_a.accept.kind == "empirical" and team_a.capacity is None
+
+    empty = _simulate(tmp_path, str(write(tmp_path, data)), "--fit", "--since", "2030-01-01",
+                      event_store=url)
+    assert empty.returncode == 2 and "no events of home-visit" in empty.stderr
