@@ -34,7 +34,7 @@ a year (plus warm-up and drain), every pathway through the real engine, replicat
 processes. Wall time depends on the other work on the machine (load average at the start);
 worker CPU time is the work itself.
 
-| date | machine | replications | workers | measured pathways / replication | wall s | worker CPU s | CPU s / rep. | load avg |
+| date | machine | reps | workers | measured pathways / rep. | wall s | worker CPU s | CPU s / rep. | load avg |
 | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 """
 
