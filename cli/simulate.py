@@ -42,6 +42,9 @@ def simulate(
         help="with --fit: events before this date (UTC)")] = None,
     fitted: Annotated[Path | None, typer.Option(
         help="with --fit: also write the fitted scenario to this YAML file")] = None,
+    validate: Annotated[bool, typer.Option(
+        "--validate", help="with --fit: fit on the first half of the period, simulate the "
+        "second, report the Wasserstein distance to what was observed")] = False,
 ) -> None:
     """Simulate a scenario's baseline and changes; report SLA, breaches, waits, WIP with CIs."""
     from pathways.catalogue import load_catalogue
@@ -54,7 +57,8 @@ def simulate(
         question = load_scenario(scenario)
         catalogue = load_catalogue(settings.catalogue_dir)
         if fit:
-            question = _fit(question, catalogue, settings.event_store, since, until, fitted)
+            question = _fit(question, catalogue, settings.event_store, since, until, fitted,
+                            validate)
         columns = variants(question, catalogue)
     except (ScenarioError, DefinitionError) as error:
         problems = getattr(error, "problems", [str(error)])
@@ -72,11 +76,12 @@ def simulate(
 
 def _fit(
     question: Scenario, catalogue: Catalogue, store_url: str, since: datetime | None,
-    until: datetime | None, fitted: Path | None,
+    until: datetime | None, fitted: Path | None, check: bool = False,
 ) -> Scenario:
     """Replace arrivals and provider behaviour with what the event log shows."""
     from activities.store import EventStore
-    from pathways.simulation.fit import fit_scenario, read_events
+    from pathways.events import EventKind
+    from pathways.simulation.fit import fit_scenario, read_events, validate
     from pathways.simulation.scenario import ScenarioError, dump_scenario
 
     definition = catalogue.resolve(question.definition)
@@ -87,6 +92,11 @@ def _fit(
         store.close()
     if not events:
         raise ScenarioError([f"no events of {definition.id} in the event log for that period"])
+    if check:
+        starts = sorted(e.at for e in events if e.kind is EventKind.PATHWAY_STARTED)
+        split = starts[0] + (starts[-1] - starts[0]) / 2
+        for line in validate(question, definition, events, split).lines():
+            typer.echo(line, err=True)
     result = fit_scenario(question, definition, events)
     for line in result.report:
         typer.echo(f"fit: {line}", err=True)

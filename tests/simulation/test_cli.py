@@ -99,10 +99,13 @@ def test_fit_from_a_real_event_store(tmp_path: Path) -> None:
 
     fitted = tmp_path / "fitted.yaml"
     done = _simulate(tmp_path, str(write(tmp_path, data)), "--fit", "--since", "2026-01-01",
-                     "--fitted", str(fitted), "--replications", "2", "--format", "json",
+                     "--fitted", str(fitted), "--validate", "--replications", "2",
+                     "--format", "json",
                      "--workers", "1", event_store=url)
     assert done.returncode == 0, done.stderr
     assert "fit: arrivals:" in done.stderr and "fit: team-a:" in done.stderr
+    assert "validation: fitted on pathways started before" in done.stderr
+    assert "visit: n " in done.stderr and "lead W1" in done.stderr
     assert json.loads(done.stdout)["variants"][0]["name"] == "baseline"
     team_a = load_scenario(fitted).providers["team-a"]
     assert team_a.accept.kind == "empirical" and team_a.capacity is None
