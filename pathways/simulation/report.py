@@ -35,6 +35,9 @@ PATHWAY_MEASURES = (
 )
 
 
+_NONE = Estimate(0.0, None, 0)
+
+
 def render(comparison: Comparison) -> str:
     columns = comparison.columns
     lines = [
@@ -53,6 +56,8 @@ def render(comparison: Comparison) -> str:
     steps = sorted({k.split("|")[1] for c in columns for k in c.estimates if k.startswith("step|")},
                    key=_step_order(columns))
     for step in steps:
+        if not any(c.estimates.get(f"step|{step}|handovers", _NONE).mean for c in columns):
+            continue  # never ran (a condition skipped it): nothing to show
         rows = [(label, _cells(columns, f"step|{step}|{m}")) for m, label in STEP_MEASURES]
         handovers = columns[0].estimates.get(f"step|{step}|handovers")
         count = "" if handovers is None else f" ({handovers.mean:.0f} handovers a replication)"

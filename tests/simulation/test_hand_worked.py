@@ -88,3 +88,20 @@ def test_reassigned_by_the_ladder_keeps_the_patients_clock() -> None:
     s = Replication(per_attempt, 0, seed=1).run().scalars
     assert s["step|visit|lead_p50_h"] == pytest.approx(145 * MINUTE)
     assert s["step|visit|sla_pct"] == 100
+
+
+def test_working_hours_hold_offers_until_the_team_opens() -> None:
+    """Both teams pick up work 08:00-18:00. A visit offered at 17:30 is accepted at 17:40 and
+    done at 18:25 (work goes on after hours): 55 minutes. One offered at 18:30 waits: the
+    ladder moves it to Team B at 19:15 (accept due + 15), closed too; B opens at 08:00,
+    accepts at 08:10 and is done at 08:55, 14 h 25 min after the referral."""
+    hours = {"accept": fixed("PT10M"), "complete": fixed("PT45M"), "hours": [8, 18]}
+    data = scenario(start="2026-01-05T17:30:00Z", horizon="PT2H", arrivals={"every": "PT1H"},
+                    providers={"team-a": hours, "team-b": hours})
+    [variant] = resolve(data)
+    result = Replication(variant, 0, seed=1, keep_samples=True).run()
+    assert sorted(result.samples["step|visit|lead_h"]) == pytest.approx(
+        [55 * MINUTE, 14 + 25 * MINUTE])
+    s = result.scalars
+    assert s["step|visit|reassignments_per_100"] == 50
+    assert s["step|visit|queue_p90_h"] == pytest.approx(0.1 * 0 + 0.9 * (12 + 45 * MINUTE))
