@@ -48,7 +48,9 @@ class Arrivals(Strict):
     every fixed interval from the start (`every`, for schedules and worked examples)."""
 
     per_day: float = Field(default=0.0, ge=0, le=100_000)
-    every: Duration | None = Field(default=None, description="one arrival per interval instead")
+    every: Duration | None = Field(
+        default=None, description="one arrival per interval from the start instead (weekly and "
+        "hours are then not used)")
     weekly: tuple[float, ...] = Field(
         default=(1.0,) * WEEKDAYS,
         description="relative volume Monday..Sunday (normalised to a mean of 1)",
