@@ -51,6 +51,7 @@ def render(comparison: Comparison) -> str:
     for name, target in comparison.targets.items():
         key = f"standard|{name}|attainment_pct"
         rows.append((f"{name} (target {target:g}%)", _cells(columns, key)))
+        rows.append(("  verdict", [_verdict(c.estimates.get(key), target) for c in columns]))
     if rows:
         lines += ["", "National standards"] + _table(columns, rows)
     steps = sorted({k.split("|")[1] for c in columns for k in c.estimates if k.startswith("step|")},
@@ -76,6 +77,17 @@ def render(comparison: Comparison) -> str:
         lines += ["", f"warning: the engine refused {faults.mean:g} simulated commands a "
                       "replication (a simulator fault)"]
     return "\n".join(lines) + "\n"
+
+
+def _verdict(value: Estimate | None, target: float) -> str:
+    """Met when the whole 95% interval is at or above the target, missed when below it."""
+    if value is None or value.low is None or value.high is None:
+        return "-"
+    if value.low >= target:
+        return "met"
+    if value.high < target:
+        return "missed"
+    return "uncertain (CI spans the target)"
 
 
 def _step_order(columns: list[Column]) -> Callable[[str], int]:

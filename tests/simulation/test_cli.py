@@ -56,6 +56,8 @@ def test_text_answer_side_by_side(tmp_path: Path) -> None:
     text = done.stdout
     assert "baseline" in text and "capacity-cut" in text
     assert "2-hour (target 70%)" in text
+    verdict = next(ln for ln in text.splitlines() if ln.strip().startswith("verdict"))
+    assert verdict.split()[1:] == ["met", "missed"]
     visit = text[text.index("Step visit"):]
     line = next(ln for ln in visit.splitlines() if ln.strip().startswith("on time (%)"))
     assert "100" in line and "30.0 [30.0, 30.0] (-70.0 ±0.00)" in line
