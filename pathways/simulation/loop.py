@@ -199,14 +199,15 @@ class Replication:
             self._pull(desk, t)
 
     def _pull(self, desk: Desk, t: float) -> None:
-        """Free slots take the oldest offers; outside working hours, wait for the opening."""
+        """Free slots take the oldest offers; outside working hours or with today's slots used
+        up, wait for the next chance."""
         while (job := desk.take(t)) is not None:
             self.collector.picked(job, t)
             delay = desk.behaviour.accept_for(job.step_id).sample(self.rngs[desk.provider_id])
             self._push(t + delay, DECIDE, job)
-        if desk.queued and not desk.opening_pending and not desk.is_open(t):
+        if desk.queued and not desk.opening_pending and desk.blocked(t):
             desk.opening_pending = True
-            self._push(desk.next_opening(t), OPEN, desk)
+            self._push(desk.next_chance(t), OPEN, desk)
 
     def _open(self, t: float, desk: Desk) -> None:
         desk.opening_pending = False

@@ -39,6 +39,8 @@ class Desk:
         self.busy = 0
         self.offers = 0
         self.opening_pending = False
+        self._day = -1
+        self._picked_today = 0
         self._sod = start_of_day
         self._window = window
         self._last = window[0]
@@ -67,7 +69,7 @@ class Desk:
 
     def take(self, now: float) -> Job | None:
         """The next live offer, if a slot is free and the provider is working now."""
-        if self.busy >= self.capacity or not self.queued or not self.is_open(now):
+        if self.busy >= self.capacity or not self.queued or self.blocked(now):
             return None
         while self.queue:
             job = self.queue.popleft()
@@ -75,6 +77,7 @@ class Desk:
                 self.record(now)
                 self.queued -= 1
                 self.busy += 1
+                self._picked_today += 1
                 job.picked = now
                 return job
         return None
@@ -90,7 +93,27 @@ class Desk:
         else:
             self.busy -= 1
 
-    # --- working hours ------------------------------------------------------------------
+    # --- working hours and daily slots ---------------------------------------------------
+    def blocked(self, now: float) -> bool:
+        """Closed now, or today's slots are used up."""
+        return not self.is_open(now) or self._out_of_slots(now)
+
+    def _out_of_slots(self, now: float) -> bool:
+        slots = self.behaviour.slots_per_day
+        if slots is None:
+            return False
+        day = int((self._sod + now) // DAY)
+        if day != self._day:
+            self._day, self._picked_today = day, 0
+        return self._picked_today >= slots
+
+    def next_chance(self, now: float) -> float:
+        """When a blocked provider may pick up work again: its opening, or tomorrow's."""
+        if self._out_of_slots(now):
+            midnight = now + DAY - (self._sod + now) % DAY
+            return midnight if self.is_open(midnight) else self.next_opening(midnight)
+        return self.next_opening(now)
+
     def is_open(self, now: float) -> bool:
         hours = self.behaviour.hours
         if hours is None:

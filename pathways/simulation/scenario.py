@@ -93,6 +93,10 @@ class Behaviour(Strict):
     hours: tuple[int, int] | None = Field(
         default=None, description="picks up new work only between these hours (UTC)"
     )
+    slots_per_day: int | None = Field(
+        default=None, ge=1, le=100_000,
+        description="handovers it picks up a day at most (appointment slots); none: no limit",
+    )
     accept: Distribution = Field(
         default_factory=lambda: fixed(timedelta(0)),
         description="from picking a handover up to accepting or rejecting it",

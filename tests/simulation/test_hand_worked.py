@@ -105,3 +105,23 @@ def test_working_hours_hold_offers_until_the_team_opens() -> None:
     s = result.scalars
     assert s["step|visit|reassignments_per_100"] == 50
     assert s["step|visit|queue_p90_h"] == pytest.approx(0.1 * 0 + 0.9 * (12 + 45 * MINUTE))
+
+
+def test_daily_slots_used_up_send_visits_to_the_next_team_by_the_ladder() -> None:
+    """Team A has two slots a day. Visits at 00:00 and 01:00 take them (done at 00:55 and
+    01:55); those at 02:00 and 03:00 wait until the engine's reassign rung (accept due + 15
+    minutes) offers them to Team B at 02:45 and 03:45: done at 03:40 and 04:40, 100 minutes
+    after referral, still within the patient's 2 hours."""
+    providers = {
+        "team-a": {"accept": fixed("PT10M"), "complete": fixed("PT45M"), "slots_per_day": 2},
+        "team-b": {"accept": fixed("PT10M"), "complete": fixed("PT45M")},
+    }
+    data = scenario(horizon="PT4H", arrivals={"every": "PT1H"}, providers=providers)
+    [variant] = resolve(data)
+    result = Replication(variant, 0, seed=1, keep_samples=True).run()
+    assert sorted(result.samples["step|visit|lead_h"]) == pytest.approx(
+        [55 * MINUTE, 55 * MINUTE, 100 * MINUTE, 100 * MINUTE])
+    s = result.scalars
+    assert s["step|visit|reassignments_per_100"] == 50
+    assert s["step|visit|sla_pct"] == 100
+    assert s["engine|all|refused_commands"] == 0
