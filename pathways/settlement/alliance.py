@@ -80,7 +80,7 @@ def reconcile(
     paid = sum(e.amount for e in entries if e.pathway_id in ends and e.rule in PAID_RULES)
     target = terms.target_per_pathway * len(ends)
     rates = _quality(period, pathway_events)
-    members = _shares(terms, target, target - paid, rates)
+    members = shares(terms, target, target - paid, rates)
     causes = tuple(end.event_id for end in ends.values())
     return Reconciliation(contract.key, str(period), tuple(ends), target, paid, members, causes)
 
@@ -98,7 +98,7 @@ def _quality(period: Period, pathway_events: Mapping[str, list[PathwayEvent]]
     return counts
 
 
-def _shares(terms: Alliance, target: int, net: int, rates: Mapping[str, tuple[int, int]]
+def shares(terms: Alliance, target: int, net: int, rates: Mapping[str, tuple[int, int]]
             ) -> tuple[MemberShare, ...]:
     weights = terms.weights
     shares = split(net, weights) if net else {m: 0 for m in sorted(weights)}

@@ -119,7 +119,7 @@ def _handover(
 ) -> dict[Key, Obligation]:
     cause = (f.completed.event_id,)
     owed: dict[Key, Obligation] = {
-        (f.handover_id, f.provider_id, Rule.BASE): Obligation(price.base, cause, f.step_id)}
+        (f.handover_id, f.provider_id, Rule.BASE): Obligation(price.base, cause, f"{f.step_id} completed")}
     if price.top_up is not None:
         results = [criterion_holds(c, f, steps) for c in price.top_up.criteria]
         if all(ok for ok, _, _ in results):
