@@ -144,7 +144,7 @@ class LedgerStore:
                                period=str(period), actor=actor)
             first = self._post(conn, at)
             conn.execute(insert(input_rows).values(_input_values(item)))
-            return first + self._post(conn, at)
+            return first + self._post(conn, at, closing=str(period))
 
     # --- posting --------------------------------------------------------------------------
     def post(self, as_of: datetime) -> list[LedgerEntry]:
@@ -176,13 +176,15 @@ class LedgerStore:
         with self.store.engine.connect() as conn:
             return _closed(conn)
 
-    def _post(self, conn: Connection, as_of: datetime) -> list[LedgerEntry]:
+    def _post(self, conn: Connection, as_of: datetime, closing: str | None = None
+              ) -> list[LedgerEntry]:
         stored = [_entry(r) for r in conn.execute(select(entry_rows).order_by(entry_rows.c.seq))]
+        as_of = max([as_of, *(e.at for e in stored)])  # a posting never goes back in time
         derived = derive(_events(conn), _inputs(conn), self.contracts, as_of)
-        if derived[: len(stored)] == stored:
-            new = derived[len(stored):]
-        else:
-            new = adjustments(stored, derived, as_of, _closed(conn))
+        closed = _closed(conn) - {closing}
+        new = derived[len(stored):]
+        if derived[: len(stored)] != stored or any(e.period in closed for e in new):
+            new = adjustments(stored, derived, as_of, closed)
         if new:
             conn.execute(insert(entry_rows), [_entry_values(e) for e in new])
         return new

@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from activities.store import EventStore
 from pathways.catalogue import load_catalogue
 from pathways.commands import ExtendDue, ProviderCommand, Refusal
 from pathways.engine import PathwayRun
-from pathways.events import PathwayEvent
+from pathways.events import PathwayEvent, PathwayRow, RecordBatch
 from pathways.settlement.model import InputKind, LedgerInput
 from pathways.settlement.terms import Contracts, Outcome, load_contracts
 from pathways.state import Patient, TaskStatus
@@ -46,7 +47,9 @@ class Scenario:
 
     def __init__(self, pathway_id: str = "pw-1", start: datetime = T0) -> None:
         self.run = PathwayRun.begin(pathway_id, UCR, PATIENT, start)
-        self.events: list[PathwayEvent] = list(self.run.take_effects().events)
+        self.events: list[PathwayEvent] = []
+        self.batches: list[list[PathwayEvent]] = []
+        self._collect()
 
     def handover(self, step_id: str) -> str:
         return next(h.id for h in reversed(self.run.state.handovers.values())
@@ -94,7 +97,11 @@ class Scenario:
         self._collect()
 
     def _collect(self) -> None:
-        self.events.extend(self.run.take_effects().events)
+        """Take the effects the engine produced: one store write each, as the workflow does."""
+        events = self.run.take_effects().events
+        if events:
+            self.events.extend(events)
+            self.batches.append(list(events))
 
     def simple(self, response_after: timedelta = HOUR, gp_after: timedelta = DAY) -> Scenario:
         """Response at home, then the GP follow-up: the pathway completes."""
@@ -120,3 +127,18 @@ def amounts(entries: list[Any]) -> list[tuple[str | None, str, str, int]]:
     """(step of the handover or None, provider, rule, pence) per entry, in ledger order."""
     return [(e.handover_id and e.handover_id.split(":")[0], e.provider_id, e.rule.value, e.amount)
             for e in entries]
+
+
+def pathway_row(run: PathwayRun, at: datetime) -> PathwayRow:
+    """A minimal read-model row for a store write of the run's state at `at`."""
+    state = run.state
+    return PathwayRow(
+        pathway_id=state.pathway_id, definition_id=state.definition.id,
+        definition_version=state.definition.version,
+        lead_provider=state.definition.lead_provider.id, status=state.status.value,
+        sla_state=state.sla_state.value, open_steps=[], open_providers=[], open_step_titles=[],
+        started_at=state.started_at, updated_at=at, ended_at=state.ended_at)
+
+
+def record(store: EventStore, scenario: Scenario, batch: list[PathwayEvent]) -> None:
+    store.record(RecordBatch(events=batch, pathway=pathway_row(scenario.run, batch[-1].at)))
