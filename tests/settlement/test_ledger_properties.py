@@ -6,6 +6,7 @@ the rules say is owed; and a ledger posted write by write equals the one rebuilt
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,11 +33,20 @@ from tests.settlement.support import (
 )
 
 DISPOSITIONS = ["remain-at-home", "remain-at-home-with-support", "step-up-intermediate-care-bed"]
-FOLLOW = {
-    "step-up-intermediate-care-bed": ("step-up-admission", lambda at: {
-        "admitted_at": at.isoformat(), "bed_type": "intermediate-care", "expected_stay_days": 7}),
-    "remain-at-home-with-support": ("bridging-home-care", lambda at: {
-        "first_visit_at": at.isoformat(), "visits_per_day": 2, "planned_days": 5}),
+
+
+def _bed(at: datetime) -> dict[str, Any]:
+    return {"admitted_at": at.isoformat(), "bed_type": "intermediate-care",
+            "expected_stay_days": 7}
+
+
+def _home(at: datetime) -> dict[str, Any]:
+    return {"first_visit_at": at.isoformat(), "visits_per_day": 2, "planned_days": 5}
+
+
+FOLLOW: dict[str, tuple[str, Callable[[datetime], dict[str, Any]]]] = {
+    "step-up-intermediate-care-bed": ("step-up-admission", _bed),
+    "remain-at-home-with-support": ("bridging-home-care", _home),
 }
 
 
@@ -163,7 +173,7 @@ def test_posted_write_by_write_equals_rebuilt(drawn: tuple[list[Plan], int, rand
     store.migrate()
     ledger = LedgerStore(store, CONTRACTS)
     ledger.migrate()
-    actions: list[tuple[datetime, int, str, object]] = [
+    actions: list[tuple[datetime, int, str, tuple[Scenario, list[PathwayEvent]] | LedgerInput]] = [
         (b[0].at, 0, f"{s.run.state.pathway_id}:{i}", (s, b))
         for s in scenarios for i, b in enumerate(s.batches)]
     actions.extend((item.at, 1, item.input_id, item) for item in inputs)
