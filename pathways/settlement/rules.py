@@ -53,7 +53,7 @@ def handover_facts(events: list[PathwayEvent]) -> dict[str, HandoverFacts]:
         hid = event.handover_id
         if hid is None:
             continue
-        if _is_complete_breach(event):
+        if is_complete_breach(event):
             breaches.setdefault(hid, []).append(event.event_id)
         elif event.kind is EventKind.DUE_EXTENDED:
             breaches.pop(hid, None)
@@ -65,7 +65,7 @@ def handover_facts(events: list[PathwayEvent]) -> dict[str, HandoverFacts]:
     return done
 
 
-def _is_complete_breach(event: PathwayEvent) -> bool:
+def is_complete_breach(event: PathwayEvent) -> bool:
     if event.kind is EventKind.BREACHED:
         return event.detail.get("clock") == "complete"
     return (
