@@ -29,8 +29,9 @@ from pathways.graph import dependency_graph
 from pathways.model import PathwayDefinition
 from pathways.validation import DefinitionError, DefinitionProblem, problems_from_validation
 
-Pence = Annotated[int, Field(ge=0, description="an amount in pence (integer, no floats)")]
-Percent = Annotated[int, Field(ge=0, le=100)]
+Pence = Annotated[
+    int, Field(ge=0, strict=True, description="an amount in pence (integer, no floats)")]
+Percent = Annotated[int, Field(ge=0, le=100, strict=True)]
 
 
 class Outcome(StrEnum):
