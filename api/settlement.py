@@ -60,7 +60,7 @@ def ledger(request: Request) -> LedgerStore:
     return found
 
 
-@router.get("/statements", response_model=Statements, responses=api_errors(400, 401, 403))
+@router.get("/statements", response_model=Statements, responses=api_errors(400, 401, 403, 503))
 def statements(
     principal: Coordinator, request: Request,
     period: str = Query(description="quarter, e.g. 2026-Q4", pattern=r"^\d{4}-Q[1-4]$"),
@@ -78,7 +78,7 @@ def statements(
 
 
 @router.get("/pathways/{pathway_id}", response_model=PathwayPayments,
-            responses=api_errors(401, 403, 404))
+            responses=api_errors(401, 403, 404, 503))
 def pathway_payments(principal: Coordinator, request: Request, pathway_id: str) -> PathwayPayments:
     """The pathway's ledger lines and its payment position now."""
     books = ledger(request)
@@ -98,7 +98,7 @@ def pathway_payments(principal: Coordinator, request: Request, pathway_id: str) 
 
 
 @router.post("/outcomes", response_model=LedgerInput, status_code=201,
-             responses=api_errors(401, 403, 404))
+             responses=api_errors(401, 403, 404, 408, 413, 415, 503))
 def record_outcome(principal: Coordinator, request: Request, body: OutcomeRequest) -> LedgerInput:
     """Record the pathway's outcome score on the patient's behalf (a later one replaces it)."""
     try:

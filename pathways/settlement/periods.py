@@ -1,19 +1,20 @@
 """Settlement periods: calendar quarters in UK time ('2026-Q4' is October to December 2026).
 
-Quarter boundaries are midnight Europe/London (1 April, 1 July and 1 October fall in British
-Summer Time, so they are 23:00 UTC the evening before). An entry belongs to the period holding
-the instant it was booked at.
+Quarters start at midnight UK time. 1 January is always in GMT (UTC+0); 1 April, 1 July and
+1 October are always in British Summer Time (UTC+1: BST runs from the last Sunday of March to the
+last Sunday of October), so those quarters start at 23:00 UTC the evening before. That fixed
+rule needs no time-zone database. An entry belongs to the period holding the instant it was
+booked at.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
+from datetime import UTC, datetime, timedelta
 
-UK = ZoneInfo("Europe/London")
 _PERIOD = re.compile(r"^(?P<year>\d{4})-Q(?P<quarter>[1-4])$")
+_BST = timedelta(hours=1)
 
 
 @dataclass(frozen=True, order=True)
@@ -30,12 +31,15 @@ class Period:
 
     @classmethod
     def containing(cls, at: datetime) -> Period:
-        local = at.astimezone(UK)
-        return cls(local.year, (local.month - 1) // 3 + 1)
+        utc = at.astimezone(UTC)
+        later = utc + _BST  # never earlier than UK local time
+        period = cls(later.year, (later.month - 1) // 3 + 1)
+        return period.previous() if utc < period.start else period
 
     @property
     def start(self) -> datetime:
-        return datetime(self.year, 3 * self.quarter - 2, 1, tzinfo=UK).astimezone(UTC)
+        midnight = datetime(self.year, 3 * self.quarter - 2, 1, tzinfo=UTC)
+        return midnight if self.quarter == 1 else midnight - _BST
 
     @property
     def end(self) -> datetime:
@@ -44,6 +48,9 @@ class Period:
 
     def next(self) -> Period:
         return Period(self.year + 1, 1) if self.quarter == 4 else Period(self.year, self.quarter + 1)
+
+    def previous(self) -> Period:
+        return Period(self.year - 1, 4) if self.quarter == 1 else Period(self.year, self.quarter - 1)
 
     def __str__(self) -> str:
         return f"{self.year}-Q{self.quarter}"
