@@ -34,6 +34,7 @@ class _Books:
 
     entries: list[LedgerEntry] = field(default_factory=list)
     totals: dict[tuple[str, Key], int] = field(default_factory=dict)
+    keys: dict[str, set[Key]] = field(default_factory=lambda: defaultdict(set))
     first: dict[tuple[str, Key], str] = field(default_factory=dict)
     causes: dict[tuple[str, Key], tuple[str, ...]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -119,7 +120,7 @@ def _settle(books: _Books, p: _Pathway, at: datetime, contracts: Contracts) -> N
     events = [e for e in p.events if e.at <= at]
     outcome = next((o for o in reversed(p.outcomes) if o.at <= at), None)
     owed = obligations(events, outcome, at, p.contract, contracts.definition(p.contract))
-    keys = sorted({k for (pid, k) in books.totals if pid == p.pathway_id} | set(owed),
+    keys = sorted(set(books.keys[p.pathway_id]) | set(owed),
                   key=lambda k: (k[0] or "", k[1], RULE_ORDER.index(k[2])))
     period = books.open_period(at)
     for key in keys:
@@ -141,6 +142,7 @@ def _book_difference(books: _Books, p: _Pathway, key: Key, owed: Obligation | No
     if before:
         note = f"true-up from {before}: {note}"
     books.totals[slot] = amount
+    books.keys[p.pathway_id].add(key)
     books.causes[slot] = causes
     books.book({
         "period": str(period), "at": at, "pathway_id": p.pathway_id,

@@ -25,7 +25,11 @@ def round_half_away(value: Fraction) -> int:
 
 def percent_of(amount: int, percent: int | Fraction) -> int:
     """`percent`% of `amount` pence, rounded to the penny by `round_half_away`."""
-    return round_half_away(Fraction(amount) * Fraction(percent) / 100)
+    if isinstance(percent, int):  # the common case, in integers only (no Fraction objects)
+        quotient, remainder = divmod(abs(amount) * abs(percent), 100)
+        magnitude = quotient + (2 * remainder >= 100)
+        return magnitude if (amount >= 0) == (percent >= 0) else -magnitude
+    return round_half_away(Fraction(amount) * percent / 100)
 
 
 def split(amount: int, weights: Mapping[str, int]) -> dict[str, int]:
