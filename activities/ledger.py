@@ -168,6 +168,11 @@ class LedgerStore:
         with self.store.engine.connect() as conn:
             return [_entry(row) for row in conn.execute(query.order_by(entry_rows.c.seq))]
 
+    def events(self) -> list[PathwayEvent]:
+        """The whole event log, by pathway and seq (what the ledger is derived from)."""
+        with self.store.engine.connect() as conn:
+            return _events(conn)
+
     def inputs(self) -> list[LedgerInput]:
         with self.store.engine.connect() as conn:
             return _inputs(conn)

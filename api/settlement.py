@@ -20,7 +20,7 @@ from api import context
 from api.auth import Coordinator
 from api.problems import ApiError, api_errors
 from pathways.settlement import LedgerEntry, LedgerInput, Outcome, Period, load_contracts
-from pathways.settlement.position import PaymentPosition, position
+from pathways.settlement.position import PaymentPosition, missed_top_ups, position
 from pathways.settlement.statements import Statement, providers_in, statement
 from pathways.validation import DefinitionError
 
@@ -73,8 +73,11 @@ def statements(
     entries = books.entries(period=wanted)
     closed = wanted in books.closed_periods()
     providers = [provider] if provider else providers_in(entries, wanted)
-    return Statements(period=wanted, closed=closed,
-                      statements=[statement(entries, p, wanted, closed) for p in providers])
+    events = books.events()
+    found = [statement(entries, p, wanted, closed,
+                       missed=missed_top_ups(events, books.contracts, p, Period.parse(wanted)))
+             for p in providers]
+    return Statements(period=wanted, closed=closed, statements=found)
 
 
 @router.get("/pathways/{pathway_id}", response_model=PathwayPayments,

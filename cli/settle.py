@@ -27,6 +27,7 @@ from cli.app import app, load_settings
 from pathways.catalogue import load_catalogue
 from pathways.settings import Settings
 from pathways.settlement import Outcome, Period, load_contracts
+from pathways.settlement.position import missed_top_ups
 from pathways.settlement.statements import providers_in, statement, to_csv, to_json, to_text
 from pathways.validation import DefinitionError
 
@@ -96,7 +97,10 @@ def statements(
     if provider and provider not in _known_providers(ledger):
         typer.echo(f"error: no provider {provider!r} in the contracts' definitions", err=True)
         raise typer.Exit(1)
-    found = [statement(entries, p, str(wanted), closed) for p in providers]
+    events = ledger.events()
+    found = [statement(entries, p, str(wanted), closed,
+                       missed=missed_top_ups(events, ledger.contracts, p, wanted))
+             for p in providers]
     render = {Format.TEXT: to_text, Format.JSON: to_json, Format.CSV: to_csv}[output]
     typer.echo(render(found) if found or output is not Format.TEXT
                else f"no ledger entries in {wanted}\n", nl=False)

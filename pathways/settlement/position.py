@@ -6,6 +6,7 @@ coordinator or a provider before the money moves.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 
 from pydantic import Field
@@ -14,6 +15,7 @@ from pathways.events import EventKind, PathwayEvent
 from pathways.model import PathwayDefinition
 from pathways.settlement.model import LedgerInput
 from pathways.settlement.money import percent_of
+from pathways.settlement.periods import Period
 from pathways.settlement.rules import (
     HandoverFacts,
     criterion_holds,
@@ -21,7 +23,7 @@ from pathways.settlement.rules import (
     handover_facts,
     is_complete_breach,
 )
-from pathways.settlement.terms import Contract
+from pathways.settlement.terms import Contract, Contracts
 from pathways.state import Model
 
 
@@ -122,3 +124,47 @@ def _top_up(criteria: tuple[object, ...], f: HandoverFacts | None,
     if refused and "first-time-right" in [str(c) for c in criteria]:
         missed.append("delivery refused at the door")
     return missed, False
+
+
+class MissedTopUp(Model):
+    """A best-practice top-up a provider did not earn, and the events that decided it."""
+
+    pathway_id: str
+    handover_id: str
+    step_id: str
+    amount: int
+    reasons: list[str]
+    caused_by: list[str]
+
+
+def missed_top_ups(
+    events: Iterable[PathwayEvent], contracts: Contracts, provider_id: str, period: Period
+) -> list[MissedTopUp]:
+    """Top-ups the provider missed on handovers it completed in the period (why not paid in
+    full), in completion order."""
+    by_pathway: dict[str, list[PathwayEvent]] = {}
+    for event in events:
+        by_pathway.setdefault(event.pathway_id, []).append(event)
+    missed = []
+    for pid, evs in sorted(by_pathway.items()):
+        evs.sort(key=lambda e: e.seq)
+        contract = contracts.for_pathway(f"{evs[0].definition_id}@{evs[0].definition_version}",
+                                         evs[0].at)
+        if contract is None:
+            continue
+        definition = contracts.definition(contract)
+        facts = handover_facts(evs)
+        steps = {f.step_id: f for f in sorted(facts.values(), key=lambda f: f.completed.seq)}
+        for f in sorted(facts.values(), key=lambda f: f.completed.seq):
+            price = contract.price(definition.step(f.step_id).role)
+            if (f.provider_id != provider_id or price is None or price.top_up is None
+                    or Period.containing(f.completed.at) != period):
+                continue
+            results = [criterion_holds(c, f, steps) for c in price.top_up.criteria]
+            failing = [(ids, why) for ok, ids, why in results if not ok]
+            if failing:
+                missed.append(MissedTopUp(
+                    pathway_id=pid, handover_id=f.handover_id, step_id=f.step_id,
+                    amount=price.top_up.amount, reasons=[why for _, why in failing],
+                    caused_by=[f.completed.event_id, *(i for ids, _ in failing for i in ids)]))
+    return missed

@@ -12,6 +12,7 @@ from pydantic import Field
 
 from pathways.settlement.model import LedgerEntry, Rule
 from pathways.settlement.money import format_pence
+from pathways.settlement.position import MissedTopUp
 from pathways.state import Model
 
 
@@ -24,11 +25,13 @@ class Statement(Model):
     totals: dict[str, int] = Field(description="pence per rule")
     true_ups: int = Field(description="pence of lines adjusting earlier periods")
     total: int
+    missed_top_ups: list[MissedTopUp] = Field(
+        default_factory=list, description="top-ups not earned in the period, and why")
 
 
 def statement(
     entries: Iterable[LedgerEntry], provider_id: str, period: str, closed: bool,
-    currency: str = "GBP",
+    currency: str = "GBP", missed: Iterable[MissedTopUp] = (),
 ) -> Statement:
     lines = [e for e in entries if e.provider_id == provider_id and e.period == period]
     totals = {rule.value: sum(e.amount for e in lines if e.rule is rule) for rule in Rule}
@@ -36,6 +39,7 @@ def statement(
         provider_id=provider_id, period=period, currency=currency, closed=closed, lines=lines,
         totals={k: v for k, v in totals.items() if v or any(e.rule == k for e in lines)},
         true_ups=sum(e.amount for e in lines if e.adjusts), total=sum(e.amount for e in lines),
+        missed_top_ups=list(missed),
     )
 
 
@@ -82,5 +86,9 @@ def to_text(statements: Iterable[Statement]) -> str:
         if s.true_ups:
             lines.append(f"  of which true-ups  {format_pence(s.true_ups, s.currency):>16}")
         lines.append(f"  TOTAL {'':<16} {format_pence(s.total, s.currency):>16}")
+        for m in s.missed_top_ups:
+            lines.append(
+                f"  not paid: top-up {format_pence(m.amount, s.currency)} on {m.pathway_id} "
+                f"{m.handover_id}: {'; '.join(m.reasons)} <- {', '.join(m.caused_by)}")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"

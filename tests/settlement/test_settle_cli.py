@@ -58,7 +58,9 @@ def test_statements_outcome_close_and_verify(env: dict[str, str]) -> None:
     # pw-1: 18,000 + 2,500 - 1,800 + 900 (no answer by its deadline in July: the default,
     # 50%); pw-2 late and still open: 18,000 - 1,800. The 'very good' recorded today releases
     # the other 900 in today's quarter, as a true-up of 2026-Q3.
-    assert "GBP 358.00" in text.stdout.splitlines()[-1]
+    assert "TOTAL" in text.stdout and "GBP 358.00" in text.stdout
+    assert ("not paid: top-up GBP 25.00 on pw-2 urgent-response.1: late: patient's clock "
+            "breached <- pw-2:") in text.stdout
     today = settle(env, "--period", str(Period.containing(datetime.now(UTC))), "--provider", UCR)
     assert "[true-up of 2026-Q3]" in today.stdout and "GBP 9.00" in today.stdout
 

@@ -70,6 +70,7 @@ def test_statements_position_and_outcome(served: tuple[str, Settings]) -> None:
         assert ucr["totals"] == {"base": 18000, "top-up": 2500, "withhold": -1800,
                                  "withhold-release": 900}
         assert all(line["caused_by"] for line in ucr["lines"])
+        assert ucr["missed_top_ups"] == []  # pw-2's late response is not completed yet
 
         now = http.get("/api/settlement/pathways/pw-1", headers=coordinator).json()
         poor = [e for e in now["entries"] if e["adjusts"] == "2026-Q3"]
