@@ -67,9 +67,12 @@ def statements(
     provider: str | None = Query(default=None, max_length=200),
 ) -> Statements:
     """Each provider's statement for the period (or one provider's)."""
+    try:
+        wanted = str(Period.parse(period))
+    except ValueError as error:
+        raise ApiError(400, [str(error)]) from None
     books = ledger(request)
     books.post(datetime.now(UTC))
-    wanted = str(Period.parse(period))
     entries = books.entries(period=wanted)
     closed = wanted in books.closed_periods()
     providers = [provider] if provider else providers_in(entries, wanted)

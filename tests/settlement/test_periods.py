@@ -22,6 +22,8 @@ def test_quarter_boundaries() -> None:
     assert str(Period.parse(" 2027-Q1 ").previous()) == "2026-Q4"
     with pytest.raises(ValueError, match="not a period"):
         Period.parse("2026-Q5")
+    with pytest.raises(ValueError, match="not a period"):
+        Period.parse("0000-Q1")
 
 
 @settings(max_examples=300)

@@ -51,6 +51,10 @@ def test_statements_position_and_outcome(served: tuple[str, Settings]) -> None:
         assert http.get("/api/settlement/statements?period=2026-Q3",
                         headers=provider).status_code == 403
         assert http.get("/api/settlement/statements?period=2026-Q3").status_code == 401
+        for bad in ("2026-Q5", "0000-Q1"):
+            refused = http.get("/api/settlement/statements", headers=coordinator,
+                               params={"period": bad})
+            assert refused.status_code in (400, 422), refused.text
 
         recorded = http.post("/api/settlement/outcomes", headers=coordinator,
                              json={"pathway_id": "pw-1", "score": "poor"})
