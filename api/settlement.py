@@ -63,7 +63,8 @@ def ledger(request: Request) -> LedgerStore:
 @router.get("/statements", response_model=Statements, responses=api_errors(400, 401, 403, 503))
 def statements(
     principal: Coordinator, request: Request,
-    period: str = Query(description="quarter, e.g. 2026-Q4", pattern=r"^\d{4}-Q[1-4]$"),
+    period: str = Query(description="quarter, e.g. 2026-Q4 (years 1970-2999)",
+                        pattern=r"^(19[7-9][0-9]|2[0-9]{3})-Q[1-4]$"),
     provider: str | None = Query(default=None, max_length=200),
 ) -> Statements:
     """Each provider's statement for the period (or one provider's)."""

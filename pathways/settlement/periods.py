@@ -25,7 +25,7 @@ class Period:
     @classmethod
     def parse(cls, text: str) -> Period:
         match = _PERIOD.match(text.strip())
-        if match is None or not 1970 <= int(match["year"]) <= 9998:
+        if match is None or not 1970 <= int(match["year"]) <= 2999:
             raise ValueError(f"{text!r} is not a period: expected YYYY-QN, e.g. 2026-Q4")
         return cls(int(match["year"]), int(match["quarter"]))
 
