@@ -71,9 +71,9 @@ def derive(
     """The whole ledger as of `as_of`, from the event log and the settlement inputs."""
     pathways = _pathways(events, inputs, contracts)
     books = _Books()
-    for at, _, subject in _timeline(pathways, inputs, as_of):
+    for at, kind, subject in _timeline(pathways, inputs, as_of):
         if isinstance(subject, _Pathway):
-            _settle(books, subject, at, contracts)
+            _settle(books, subject, at, kind, contracts)
         else:
             _close(books, subject, pathways, contracts)
     return books.entries
@@ -100,25 +100,30 @@ def _pathways(events: Iterable[PathwayEvent], inputs: Iterable[LedgerInput],
     return found
 
 
+EVENTS, OUTCOMES, DEADLINE, CLOSE = range(4)
+"""What is learnt at one instant, in this order: the engine's events, then outcomes recorded,
+then a deadline passing, then a period closing (each sees what came before it)."""
+
+
 def _timeline(pathways: dict[str, _Pathway], inputs: Iterable[LedgerInput], as_of: datetime
               ) -> list[tuple[datetime, int, _Pathway | LedgerInput]]:
-    """Moments to settle at, in order: a pathway's event times, outcome times and deadline; then
-    closes (a close at the same instant sees what happened at it)."""
+    """Moments to settle at, in time order, and at one instant in the order above."""
     points: list[tuple[datetime, int, str, _Pathway | LedgerInput]] = []
     for p in pathways.values():
-        times = {e.at for e in p.events} | {o.at for o in p.outcomes}
+        moments = {(e.at, EVENTS) for e in p.events} | {(o.at, OUTCOMES) for o in p.outcomes}
         if (due := deadline(p.contract, p.events)) is not None:
-            times.add(due)
-        points.extend((t, 0, p.pathway_id, p) for t in times if t <= as_of)
-    points.extend((i.at, 1, i.input_id, i) for i in inputs
+            moments.add((due, DEADLINE))
+        points.extend((t, kind, p.pathway_id, p) for t, kind in moments if t <= as_of)
+    points.extend((i.at, CLOSE, i.input_id, i) for i in inputs
                   if i.kind is InputKind.CLOSE and i.at <= as_of)
     points.sort(key=lambda point: point[:3])
-    return [(at, order, subject) for at, order, _, subject in points]
+    return [(at, kind, subject) for at, kind, _, subject in points]
 
 
-def _settle(books: _Books, p: _Pathway, at: datetime, contracts: Contracts) -> None:
+def _settle(books: _Books, p: _Pathway, at: datetime, kind: int, contracts: Contracts) -> None:
     events = [e for e in p.events if e.at <= at]
-    outcome = next((o for o in reversed(p.outcomes) if o.at <= at), None)
+    outcome = next((o for o in reversed(p.outcomes)
+                    if o.at < at or (o.at == at and kind >= OUTCOMES)), None)
     owed = obligations(events, outcome, at, p.contract, contracts.definition(p.contract))
     keys = sorted(set(books.keys[p.pathway_id]) | set(owed),
                   key=lambda k: (k[0] or "", k[1], RULE_ORDER.index(k[2])))
