@@ -17,7 +17,9 @@ from pathways.settlement.model import LedgerInput
 from pathways.settlement.money import percent_of
 from pathways.settlement.periods import Period
 from pathways.settlement.rules import (
+    Completions,
     HandoverFacts,
+    completions,
     criterion_holds,
     deadline,
     handover_facts,
@@ -54,7 +56,7 @@ def position(
     contract: Contract, definition: PathwayDefinition,
 ) -> PaymentPosition:
     facts = handover_facts(events)
-    steps = {f.step_id: f for f in sorted(facts.values(), key=lambda f: f.completed.seq)}
+    steps = completions(facts)
     due = deadline(contract, events)
     answer = outcome.outcome if outcome and outcome.outcome else None
     if answer is None and due is not None and now >= due:
@@ -112,7 +114,7 @@ def _refused(events: list[PathwayEvent], hid: str) -> bool:
 
 
 def _top_up(criteria: tuple[object, ...], f: HandoverFacts | None,
-            steps: dict[str, HandoverFacts], breached: bool, refused: bool
+            steps: Completions, breached: bool, refused: bool
             ) -> tuple[list[str], bool]:
     """(reasons the top-up is lost, earned) for a completed or an open handover."""
     if f is not None:
@@ -154,7 +156,7 @@ def missed_top_ups(
             continue
         definition = contracts.definition(contract)
         facts = handover_facts(evs)
-        steps = {f.step_id: f for f in sorted(facts.values(), key=lambda f: f.completed.seq)}
+        steps = completions(facts)
         for f in sorted(facts.values(), key=lambda f: f.completed.seq):
             price = contract.price(definition.step(f.step_id).role)
             if (f.provider_id != provider_id or price is None or price.top_up is None

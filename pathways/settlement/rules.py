@@ -75,8 +75,19 @@ def is_complete_breach(event: PathwayEvent) -> bool:
     )
 
 
+Completions = dict[str, list["HandoverFacts"]]
+"""Each step's completed handovers (occurrences), in completion order."""
+
+
+def completions(facts: dict[str, HandoverFacts]) -> Completions:
+    by_step: Completions = {}
+    for f in sorted(facts.values(), key=lambda f: f.completed.seq):
+        by_step.setdefault(f.step_id, []).append(f)
+    return by_step
+
+
 def criterion_holds(
-    criterion: Criterion | AfterStep, facts: HandoverFacts, steps: dict[str, HandoverFacts]
+    criterion: Criterion | AfterStep, facts: HandoverFacts, steps: Completions
 ) -> tuple[bool, list[str], str]:
     """(holds, the events that decided it, why) for one top-up criterion."""
     if criterion is Criterion.ON_TIME:
@@ -84,7 +95,8 @@ def criterion_holds(
     if criterion is Criterion.FIRST_TIME_RIGHT:
         return not facts.refusals, facts.refusals, "delivery refused at the door"
     assert isinstance(criterion, AfterStep)
-    earlier = steps.get(criterion.step)
+    earlier = next((e for e in reversed(steps.get(criterion.step, []))
+                    if e.completed.seq < facts.completed.seq), None)
     if earlier is None:
         return False, [], f"{criterion.step} not completed"
     gap = facts.completed.at - earlier.completed.at
@@ -102,7 +114,7 @@ def obligations(
 ) -> dict[Key, Obligation]:
     """What the pathway owes each provider knowing `events` and `outcome` at `now` (pure)."""
     facts = handover_facts(events)
-    latest_by_step = {f.step_id: f for f in sorted(facts.values(), key=lambda f: f.completed.seq)}
+    latest_by_step = completions(facts)
     end = next((e for e in events if e.kind in ENDED), None)
     release = _release(contract, outcome, end, now)
     owed: dict[Key, Obligation] = {}
@@ -114,7 +126,7 @@ def obligations(
 
 
 def _handover(
-    f: HandoverFacts, price: RolePrice, steps: dict[str, HandoverFacts],
+    f: HandoverFacts, price: RolePrice, steps: Completions,
     release: tuple[int, list[str], str] | None,
 ) -> dict[Key, Obligation]:
     cause = (f.completed.event_id,)

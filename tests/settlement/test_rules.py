@@ -163,3 +163,27 @@ def test_rounding_rules() -> None:
     assert split(-5001, {"a": 40, "b": 20, "c": 20, "d": 20}) == {
         "a": -2001, "b": -1000, "c": -1000, "d": -1000}
     assert sum(split(100, {"x": 1, "y": 1, "z": 1}).values()) == 100
+
+
+def test_after_step_uses_the_occurrence_completed_before_this_handover() -> None:
+    """A recurring earlier step: the criterion measures from its latest completion before this
+    handover's, never from a later occurrence."""
+    from datetime import timedelta
+
+    from pathways.events import EventKind, PathwayEvent
+    from pathways.settlement.rules import HandoverFacts, completions, criterion_holds
+    from pathways.settlement.terms import AfterStep
+
+    def done(seq: int, hours: int, step: str) -> HandoverFacts:
+        event = PathwayEvent(event_id=f"pw:{seq}", pathway_id="pw", definition_id="d",
+                             definition_version=1, seq=seq, kind=EventKind.COMPLETED,
+                             at=T0 + hours * HOUR, handover_id=f"{step}.{seq}", step_id=step,
+                             provider_id="p")
+        return HandoverFacts(f"{step}.{seq}", step, "p", event)
+
+    review, report, later_review = done(5, 0, "review"), done(10, 30, "report"), done(20, 31,
+                                                                                    "review")
+    steps = completions({f.handover_id: f for f in (review, report, later_review)})
+    ok, ids, why = criterion_holds(AfterStep(step="review", within=timedelta(hours=24)),
+                                   report, steps)
+    assert (ok, ids, why) == (False, ["pw:5"], "more than 24 h after review")
