@@ -187,3 +187,25 @@ def test_after_step_uses_the_occurrence_completed_before_this_handover() -> None
     ok, ids, why = criterion_holds(AfterStep(step="review", within=timedelta(hours=24)),
                                    report, steps)
     assert (ok, ids, why) == (False, ["pw:5"], "more than 24 h after review")
+
+
+def test_cancelled_pathway_pays_completed_handovers_and_releases_by_the_default() -> None:
+    """The response was delivered, then the pathway was cancelled before the GP review: the
+    team keeps its base and top-up; the withheld share waits for the outcome deadline from the
+    cancellation; the GP is paid nothing."""
+    from pathways.commands import CancelPathway
+
+    s = Scenario()
+    s.accept("urgent-response", T0 + 5 * MINUTE)
+    s.complete("urgent-response", T0 + HOUR, response_output(T0 + HOUR))
+    s.run.apply_cancel(CancelPathway(reason="admitted to hospital", actor="coordinator:test"),
+                       T0 + 5 * HOUR)
+    s.tick(T0 + 5 * HOUR)
+    ledger = derive(s.events, [], CONTRACTS, T0 + 5 * HOUR + 14 * DAY)
+    assert amounts(ledger) == [
+        ("urgent-response.1", UCR, "base", 18000),
+        ("urgent-response.1", UCR, "top-up", 2500),
+        ("urgent-response.1", UCR, "withhold", -1800),
+        ("urgent-response.1", UCR, "withhold-release", 900),
+    ]
+    assert ledger[-1].at == T0 + 5 * HOUR + 14 * DAY
