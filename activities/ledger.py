@@ -219,8 +219,9 @@ TotalKey = tuple[str | None, str | None, str, Rule, str, str | None]
 
 def adjustments(stored: list[LedgerEntry], derived: list[LedgerEntry], as_of: datetime,
                 closed: set[str]) -> list[LedgerEntry]:
-    """Entries that bring the stored totals to the replayed ones, booked in the first open
-    period at `as_of` (stored entries are never changed)."""
+    """Entries that bring the stored totals to the replayed ones (stored entries are never
+    changed). Each is booked when the replay booked its latest line for that key, in that
+    period if it is still open, else in the first open period after it."""
     def totals(entries: list[LedgerEntry]) -> dict[TotalKey, list[LedgerEntry]]:
         out: dict[TotalKey, list[LedgerEntry]] = {}
         for e in entries:
@@ -229,9 +230,6 @@ def adjustments(stored: list[LedgerEntry], derived: list[LedgerEntry], as_of: da
             out.setdefault(key, []).append(e)
         return out
 
-    period = Period.containing(as_of)
-    while str(period) in closed:
-        period = period.next()
     have, want = totals(stored), totals(derived)
     new: list[LedgerEntry] = []
     seq = len(stored)
@@ -241,10 +239,14 @@ def adjustments(stored: list[LedgerEntry], derived: list[LedgerEntry], as_of: da
         if before == after:
             continue
         model = (want.get(key) or have[key])[-1]
+        at = want[key][-1].at if key in want else as_of
+        period = Period.parse(want[key][-1].period) if key in want else Period.containing(as_of)
+        while str(period) in closed:
+            period = period.next()
         first = (have.get(key) or want[key])[0].period
         seq += 1
         new.append(model.model_copy(update={
-            "entry_id": f"adjust:{seq}", "seq": seq, "period": str(period), "at": as_of,
+            "entry_id": f"adjust:{seq}", "seq": seq, "period": str(period), "at": at,
             "amount": after - before, "adjusts": first if first != str(period) else None,
             "note": f"late-arriving fact, true-up from {before} to {after}: {model.note}",
         }))

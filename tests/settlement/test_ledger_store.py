@@ -110,3 +110,27 @@ def test_event_written_after_the_close_trues_up_the_next_period(ledger: LedgerSt
     with ledger.store.engine.connect() as conn:
         count = conn.execute(text("SELECT count(*) FROM ledger_entries")).scalar_one()
     assert count == len(ledger.entries())
+
+
+def test_event_written_late_into_an_open_period_is_booked_at_its_own_time(
+    ledger: LedgerStore
+) -> None:
+    """A store write that arrives after a later posting, while its quarter is still open: the
+    stored lines are kept, and the missing ones are booked in that quarter at the event's time."""
+    early = Scenario("pw-a").simple()
+    later = Scenario("pw-b", start=T0 + 2 * DAY).simple()
+    for batch in early.batches[:-1]:
+        record(ledger.store, early, batch)
+    for batch in later.batches:
+        record(ledger.store, later, batch)
+    ledger.post(T0 + 5 * DAY)
+    kept = ledger.entries()
+    record(ledger.store, early, early.batches[-1])  # the GP's completion, written late
+    booked = ledger.post(T0 + 6 * DAY)
+    assert ledger.entries()[: len(kept)] == kept
+    completion = early.batches[-1][0].at
+    assert {(e.pathway_id, e.rule.value, e.amount, e.period, e.adjusts, e.at) for e in booked} == {
+        ("pw-a", "base", 3500, "2026-Q4", None, completion),
+        ("pw-a", "top-up", 1000, "2026-Q4", None, completion),
+        ("pw-a", "withhold", -700, "2026-Q4", None, completion),
+    }
