@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 _PERIOD = re.compile(r"^(?P<year>\d{4})-Q(?P<quarter>[1-4])$")
 _BST = timedelta(hours=1)
@@ -54,3 +54,18 @@ class Period:
 
     def __str__(self) -> str:
         return f"{self.year}-Q{self.quarter}"
+
+
+def _last_sunday(year: int, month: int) -> datetime:
+    """01:00 UTC on the month's last Sunday: when UK clocks change (March and October)."""
+    day = max(d for d in range(25, 32) if datetime(year, month, d).weekday() == 6)
+    return datetime(year, month, day, 1, tzinfo=UTC)
+
+
+def uk_date(at: datetime) -> date:
+    """The calendar date in the UK at an instant (BST from the last Sunday of March to the last
+    Sunday of October, 01:00 UTC each, the rule since 1996): what a contract's effective_from
+    is compared with."""
+    utc = at.astimezone(UTC)
+    summer = _last_sunday(utc.year, 3) <= utc < _last_sunday(utc.year, 10)
+    return (utc + _BST if summer else utc).date()

@@ -27,6 +27,7 @@ from pathways.catalogue import Catalogue, UnknownDefinition, definition_files
 from pathways.elements import Slug, Strict
 from pathways.graph import dependency_graph
 from pathways.model import PathwayDefinition
+from pathways.settlement.periods import uk_date
 from pathways.validation import DefinitionError, DefinitionProblem, problems_from_validation
 
 Pence = Annotated[
@@ -142,7 +143,7 @@ class Contracts:
     def for_pathway(self, definition_key: str, started_at: datetime) -> Contract | None:
         candidates = [
             c for c in self.all
-            if c.definition == definition_key and c.effective_from <= started_at.date()
+            if c.definition == definition_key and c.effective_from <= uk_date(started_at)
         ]
         return max(candidates, key=lambda c: (c.effective_from, c.version), default=None)
 
