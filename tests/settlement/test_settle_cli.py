@@ -91,4 +91,4 @@ def test_statements_outcome_close_and_verify(env: dict[str, str]) -> None:
 
     verified = settle(env, "verify")
     assert verified.returncode == 0, verified.stderr
-    assert "matches its replay" in verified.stdout
+    assert "matches its replay line for line" in verified.stdout
