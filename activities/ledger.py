@@ -225,7 +225,7 @@ def adjustments(stored: list[LedgerEntry], derived: list[LedgerEntry], as_of: da
     def totals(entries: list[LedgerEntry]) -> dict[TotalKey, list[LedgerEntry]]:
         out: dict[TotalKey, list[LedgerEntry]] = {}
         for e in entries:
-            alliance_period = e.period if e.rule is Rule.ALLIANCE else None
+            alliance_period = (e.adjusts or e.period) if e.rule is Rule.ALLIANCE else None
             key = (e.pathway_id, e.handover_id, e.provider_id, e.rule, e.contract, alliance_period)
             out.setdefault(key, []).append(e)
         return out

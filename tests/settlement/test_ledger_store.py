@@ -111,6 +111,7 @@ def test_event_written_after_the_close_trues_up_the_next_period(ledger: LedgerSt
     replayed = ledger.rebuild(q4.end + 2 * DAY)
     assert ledger.entries() != replayed
     assert adjustments(ledger.entries(), replayed, q4.end + 2 * DAY, {"2026-Q4"}) == []
+    assert ledger.post(q4.end + 3 * DAY) == []  # nothing trued up twice
     with ledger.store.engine.connect() as conn:
         count = conn.execute(text("SELECT count(*) FROM ledger_entries")).scalar_one()
     assert count == len(ledger.entries())
