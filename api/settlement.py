@@ -5,6 +5,7 @@
   changed);
 - GET  /api/settlement/pathways/{id}: a pathway's ledger lines and payment position (what each
   handover earned, what is at risk and why);
+- GET  /api/settlement/alliance?period=2026-Q4: the alliance's gain or loss share per member;
 - POST /api/settlement/outcomes: record a pathway's outcome score on the patient's behalf.
 """
 
@@ -20,8 +21,15 @@ from api import context
 from api.auth import Coordinator
 from api.problems import ApiError, api_errors
 from pathways.settlement import LedgerEntry, LedgerInput, Outcome, Period, load_contracts
+from pathways.settlement.ledger import alliance
 from pathways.settlement.position import PaymentPosition, missed_top_ups, position
-from pathways.settlement.statements import Statement, providers_in, statement
+from pathways.settlement.statements import (
+    AllianceView,
+    Statement,
+    alliance_view,
+    providers_in,
+    statement,
+)
 from pathways.validation import DefinitionError
 
 router = APIRouter(prefix="/api/settlement", tags=["Settlement"])
@@ -82,6 +90,30 @@ def statements(
                        missed=missed_top_ups(events, books.contracts, p, Period.parse(wanted)))
              for p in providers]
     return Statements(period=wanted, closed=closed, statements=found)
+
+
+class Alliance(BaseModel):
+    period: str
+    closed: bool
+    alliances: list[AllianceView]
+
+
+@router.get("/alliance", response_model=Alliance, responses=api_errors(400, 401, 403, 503))
+def alliance_share(
+    principal: Coordinator, request: Request,
+    period: str = Query(description="quarter, e.g. 2026-Q4 (years 1970-2999)",
+                        pattern=r"^(19[7-9][0-9]|2[0-9]{3})-Q[1-4]$"),
+) -> Alliance:
+    """The alliance's gain or loss against target per member (provisional until closed)."""
+    try:
+        wanted = Period.parse(period)
+    except ValueError as error:
+        raise ApiError(400, [str(error)]) from None
+    books = ledger(request)
+    books.post(datetime.now(UTC))
+    found = alliance(books.events(), books.inputs(), books.contracts, wanted, books.entries())
+    return Alliance(period=str(wanted), closed=str(wanted) in books.closed_periods(),
+                    alliances=[alliance_view(r) for r in found])
 
 
 @router.get("/pathways/{pathway_id}", response_model=PathwayPayments,

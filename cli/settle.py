@@ -3,6 +3,7 @@
     pathways settle --period 2026-Q4 [--provider ID] [--format text|json|csv]
     pathways settle outcome PATHWAY_ID --score good        (recorded on the patient's behalf)
     pathways settle close --period 2026-Q4                 (books the alliance share; final)
+    pathways settle alliance --period 2026-Q4              (the alliance's gain or loss share)
     pathways settle verify                                 (stored ledger == replayed log?)
 
 Contracts are read from --contracts (default: `contracts/` beside the catalogue directory). Every
@@ -14,6 +15,7 @@ differs from its replay; 2 usage error or invalid contract terms.
 from __future__ import annotations
 
 import getpass
+import json
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -27,8 +29,17 @@ from cli.app import app, load_settings
 from pathways.catalogue import load_catalogue
 from pathways.settings import Settings
 from pathways.settlement import Outcome, Period, load_contracts
+from pathways.settlement.ledger import alliance
 from pathways.settlement.position import missed_top_ups
-from pathways.settlement.statements import providers_in, statement, to_csv, to_json, to_text
+from pathways.settlement.statements import (
+    alliance_text,
+    alliance_view,
+    providers_in,
+    statement,
+    to_csv,
+    to_json,
+    to_text,
+)
 from pathways.validation import DefinitionError
 
 
@@ -153,6 +164,26 @@ def close_period(
         raise typer.Exit(1) from None
     shares = [e for e in booked if e.rule.value == "alliance-share"]
     typer.echo(f"closed {period}: {len(booked)} entries booked, {len(shares)} alliance shares")
+
+
+@settle_app.command("alliance")
+def alliance_share(
+    ctx: typer.Context,
+    period: Annotated[str, typer.Option(help="quarter, e.g. 2026-Q4")],
+    output: Annotated[Format, typer.Option("--format", help="text or json")] = Format.TEXT,
+    contracts: Contracts = None,
+) -> None:
+    """The alliance's gain or loss against target for the period, per member (provisional
+    until the period is closed)."""
+    wanted = _period(period)
+    ledger = open_ledger(ctx, contracts)
+    ledger.post(datetime.now(UTC))
+    views = [alliance_view(r) for r in alliance(ledger.events(), ledger.inputs(),
+                                                ledger.contracts, wanted, ledger.entries())]
+    if output is Format.JSON:
+        typer.echo(json.dumps([v.model_dump(mode="json") for v in views], indent=2))
+    else:
+        typer.echo(alliance_text(views, str(wanted) in ledger.closed_periods()), nl=False)
 
 
 @settle_app.command("verify")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from pathways.events import PathwayEvent
-from pathways.settlement.alliance import describe, reconcile
+from pathways.settlement.alliance import Reconciliation, describe, reconcile
 from pathways.settlement.model import InputKind, LedgerEntry, LedgerInput, Rule
 from pathways.settlement.periods import Period
 from pathways.settlement.rules import Key, Obligation, deadline, obligations
@@ -180,3 +180,22 @@ def _close(books: _Books, close: LedgerInput, pathways: dict[str, _Pathway],
                     "caused_by": [close.input_id, *rec.caused_by], "note": describe(share, rec),
                 }, stem=f"alliance:{contract.key}:{period}:{share.provider_id}")
     books.closed.add(period)
+
+
+def alliance(
+    events: Iterable[PathwayEvent],
+    inputs: Iterable[LedgerInput],
+    contracts: Contracts,
+    period: Period,
+    entries: list[LedgerEntry],
+) -> list[Reconciliation]:
+    """Each contract's alliance share for the period from the ledger as it stands: final once
+    the period is closed (booked at the close), provisional before."""
+    pathways = _pathways(events, inputs, contracts)
+    found = []
+    for contract in contracts.all:
+        mine = {pid: p.events for pid, p in pathways.items() if p.contract.key == contract.key}
+        rec = reconcile(contract, period, mine, entries)
+        if rec is not None:
+            found.append(rec)
+    return found

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import Field
 
+from pathways.settlement.alliance import Reconciliation
 from pathways.settlement.model import LedgerEntry, Rule
 from pathways.settlement.money import format_pence
 from pathways.settlement.position import MissedTopUp
@@ -92,3 +93,53 @@ def to_text(statements: Iterable[Statement]) -> str:
                 f"{m.handover_id}: {'; '.join(m.reasons)} <- {', '.join(m.caused_by)}")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"
+
+
+class MemberView(Model):
+    provider_id: str
+    weight: int
+    share: int = Field(description="pence: the member's part of the net, by weight")
+    quality_points: str = Field(description="quality adjustment in percent, e.g. '+10.0'")
+    adjusted: int
+    stop_loss: int
+    stop_gain: int
+    amount: int = Field(description="pence after the caps")
+    capped: bool
+
+
+class AllianceView(Model):
+    """The alliance's gain (positive net) or loss against target for a contract and period."""
+
+    contract: str
+    period: str
+    pathways: int = Field(description="pathways completed in the period")
+    target: int
+    actual: int
+    net: int
+    members: list[MemberView]
+
+
+def alliance_view(rec: Reconciliation) -> AllianceView:
+    return AllianceView(
+        contract=rec.contract, period=rec.period, pathways=len(rec.pathways), target=rec.target,
+        actual=rec.actual, net=rec.net,
+        members=[MemberView(
+            provider_id=m.provider_id, weight=m.weight, share=m.share,
+            quality_points=f"{float(m.quality_percent):+.1f}", adjusted=m.adjusted,
+            stop_loss=m.cap_low, stop_gain=m.cap_high, amount=m.amount, capped=m.capped)
+            for m in rec.members])
+
+
+def alliance_text(views: Iterable[AllianceView], closed: bool) -> str:
+    state = "closed" if closed else "open (provisional)"
+    lines = []
+    for v in views:
+        lines.append(f"Alliance {v.contract} {v.period} ({state}): {v.pathways} pathways, target "
+                     f"{format_pence(v.target, 'GBP')} - actual {format_pence(v.actual, 'GBP')} "
+                     f"= net {format_pence(v.net, 'GBP')}")
+        for m in v.members:
+            cap = " (capped)" if m.capped else ""
+            lines.append(f"  {m.provider_id:<32} weight {m.weight:>3} share "
+                         f"{format_pence(m.share, 'GBP'):>14} quality {m.quality_points:>6}% "
+                         f"-> {format_pence(m.amount, 'GBP'):>14}{cap}")
+    return "\n".join(lines) + "\n" if lines else "no alliance terms\n"

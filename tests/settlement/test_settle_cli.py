@@ -82,6 +82,12 @@ def test_statements_outcome_close_and_verify(env: dict[str, str]) -> None:
     assert {r["rule"] for r in rows} >= {"base", "top-up", "withhold", "withhold-release"}
     assert all(r["provider_id"] == GP and r["caused_by"] for r in rows)
 
+    shared = settle(env, "alliance", "--period", "2026-Q3")
+    assert shared.returncode == 0, shared.stderr
+    # pw-1 paid 23,750 + 1,250 released by 'very good': net 30,000 - 25,000 = 5,000
+    assert "Alliance ucr-alliance-subcontract@1 2026-Q3 (closed): 1 pathways" in shared.stdout
+    assert "net GBP 50.00" in shared.stdout
+
     again = settle(env, "close", "--period", "2026-Q3")
     assert again.returncode == 1 and "already closed" in again.stderr
     assert settle(env, "close", "--period", "2999-Q1").returncode == 1

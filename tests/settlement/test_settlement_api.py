@@ -81,6 +81,16 @@ def test_statements_position_and_outcome(served: tuple[str, Settings]) -> None:
         assert {(e["provider_id"], e["amount"]) for e in poor} == {(UCR, -900), (GP, -350)}
         assert now["position"]["outcome"] == "poor"
 
+        share = http.get("/api/settlement/alliance", headers=coordinator,
+                         params={"period": "2026-Q3"}).json()
+        (alliance,) = share["alliances"]
+        # pw-1 paid 23,750 then trued down 1,250 by the 'poor' answer: net 30,000 - 22,500
+        assert (alliance["pathways"], alliance["target"], alliance["actual"], alliance["net"]) \
+            == (1, 30000, 22500, 7500)
+        ucr_share = next(m for m in alliance["members"] if m["provider_id"] == UCR)
+        assert (ucr_share["share"], ucr_share["quality_points"], ucr_share["adjusted"],
+                ucr_share["amount"], ucr_share["capped"]) == (3000, "+10.0", 3300, 2400, True)
+
         risky = http.get("/api/settlement/pathways/pw-2", headers=coordinator).json()
         (response,) = risky["position"]["handovers"]
         assert response["status"] == "open" and response["top_up_at_risk"] == 0
