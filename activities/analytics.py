@@ -2,19 +2,18 @@
 
 One report is a handful of set-based queries, never a Python loop over events:
 
-1. `_STATES`: each handover's lifecycle events in order, with a window function giving the time
-   to the next one; the interval belongs to the state the event entered (in transit, queued,
-   working, blocked) and to the provider that held the handover then. Summed per handover and
-   provider into a temporary table, with escalations and refused deliveries counted alongside.
-2. Per handover (temporary table): ready and due time from the read model, completion, the
-   handover gap (ready after the latest completion in the pathway), time in each state.
+1. The flow summary (activities/flow_summary.py) is brought up to date: each handover's time in
+   each state per provider, folded from the events with window functions, incrementally.
+2. The period's handovers are copied into temporary tables, per provider and per handover, seen
+   from the end of the period (an open state runs to it, later completions not yet happened).
 3. GROUP BY queries over those tables for counts, sums and means, and one window query per
    grouping for nearest-rank percentiles.
 
 The period's population: handovers that were ready before `until` and not finished before
 `since` (everything in flow during the period). Lead times are those of the handovers completed
-in the period; arrivals are handovers ready in it; nothing after `until` is counted, so a
-report of a past quarter does not change as later events arrive.
+in the period; arrivals are handovers ready in it. Counts (escalations, reassignments,
+rejections, refusals) and closed state times of a handover open at the end of a past period
+include what happened to it after the period.
 """
 
 from __future__ import annotations
@@ -34,12 +33,10 @@ from sqlalchemy import (
     and_,
     case,
     cast,
-    distinct,
     func,
     insert,
     literal,
     literal_column,
-    null,
     or_,
     select,
     union_all,
@@ -47,6 +44,17 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ColumnElement
 
+from activities.flow_summary import (
+    BLOCKED,
+    COUNTS,
+    QUEUED,
+    STATES,
+    TRANSIT,
+    WORKING,
+    epoch,
+    flow_rows,
+    refresh,
+)
 from activities.store import EventStore, event_rows, handover_rows, pathway_rows
 from pathways.analytics.measures import (
     Distribution,
@@ -69,38 +77,18 @@ from pathways.analytics.report import (
 )
 from pathways.analytics.spc import Direction, xmr
 from pathways.analytics.standards import attainment, standards_for
-from pathways.events import EventKind, PathwayEvent
+from pathways.events import PathwayEvent
 
 DAY, WEEK = 86400.0, 7 * 86400.0
 DEFAULT_PERIOD = timedelta(weeks=13)
 """A quarter, when the report is given no `since`."""
-
-TRANSIT, QUEUED, WORKING, BLOCKED = "in_transit", "queued", "working", "blocked"
-ENTERS = {
-    EventKind.READY: TRANSIT,
-    EventKind.DISPATCHED: TRANSIT,
-    EventKind.REASSIGNED: TRANSIT,
-    EventKind.REJECTED: TRANSIT,
-    EventKind.FAILED: TRANSIT,
-    EventKind.ACCEPTED: QUEUED,
-    EventKind.STARTED: WORKING,
-    EventKind.RESUMED: WORKING,
-    EventKind.HELD: BLOCKED,
-}
-"""The state a lifecycle event puts its handover in. An acceptance followed by no start and
-straight to completion counts as working, as the pathway detail's work time does (the provider
-did not say when it began)."""
-FINAL = (EventKind.COMPLETED, EventKind.CANCELLED, EventKind.REJECTED, EventKind.FAILED)
-"""Kinds that end a handover when nothing follows them (an alternate may follow a rejection)."""
-LIFECYCLE = tuple(k.value for k in (*ENTERS, EventKind.COMPLETED, EventKind.CANCELLED))
-REMINDER_LEVEL = "remind-provider"
 
 _temp = MetaData()
 hp = Table(
     "analytics_hp", _temp,
     Column("pathway_id", String), Column("handover_id", String), Column("provider_id", String),
     *(Column(name, Float) for name in (TRANSIT, QUEUED, WORKING, BLOCKED)),
-    Column("completed_at", Float), Column("ended_at", Float), Column("last_seq", Integer),
+    Column("completed_at", Float), Column("ended_at", Float), Column("gap", Float),
     *(Column(name, Integer) for name in ("rejections", "reassigned", "refused", "escalations")),
     prefixes=["TEMPORARY"],
 )
@@ -154,6 +142,7 @@ def flow_report(
     """The lean flow report of one definition (or all) over a period, from the event store."""
     moment = _aware(now) if now is not None else datetime.now(UTC)
     span = period(since, until, moment)
+    refresh(store)
     with store.engine.connect() as conn:
         sql = _Sql(conn)
         try:
@@ -172,10 +161,7 @@ class _Sql:
         self.pg = conn.dialect.name == "postgresql"
 
     def epoch(self, column: Any) -> ColumnElement[float]:
-        """Seconds since 1970 of a stored instant, as a float, on either dialect."""
-        if self.pg:
-            return func.extract("epoch", column)
-        return (func.julianday(column) - 2440587.5) * DAY
+        return epoch(self.conn, column)
 
     def build(self, definition_id: str | None, provider_id: str | None, span: Period) -> None:
         hp.create(self.conn)
@@ -183,9 +169,8 @@ class _Sql:
         self.cap = span.cap.timestamp()
         self.since = span.since.timestamp()
         cohort = self._cohort(definition_id, provider_id, span)
-        self._states(cohort, definition_id, span)
-        self._counted(cohort, definition_id, span)
-        self._handovers(cohort, definition_id, span)
+        self._load(cohort, span)
+        self._handovers(cohort)
 
     def drop(self) -> None:
         for table in (hf, hp):
@@ -206,114 +191,40 @@ class _Sql:
         return select(h.pathway_id, h.handover_id, h.step_id, h.provider_id, h.ready_at,
                       h.complete_by).where(*where).subquery("cohort")
 
-    def _events(self, cohort: Any, definition_id: str | None, span: Period,
-                kinds: Sequence[str]) -> Any:
-        e = event_rows.c
-        where = [e.kind.in_(list(kinds)), e.at < span.until, e.handover_id.is_not(None)]
-        if definition_id is not None:
-            where.append(e.definition_id == definition_id)
-        joined = event_rows.join(cohort, and_(cohort.c.pathway_id == e.pathway_id,
-                                              cohort.c.handover_id == e.handover_id))
-        return joined, where
+    def _load(self, cohort: Any, span: Period) -> None:
+        """The summary rows of the period's handovers, seen from the end of the period: an open
+        state runs to it; a completion or an end after it has not happened yet."""
+        f = flow_rows.c
+        until = span.until.timestamp()
 
-    def _states(self, cohort: Any, definition_id: str | None, span: Period) -> None:
-        e = event_rows.c
-        joined, where = self._events(cohort, definition_id, span, LIFECYCLE)
-        by_handover = {"partition_by": (e.pathway_id, e.handover_id)}
-        ordered = {**by_handover, "order_by": e.seq}
-        at = self.epoch(e.at)
-        started = func.max(case((e.kind == EventKind.STARTED.value, 1), else_=0)).over(
-            **by_handover)
-        rows = select(
-            e.pathway_id, e.handover_id, e.kind, e.seq, at.label("at"),
-            func.lead(at).over(**ordered).label("next_at"),
-            func.lead(e.kind).over(**ordered).label("next_kind"),
-            case((e.kind == EventKind.REASSIGNED.value,
-                  func.lag(e.provider_id).over(**ordered)), else_=e.provider_id).label("who"),
-            started.label("started"),
-        ).select_from(joined).where(*where).subquery("lifecycle")
-        r = rows.c
-        final = [k.value for k in FINAL]
-        until = func.coalesce(r.next_at, case((r.kind.in_(final), r.at), else_=self.cap))
-        length = until - r.at
-        state = case(
-            *((r.kind == kind.value, literal(name)) for kind, name in ENTERS.items()
-              if kind is not EventKind.ACCEPTED),
-            (and_(r.kind == EventKind.ACCEPTED.value, r.started == 0,
-                  r.next_kind == EventKind.COMPLETED.value), literal(WORKING)),
-            (r.kind == EventKind.ACCEPTED.value, literal(QUEUED)),
-            else_=null(),
-        )
+        def state(name: str) -> Any:
+            running = and_(f.open_state == name, f.open_since < self.cap)
+            return f[name] + case((running, self.cap - f.open_since), else_=0.0)
 
-        def total(name: str) -> Any:
-            return func.sum(case((state == name, length), else_=0.0))
+        def before_end(column: Any) -> Any:
+            return case((column < until, column))
 
-        def count(kind: EventKind) -> Any:
-            return func.sum(case((r.kind == kind.value, 1), else_=0))
-
-        last = r.next_at.is_(None)
         query = select(
-            r.pathway_id, r.handover_id, r.who,
-            *(total(name) for name in (TRANSIT, QUEUED, WORKING, BLOCKED)),
-            func.max(case((r.kind == EventKind.COMPLETED.value, r.at))),
-            func.max(case((and_(last, r.kind.in_(final)), r.at))),
-            func.max(r.seq),
-            count(EventKind.REJECTED), count(EventKind.REASSIGNED),
-            literal(0), literal(0),
-        ).group_by(r.pathway_id, r.handover_id, r.who)
-        columns = ["pathway_id", "handover_id", "provider_id", TRANSIT, QUEUED, WORKING, BLOCKED,
-                   "completed_at", "ended_at", "last_seq", "rejections", "reassigned", "refused",
-                   "escalations"]
+            f.pathway_id, f.handover_id, f.provider_id, *(state(name) for name in STATES),
+            before_end(f.completed_at), before_end(f.ended_at), f.gap,
+            *(f[name] for name in COUNTS),
+        ).select_from(flow_rows.join(cohort, and_(cohort.c.pathway_id == f.pathway_id,
+                                                  cohort.c.handover_id == f.handover_id)))
+        columns = ["pathway_id", "handover_id", "provider_id", *STATES, "completed_at",
+                   "ended_at", "gap", *COUNTS]
         self.conn.execute(insert(hp).from_select(columns, query))
 
-    def _counted(self, cohort: Any, definition_id: str | None, span: Period) -> None:
-        """Refused deliveries and coordinator escalations (distinct escalation ids; reminders
-        are the provider's, not coordinator work) per handover and provider."""
-        e = event_rows.c
-        kinds = [EventKind.REFUSED_DELIVERY.value, EventKind.ESCALATED.value]
-        joined, where = self._events(cohort, definition_id, span, kinds)
-        level = e.detail["level"].as_string()
-        escalation = case(
-            (and_(e.kind == EventKind.ESCALATED.value, level != REMINDER_LEVEL),
-             e.detail["escalation_id"].as_string()))
-        zero = literal(0.0)
-        query = select(
-            e.pathway_id, e.handover_id, e.provider_id, zero, zero, zero, zero,
-            null(), null(), null(), literal(0), literal(0),
-            func.sum(case((e.kind == EventKind.REFUSED_DELIVERY.value, 1), else_=0)),
-            func.count(distinct(escalation)),
-        ).select_from(joined).where(*where).group_by(e.pathway_id, e.handover_id, e.provider_id)
-        columns = [c.name for c in hp.columns]
-        self.conn.execute(insert(hp).from_select(columns, query))
-
-    def _gaps(self, definition_id: str | None, span: Period) -> Any:
-        """Per ready event: seconds since the latest completion in its pathway before it."""
-        e = event_rows.c
-        kinds = [EventKind.READY.value, EventKind.COMPLETED.value]
-        where = [e.kind.in_(kinds), e.at < span.until]
-        if definition_id is not None:
-            where.append(e.definition_id == definition_id)
-        at = self.epoch(e.at)
-        latest = func.max(case((e.kind == EventKind.COMPLETED.value, at))).over(
-            partition_by=e.pathway_id, order_by=e.seq, rows=(None, 0))
-        rows = select(e.pathway_id, e.handover_id, e.kind, (at - latest).label("gap")).where(
-            *where).subquery("gaps_all")
-        return select(rows.c.pathway_id, rows.c.handover_id, rows.c.gap).where(
-            rows.c.kind == EventKind.READY.value).subquery("gaps")
-
-    def _handovers(self, cohort: Any, definition_id: str | None, span: Period) -> None:
+    def _handovers(self, cohort: Any) -> None:
         p = select(
             hp.c.pathway_id, hp.c.handover_id,
             *(func.sum(hp.c[name]).label(name) for name in (TRANSIT, QUEUED, WORKING, BLOCKED)),
             func.max(hp.c.completed_at).label("completed_at"),
-            func.max(hp.c.ended_at).label("ended_at"),
+            func.max(hp.c.ended_at).label("ended_at"), func.max(hp.c.gap).label("gap"),
             *(func.sum(hp.c[name]).label(name)
               for name in ("rejections", "reassigned", "refused", "escalations")),
         ).group_by(hp.c.pathway_id, hp.c.handover_id).subquery("per_handover")
-        gaps = self._gaps(definition_id, span)
         ready, due = self.epoch(cohort.c.ready_at), self.epoch(cohort.c.complete_by)
-        since = span.since.timestamp()
-        done = and_(p.c.completed_at.is_not(None), p.c.completed_at >= since)
+        done = and_(p.c.completed_at.is_not(None), p.c.completed_at >= self.since)
         lead = case((done, p.c.completed_at - ready))
         breached = case(
             (done, case((p.c.completed_at > due, 1), else_=0)),
@@ -322,7 +233,7 @@ class _Sql:
         )
         query = select(
             cohort.c.pathway_id, cohort.c.handover_id, cohort.c.step_id, cohort.c.provider_id,
-            ready, due, p.c.completed_at, p.c.ended_at, gaps.c.gap,
+            ready, due, p.c.completed_at, p.c.ended_at, p.c.gap,
             *(p.c[name] for name in (TRANSIT, QUEUED, WORKING, BLOCKED)),
             lead, case((done, p.c[TRANSIT] + p.c[QUEUED] + p.c[BLOCKED])),
             case((done, p.c[WORKING])), case((done, 1), else_=0), breached,
@@ -330,8 +241,6 @@ class _Sql:
         ).select_from(
             cohort.join(p, and_(p.c.pathway_id == cohort.c.pathway_id,
                                 p.c.handover_id == cohort.c.handover_id))
-            .outerjoin(gaps, and_(gaps.c.pathway_id == cohort.c.pathway_id,
-                                  gaps.c.handover_id == cohort.c.handover_id))
         )
         self.conn.execute(insert(hf).from_select([c.name for c in hf.columns], query))
 

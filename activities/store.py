@@ -174,9 +174,17 @@ def _index_event_kinds(conn: Connection) -> None:
     index.create(conn, checkfirst=True)
 
 
+def _flow_summary(conn: Connection) -> None:
+    """v3: the flow summary tables the analytics report folds events into."""
+    from activities.flow_summary import create_summary  # owns them; imports this module
+
+    create_summary(conn)
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _create_v1),
     (2, _index_event_kinds),
+    (3, _flow_summary),
 ]
 """Versioned schema steps, applied in order once each; append new steps, never edit old ones."""
 

@@ -1,0 +1,233 @@
+"""The flow summary: each handover's time in each state per provider, kept beside the event log.
+
+Folding events into states needs a window over every event of a handover; done per report over
+a quarter's half a million events it takes seconds on SQLite. So the fold is kept in a table,
+brought up to date incrementally before each report: a pathway whose newest event `seq` is past
+the one folded is folded again, from its own events only (an index range). Writes stay
+idempotent and order-free like the store's: the fold is a pure function of a pathway's events.
+
+One row per (pathway, handover, provider that held it): closed time in each state, the state it
+is in now if still open (and since when), completion and end, counts of rejections, hand-offs
+away (reassignments), refused deliveries and coordinator escalations, and the handover gap.
+Instants are seconds since 1970 (floats), so reports do arithmetic without dialect functions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    and_,
+    case,
+    delete,
+    distinct,
+    func,
+    insert,
+    literal,
+    null,
+    select,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql import ColumnElement
+
+from activities.store import EventStore, event_rows
+from pathways.events import EventKind
+
+DAY = 86400.0
+TRANSIT, QUEUED, WORKING, BLOCKED = "in_transit", "queued", "working", "blocked"
+STATES = (TRANSIT, QUEUED, WORKING, BLOCKED)
+ENTERS = {
+    EventKind.READY: TRANSIT,
+    EventKind.DISPATCHED: TRANSIT,
+    EventKind.REASSIGNED: TRANSIT,
+    EventKind.REJECTED: TRANSIT,
+    EventKind.FAILED: TRANSIT,
+    EventKind.ACCEPTED: QUEUED,
+    EventKind.STARTED: WORKING,
+    EventKind.RESUMED: WORKING,
+    EventKind.HELD: BLOCKED,
+}
+"""The state a lifecycle event puts its handover in. An acceptance followed by no start and
+straight to completion counts as working, as the pathway detail's work time does (the provider
+did not say when it began)."""
+FINAL = tuple(k.value for k in (EventKind.COMPLETED, EventKind.CANCELLED, EventKind.REJECTED,
+                                EventKind.FAILED))
+"""Kinds that end a handover when nothing follows them (the broker's next offer follows a
+rejection in the same batch, so a rejection last in the log ends it)."""
+LIFECYCLE = tuple(k.value for k in (*ENTERS, EventKind.COMPLETED, EventKind.CANCELLED))
+REMINDER_LEVEL = "remind-provider"
+COUNTS = ("rejections", "reassigned", "refused", "escalations")
+
+summary_metadata = MetaData()
+
+flow_rows = Table(
+    "flow_handovers", summary_metadata,
+    Column("pathway_id", String(), nullable=False),
+    Column("handover_id", String(), nullable=False),
+    Column("provider_id", String()),
+    Column("definition_id", String(), nullable=False),
+    *(Column(name, Float, nullable=False) for name in STATES),
+    Column("open_state", String()),
+    Column("open_since", Float),
+    Column("completed_at", Float),
+    Column("ended_at", Float),
+    Column("gap", Float),
+    *(Column(name, Integer, nullable=False) for name in COUNTS),
+    Index("ix_flow_handovers_pathway", "pathway_id", "handover_id"),
+)
+flow_marks = Table(
+    "flow_pathways", summary_metadata,
+    Column("pathway_id", String(), primary_key=True),
+    Column("last_seq", Integer, nullable=False),
+)
+"""The newest event seq folded per pathway."""
+
+_changed = Table(
+    "flow_changed", MetaData(), Column("pathway_id", String(), primary_key=True),
+    Column("last_seq", Integer), prefixes=["TEMPORARY"],
+)
+
+
+def create_summary(conn: Connection) -> None:
+    """Schema step (activities/store.py MIGRATIONS, v3): the summary tables, empty; the first
+    report folds the existing log."""
+    summary_metadata.create_all(conn, checkfirst=True)
+
+
+def epoch(conn: Connection, column: Any) -> ColumnElement[float]:
+    """Seconds since 1970 of a stored instant, as a float, on either dialect."""
+    if conn.dialect.name == "postgresql":
+        return func.extract("epoch", column)  # type: ignore[return-value]
+    return (func.julianday(column) - 2440587.5) * DAY
+
+
+def refresh(store: EventStore) -> int:
+    """Fold the pathways with events not yet folded; return how many (0: nothing to write)."""
+    with store.engine.connect() as conn:
+        if conn.execute(_stale(conn).limit(1)).first() is None:
+            return 0  # read only: no write lock taken when nothing changed
+    with store._write() as conn:  # one writer at a time; BEGIN IMMEDIATE on SQLite
+        _changed.create(conn)
+        try:
+            conn.execute(insert(_changed).from_select(["pathway_id", "last_seq"], _stale(conn)))
+            count = conn.execute(select(func.count()).select_from(_changed)).scalar_one()
+            changed = select(_changed.c.pathway_id)
+            conn.execute(delete(flow_rows).where(flow_rows.c.pathway_id.in_(changed)))
+            conn.execute(delete(flow_marks).where(flow_marks.c.pathway_id.in_(changed)))
+            _fold_states(conn, changed)
+            _fold_counted(conn, changed)
+            _fold_gaps(conn, changed)
+            conn.execute(insert(flow_marks).from_select(
+                ["pathway_id", "last_seq"], select(_changed.c.pathway_id, _changed.c.last_seq)))
+            return int(count)
+        finally:
+            _changed.drop(conn)
+
+
+def _stale(conn: Connection) -> Any:
+    """(pathway, newest seq) of the pathways whose newest event is not folded yet."""
+    e = event_rows.c
+    newest = select(e.pathway_id, func.max(e.seq).label("last_seq")).group_by(
+        e.pathway_id).subquery("newest")
+    return select(newest.c.pathway_id, newest.c.last_seq).select_from(
+        newest.outerjoin(flow_marks, flow_marks.c.pathway_id == newest.c.pathway_id)
+    ).where(newest.c.last_seq > func.coalesce(flow_marks.c.last_seq, 0))
+
+
+def _fold_states(conn: Connection, changed: Any) -> None:
+    e = event_rows.c
+    by_handover: dict[str, Any] = {"partition_by": (e.pathway_id, e.handover_id)}
+    ordered: dict[str, Any] = {**by_handover, "order_by": e.seq}
+    at = epoch(conn, e.at)
+    started = func.max(case((e.kind == EventKind.STARTED.value, 1), else_=0)).over(**by_handover)
+    rows = select(
+        e.pathway_id, e.handover_id, e.definition_id, e.kind, e.seq, at.label("at"),
+        func.lead(at).over(**ordered).label("next_at"),
+        func.lead(e.kind).over(**ordered).label("next_kind"),
+        case((e.kind == EventKind.REASSIGNED.value, func.lag(e.provider_id).over(**ordered)),
+             else_=e.provider_id).label("who"),
+        started.label("started"),
+    ).where(
+        e.pathway_id.in_(changed), e.kind.in_(LIFECYCLE), e.handover_id.is_not(None)
+    ).subquery("lifecycle")
+    r = rows.c
+    state = case(
+        *((r.kind == kind.value, literal(name)) for kind, name in ENTERS.items()
+          if kind is not EventKind.ACCEPTED),
+        (and_(r.kind == EventKind.ACCEPTED.value, r.started == 0,
+              r.next_kind == EventKind.COMPLETED.value), literal(WORKING)),
+        (r.kind == EventKind.ACCEPTED.value, literal(QUEUED)),
+        else_=null(),
+    )
+    last = r.next_at.is_(None)
+    still_open = and_(last, r.kind.not_in(FINAL))
+
+    def total(name: str) -> Any:
+        return func.sum(case((and_(state == name, r.next_at.is_not(None)), r.next_at - r.at),
+                             else_=0.0))
+
+    def count(kind: EventKind) -> Any:
+        return func.sum(case((r.kind == kind.value, 1), else_=0))
+
+    query = select(
+        r.pathway_id, r.handover_id, r.who, func.max(r.definition_id),
+        *(total(name) for name in STATES),
+        func.max(case((still_open, state))), func.max(case((still_open, r.at))),
+        func.max(case((r.kind == EventKind.COMPLETED.value, r.at))),
+        func.max(case((and_(last, r.kind.in_(FINAL)), r.at))),
+        null(),
+        count(EventKind.REJECTED), count(EventKind.REASSIGNED), literal(0), literal(0),
+    ).group_by(r.pathway_id, r.handover_id, r.who)
+    conn.execute(insert(flow_rows).from_select([c.name for c in flow_rows.columns], query))
+
+
+def _zeros(conn: Connection) -> list[Any]:
+    return [*(literal(0.0) for _ in STATES), null(), null(), null(), null()]
+
+
+def _fold_counted(conn: Connection, changed: Any) -> None:
+    """Refused deliveries and coordinator escalations (distinct escalation ids: a later rung
+    raises the same one; reminders are the provider's, not coordinator work)."""
+    e = event_rows.c
+    level = e.detail["level"].as_string()
+    escalation = case((and_(e.kind == EventKind.ESCALATED.value, level != REMINDER_LEVEL),
+                       e.detail["escalation_id"].as_string()))
+    query = select(
+        e.pathway_id, e.handover_id, e.provider_id, func.max(e.definition_id), *_zeros(conn),
+        null(), literal(0), literal(0),
+        func.sum(case((e.kind == EventKind.REFUSED_DELIVERY.value, 1), else_=0)),
+        func.count(distinct(escalation)),
+    ).where(
+        e.pathway_id.in_(changed), e.handover_id.is_not(None),
+        e.kind.in_([EventKind.REFUSED_DELIVERY.value, EventKind.ESCALATED.value]),
+    ).group_by(e.pathway_id, e.handover_id, e.provider_id)
+    conn.execute(insert(flow_rows).from_select([c.name for c in flow_rows.columns], query))
+
+
+def _fold_gaps(conn: Connection, changed: Any) -> None:
+    """Handover gap: from the latest completion in the pathway before a handover became ready
+    (its inputs complete) to it becoming ready and dispatched (the engine does both at once)."""
+    e = event_rows.c
+    at = epoch(conn, e.at)
+    latest = func.max(case((e.kind == EventKind.COMPLETED.value, at))).over(
+        partition_by=e.pathway_id, order_by=e.seq, rows=(None, 0))
+    rows = select(
+        e.pathway_id, e.handover_id, e.provider_id, e.definition_id, e.kind,
+        (at - latest).label("gap"),
+    ).where(
+        e.pathway_id.in_(changed),
+        e.kind.in_([EventKind.READY.value, EventKind.COMPLETED.value]),
+    ).subquery("gaps")
+    g = rows.c
+    query = select(
+        g.pathway_id, g.handover_id, g.provider_id, g.definition_id, *_zeros(conn), g.gap,
+        *(literal(0) for _ in COUNTS),
+    ).where(g.kind == EventKind.READY.value, g.gap.is_not(None))
+    conn.execute(insert(flow_rows).from_select([c.name for c in flow_rows.columns], query))
