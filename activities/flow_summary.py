@@ -14,6 +14,7 @@ Instants are seconds since 1970 (floats), so reports do arithmetic without diale
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -26,6 +27,7 @@ from sqlalchemy import (
     Table,
     and_,
     case,
+    cast,
     delete,
     distinct,
     func,
@@ -37,7 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ColumnElement
 
-from activities.store import EventStore, event_rows
+from activities.store import EventStore, event_rows, handover_rows
 from pathways.events import EventKind
 
 DAY = 86400.0
@@ -67,27 +69,75 @@ COUNTS = ("rejections", "reassigned", "refused", "escalations")
 
 summary_metadata = MetaData()
 
+def _folded() -> list[Column[Any]]:
+    """The folded columns every summary table shares."""
+    return [
+        *(Column(name, Float, nullable=False) for name in STATES),
+        Column("open_state", String()),
+        Column("open_since", Float),
+        Column("completed_at", Float),
+        Column("ended_at", Float),
+        Column("gap", Float),
+    ]
+
+
+_staging = Table(
+    "flow_staging", MetaData(),
+    Column("pathway_id", String()), Column("handover_id", String()),
+    Column("provider_id", String()), *_folded(),
+    *(Column(name, Integer) for name in COUNTS), prefixes=["TEMPORARY"],
+)
+"""The fold's raw rows (lifecycle, counted events and gaps apart), summed into the tables below."""
+
 flow_rows = Table(
     "flow_handovers", summary_metadata,
     Column("pathway_id", String(), nullable=False),
     Column("handover_id", String(), nullable=False),
-    Column("provider_id", String()),
+    Column("provider_id", String(), nullable=False),
     Column("definition_id", String(), nullable=False),
-    *(Column(name, Float, nullable=False) for name in STATES),
-    Column("open_state", String()),
-    Column("open_since", Float),
-    Column("completed_at", Float),
-    Column("ended_at", Float),
-    Column("gap", Float),
+    Column("final_provider", String(), nullable=False),
+    Column("ready", Float, nullable=False),
+    Column("handover_ended", Float),
+    *_folded(),
     *(Column(name, Integer, nullable=False) for name in COUNTS),
-    Index("ix_flow_handovers_pathway", "pathway_id", "handover_id"),
+    Index("ix_flow_handovers_definition_ready", "definition_id", "ready"),
+    Index("ix_flow_handovers_pathway", "pathway_id"),
 )
+"""One row per handover and provider that held it; the handover's definition, current (final)
+provider, ready and end time repeated so a report filters without a join."""
+
+BUCKETED = ("lead", "waiting", "worked", "gap")
+summary_rows = Table(
+    "flow_summary", summary_metadata,
+    Column("pathway_id", String(), nullable=False),
+    Column("handover_id", String(), nullable=False),
+    Column("definition_id", String(), nullable=False),
+    Column("step_id", String(), nullable=False),
+    Column("provider_id", String(), nullable=False),
+    Column("ready", Float, nullable=False),
+    Column("due", Float, nullable=False),
+    *_folded(),
+    *(Column(name, Integer, nullable=False) for name in COUNTS),
+    Column("lead", Float), Column("waiting", Float), Column("worked", Float),
+    Column("late", Integer),
+    *(Column(f"{name}_bucket", Integer) for name in BUCKETED),
+    *(Index(f"ix_flow_summary_{name}", "definition_id", "step_id", "provider_id",
+            f"{name}_bucket", name, "completed_at", "ready", "ended_at") for name in BUCKETED),
+    Index("ix_flow_summary_completed", "definition_id", "completed_at", "lead", "late", "ready",
+          "ended_at"),
+    Index("ix_flow_summary_pathway", "pathway_id"),
+)
+"""One row per handover: the read model's step, current provider, ready and due time, its
+folded states and counts summed over providers, and (once completed) its lead, waiting and
+working time with their histogram buckets: what a report scans. One covering index per
+histogram, in GROUP BY order, so a report's histogram reads an index without sorting."""
 flow_marks = Table(
     "flow_pathways", summary_metadata,
     Column("pathway_id", String(), primary_key=True),
     Column("last_seq", Integer, nullable=False),
 )
-"""The newest event seq folded per pathway."""
+"""The newest event seq folded per pathway; pathway '' holds the events folded in all (events
+are append-only, so an unchanged count means nothing to fold)."""
 
 _changed = Table(
     "flow_changed", MetaData(), Column("pathway_id", String(), primary_key=True),
@@ -111,24 +161,42 @@ def epoch(conn: Connection, column: Any) -> ColumnElement[float]:
 def refresh(store: EventStore) -> int:
     """Fold the pathways with events not yet folded; return how many (0: nothing to write)."""
     with store.engine.connect() as conn:
-        if conn.execute(_stale(conn).limit(1)).first() is None:
+        if _folded_count(conn) == _event_count(conn):
             return 0  # read only: no write lock taken when nothing changed
     with store._write() as conn:  # one writer at a time; BEGIN IMMEDIATE on SQLite
+        _changed.drop(conn, checkfirst=True)
         _changed.create(conn)
         try:
             conn.execute(insert(_changed).from_select(["pathway_id", "last_seq"], _stale(conn)))
             count = conn.execute(select(func.count()).select_from(_changed)).scalar_one()
             changed = select(_changed.c.pathway_id)
-            conn.execute(delete(flow_rows).where(flow_rows.c.pathway_id.in_(changed)))
-            conn.execute(delete(flow_marks).where(flow_marks.c.pathway_id.in_(changed)))
+            total = _event_count(conn)
+            for table in (flow_rows, summary_rows, flow_marks):
+                conn.execute(delete(table).where(table.c.pathway_id.in_(changed)))
+            conn.execute(delete(flow_marks).where(flow_marks.c.pathway_id == ""))
+            _staging.drop(conn, checkfirst=True)
+            _staging.create(conn)
             _fold_states(conn, changed)
             _fold_counted(conn, changed)
             _fold_gaps(conn, changed)
+            _fold_handovers(conn)
+            _fold_pairs(conn)
+            _staging.drop(conn)
             conn.execute(insert(flow_marks).from_select(
                 ["pathway_id", "last_seq"], select(_changed.c.pathway_id, _changed.c.last_seq)))
+            conn.execute(insert(flow_marks).values(pathway_id="", last_seq=total))
             return int(count)
         finally:
             _changed.drop(conn)
+
+
+def _event_count(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(event_rows)).scalar_one())
+
+
+def _folded_count(conn: Connection) -> int | None:
+    mark = select(flow_marks.c.last_seq).where(flow_marks.c.pathway_id == "")
+    return conn.execute(mark).scalar()
 
 
 def _stale(conn: Connection) -> Any:
@@ -138,7 +206,7 @@ def _stale(conn: Connection) -> Any:
         e.pathway_id).subquery("newest")
     return select(newest.c.pathway_id, newest.c.last_seq).select_from(
         newest.outerjoin(flow_marks, flow_marks.c.pathway_id == newest.c.pathway_id)
-    ).where(newest.c.last_seq > func.coalesce(flow_marks.c.last_seq, 0))
+    ).where(newest.c.last_seq > func.coalesce(flow_marks.c.last_seq, 0), newest.c.pathway_id != "")
 
 
 def _fold_states(conn: Connection, changed: Any) -> None:
@@ -177,15 +245,14 @@ def _fold_states(conn: Connection, changed: Any) -> None:
         return func.sum(case((r.kind == kind.value, 1), else_=0))
 
     query = select(
-        r.pathway_id, r.handover_id, r.who, func.max(r.definition_id),
-        *(total(name) for name in STATES),
+        r.pathway_id, r.handover_id, r.who, *(total(name) for name in STATES),
         func.max(case((still_open, state))), func.max(case((still_open, r.at))),
         func.max(case((r.kind == EventKind.COMPLETED.value, r.at))),
         func.max(case((and_(last, r.kind.in_(FINAL)), r.at))),
         null(),
         count(EventKind.REJECTED), count(EventKind.REASSIGNED), literal(0), literal(0),
     ).group_by(r.pathway_id, r.handover_id, r.who)
-    conn.execute(insert(flow_rows).from_select([c.name for c in flow_rows.columns], query))
+    conn.execute(insert(_staging).from_select([c.name for c in _staging.columns], query))
 
 
 def _zeros(conn: Connection) -> list[Any]:
@@ -200,7 +267,7 @@ def _fold_counted(conn: Connection, changed: Any) -> None:
     escalation = case((and_(e.kind == EventKind.ESCALATED.value, level != REMINDER_LEVEL),
                        e.detail["escalation_id"].as_string()))
     query = select(
-        e.pathway_id, e.handover_id, e.provider_id, func.max(e.definition_id), *_zeros(conn),
+        e.pathway_id, e.handover_id, e.provider_id, *_zeros(conn),
         null(), literal(0), literal(0),
         func.sum(case((e.kind == EventKind.REFUSED_DELIVERY.value, 1), else_=0)),
         func.count(distinct(escalation)),
@@ -208,7 +275,7 @@ def _fold_counted(conn: Connection, changed: Any) -> None:
         e.pathway_id.in_(changed), e.handover_id.is_not(None),
         e.kind.in_([EventKind.REFUSED_DELIVERY.value, EventKind.ESCALATED.value]),
     ).group_by(e.pathway_id, e.handover_id, e.provider_id)
-    conn.execute(insert(flow_rows).from_select([c.name for c in flow_rows.columns], query))
+    conn.execute(insert(_staging).from_select([c.name for c in _staging.columns], query))
 
 
 def _fold_gaps(conn: Connection, changed: Any) -> None:
@@ -219,15 +286,79 @@ def _fold_gaps(conn: Connection, changed: Any) -> None:
     latest = func.max(case((e.kind == EventKind.COMPLETED.value, at))).over(
         partition_by=e.pathway_id, order_by=e.seq, rows=(None, 0))
     rows = select(
-        e.pathway_id, e.handover_id, e.provider_id, e.definition_id, e.kind,
-        (at - latest).label("gap"),
+        e.pathway_id, e.handover_id, e.provider_id, e.kind, (at - latest).label("gap"),
     ).where(
         e.pathway_id.in_(changed),
         e.kind.in_([EventKind.READY.value, EventKind.COMPLETED.value]),
     ).subquery("gaps")
     g = rows.c
     query = select(
-        g.pathway_id, g.handover_id, g.provider_id, g.definition_id, *_zeros(conn), g.gap,
+        g.pathway_id, g.handover_id, g.provider_id, *_zeros(conn), g.gap,
         *(literal(0) for _ in COUNTS),
     ).where(g.kind == EventKind.READY.value, g.gap.is_not(None))
+    conn.execute(insert(_staging).from_select([c.name for c in _staging.columns], query))
+
+
+def _summed(keys: Sequence[Any]) -> Any:
+    f = _staging.c
+    return select(
+        *keys, *(func.sum(f[name]).label(name) for name in STATES),
+        func.max(f.open_state).label("open_state"), func.max(f.open_since).label("open_since"),
+        func.max(f.completed_at).label("completed_at"), func.max(f.ended_at).label("ended_at"),
+        func.max(f.gap).label("gap"), *(func.sum(f[name]).label(name) for name in COUNTS),
+    ).group_by(*keys)
+
+
+def _fold_handovers(conn: Connection) -> None:
+    """The summary rows of the staged pathways, with the read model's row of each handover."""
+    f = _staging.c
+    per = _summed([f.pathway_id, f.handover_id]).subquery("per")
+    h, p = handover_rows.c, per.c
+    ready = epoch(conn, h.ready_at)
+    lead = p.completed_at - ready
+    waiting = p[TRANSIT] + p[QUEUED] + p[BLOCKED]
+    done = p.completed_at.is_not(None)
+    query = select(
+        h.pathway_id, h.handover_id, h.definition_id, h.step_id, h.provider_id, ready,
+        epoch(conn, h.complete_by), *(p[name] for name in STATES), p.open_state, p.open_since,
+        p.completed_at, p.ended_at, p.gap, *(p[name] for name in COUNTS),
+        case((done, lead)), case((done, waiting)), case((done, p[WORKING])),
+        case((done, case((p.completed_at > epoch(conn, h.complete_by), 1), else_=0))),
+        case((done, bucket(conn, lead))), case((done, bucket(conn, waiting))),
+        case((done, bucket(conn, p[WORKING]))), case((p.gap.is_not(None), bucket(conn, p.gap))),
+    ).select_from(handover_rows.join(per, and_(p.pathway_id == h.pathway_id,
+                                               p.handover_id == h.handover_id)))
+    conn.execute(insert(summary_rows).from_select([c.name for c in summary_rows.columns], query))
+
+
+def _fold_pairs(conn: Connection) -> None:
+    """Per handover and provider, with the handover's filter columns from its summary row."""
+    f = _staging.c
+    pair = _summed([f.pathway_id, f.handover_id, f.provider_id]).subquery("pair")
+    s, p = summary_rows.c, pair.c
+    query = select(
+        p.pathway_id, p.handover_id, p.provider_id, s.definition_id, s.provider_id, s.ready,
+        s.ended_at, *(p[name] for name in STATES), p.open_state, p.open_since, p.completed_at,
+        p.ended_at, p.gap, *(p[name] for name in COUNTS),
+    ).select_from(summary_rows.join(pair, and_(p.pathway_id == s.pathway_id,
+                                               p.handover_id == s.handover_id))).where(
+        p.provider_id.is_not(None), s.pathway_id.in_(select(_changed.c.pathway_id)))
     conn.execute(insert(flow_rows).from_select([c.name for c in flow_rows.columns], query))
+
+
+def bucket(conn: Connection, value: Any) -> Any:
+    """Histogram bucket of a duration in seconds: a minute wide under 2 hours, 10 minutes under
+    a day, an hour under 30 days, a day beyond (increasing with the value)."""
+    return case(
+        (value < 0, -1),
+        (value < 7200, _floor(conn, value / 60)),
+        (value < DAY, 120 + _floor(conn, value / 600)),
+        (value < 30 * DAY, 1000 + _floor(conn, value / 3600)),
+        else_=2000 + _floor(conn, value / DAY),
+    )
+
+
+def _floor(conn: Connection, value: Any) -> Any:
+    if conn.dialect.name == "postgresql":
+        return cast(func.floor(value), Integer)
+    return cast(value, Integer)  # SQLite truncates; callers pass values that are not negative
