@@ -65,6 +65,8 @@ FINAL = tuple(k.value for k in (EventKind.COMPLETED, EventKind.CANCELLED, EventK
 rejection in the same batch, so a rejection last in the log ends it)."""
 LIFECYCLE = tuple(k.value for k in (*ENTERS, EventKind.COMPLETED, EventKind.CANCELLED))
 REMINDER_LEVEL = "remind-provider"
+SCHEMA_VERSION = 3
+"""The event-store schema version that created the summary tables."""
 COUNTS = ("rejections", "reassigned", "refused", "escalations")
 
 summary_metadata = MetaData()
@@ -160,6 +162,8 @@ def epoch(conn: Connection, column: Any) -> ColumnElement[float]:
 
 def refresh(store: EventStore) -> int:
     """Fold the pathways with events not yet folded; return how many (0: nothing to write)."""
+    if store.schema_version() < SCHEMA_VERSION:
+        store.migrate()  # an API started before the worker brought the schema up
     with store.engine.connect() as conn:
         if _folded_count(conn) == _event_count(conn):
             return 0  # read only: no write lock taken when nothing changed

@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from temporalio.client import Client
 
 from activities.store import EventStore
-from api import codec, coordinator, fhir, problems
+from api import analytics, codec, coordinator, fhir, problems
 from api.gateway import Gateway
 from api.tokens import TokenStore
 from pathways.catalogue import load_catalogue
@@ -95,5 +95,6 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     _install_docs(app)
     app.include_router(fhir.router)
     app.include_router(coordinator.router)
+    app.include_router(analytics.router)
     codec.install(app, settings)
     return app
