@@ -65,7 +65,7 @@ FINAL = tuple(k.value for k in (EventKind.COMPLETED, EventKind.CANCELLED, EventK
 rejection in the same batch, so a rejection last in the log ends it)."""
 LIFECYCLE = tuple(k.value for k in (*ENTERS, EventKind.COMPLETED, EventKind.CANCELLED))
 REMINDER_LEVEL = "remind-provider"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The event-store schema version that created the summary tables."""
 COUNTS = ("rejections", "reassigned", "refused", "escalations")
 
@@ -148,7 +148,7 @@ _changed = Table(
 
 
 def create_summary(conn: Connection) -> None:
-    """Schema step (activities/store.py MIGRATIONS, v3): the summary tables, empty; the first
+    """Schema step (activities/store.py MIGRATIONS, v4): the summary tables, empty; the first
     report folds the existing log."""
     summary_metadata.create_all(conn, checkfirst=True)
 

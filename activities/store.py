@@ -8,6 +8,7 @@ reordered batch changes nothing. SQLAlchemy Core keeps one code path for SQLite 
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -29,12 +30,15 @@ from sqlalchemy import (
     Table,
     TypeDecorator,
     and_,
+    case,
     create_engine,
     delete,
     event,
     exists,
     func,
     insert,
+    inspect,
+    or_,
     select,
     text,
 )
@@ -42,7 +46,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.sql import Select
 
-from pathways.events import EventKind, HandoverRow, PathwayEvent, PathwayRow, RecordBatch
+from pathways.events import (
+    EventKind,
+    HandoverRow,
+    PathwayEvent,
+    PathwayRow,
+    RecordBatch,
+    TaskVersion,
+)
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -115,6 +126,7 @@ handover_rows = Table(
     Column("ready_at", UtcDateTime, nullable=False),
     Column("complete_by", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    Column("task", Json),
     Index("ix_handovers_provider_updated", "provider_id", "updated_at"),
     Index("ix_handovers_pathway", "pathway_id"),
 )
@@ -155,6 +167,22 @@ indexed side of the JSON lists on `pathways`, rewritten whenever the pathway row
 
 OPEN_STEP, OPEN_PROVIDER, OPEN_TITLE = "step", "provider", "title"
 
+task_versions = Table(
+    "task_versions",
+    metadata,
+    Column("task_id", String(), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("task", Json, nullable=False),
+)
+"""Each handover's FHIR Task as rendered at each version the workflow saw: webhook bodies are
+loaded from here by (task_id, version), so the workflow history holds ids only."""
+
+HANDOVER_COLUMNS = [c for c in handover_rows.columns if c.name != "task"]
+
+RUNNING_STATUSES = ["active", "on-hold"]
+CLOSED_OUTSIDE = {EventKind.PATHWAY_TERMINATED: "terminated", EventKind.PATHWAY_FAILED: "failed"}
+"""Read-model status of a pathway whose workflow Temporal closed before it finished."""
+
 ESCALATION_KINDS = (
     EventKind.ESCALATED,
     EventKind.ESCALATION_ACKNOWLEDGED,
@@ -163,7 +191,10 @@ ESCALATION_KINDS = (
 
 
 def _create_v1(conn: Connection) -> None:
-    """The first released schema. Later steps must alter tables, since create_all is checkfirst."""
+    """The first released schema. Later steps must alter tables, since create_all is checkfirst.
+
+    (On a fresh database it creates today's tables, so later steps check before altering.)
+    """
     tables = [event_rows, handover_rows, pathway_rows, pathway_open]
     metadata.create_all(conn, tables=tables, checkfirst=True)
 
@@ -174,8 +205,17 @@ def _index_event_kinds(conn: Connection) -> None:
     index.create(conn, checkfirst=True)
 
 
+def _add_task_bodies(conn: Connection) -> None:
+    """v3: rendered Tasks, per version (webhook bodies) and the latest on the handover row."""
+    task_versions.create(conn, checkfirst=True)
+    columns = {c["name"] for c in inspect(conn).get_columns(handover_rows.name)}
+    if "task" not in columns:
+        kind = "JSONB" if conn.dialect.name == "postgresql" else "JSON"
+        conn.execute(text(f"ALTER TABLE {handover_rows.name} ADD COLUMN task {kind}"))
+
+
 def _flow_summary(conn: Connection) -> None:
-    """v3: the flow summary tables the analytics report folds events into."""
+    """v4: the flow summary tables the analytics report folds events into."""
     from activities.flow_summary import create_summary  # owns them; imports this module
 
     create_summary(conn)
@@ -184,7 +224,8 @@ def _flow_summary(conn: Connection) -> None:
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _create_v1),
     (2, _index_event_kinds),
-    (3, _flow_summary),
+    (3, _add_task_bodies),
+    (4, _flow_summary),
 ]
 """Versioned schema steps, applied in order once each; append new steps, never edit old ones."""
 
@@ -228,7 +269,8 @@ class EventStore:
         _check_aware(batch)
         with self._write() as conn:
             self._insert_events(conn, batch.events)
-            self._upsert_handovers(conn, batch.handovers)
+            self._insert_tasks(conn, batch.tasks)
+            self._upsert_handovers(conn, batch.handovers, batch.tasks)
             if self._upsert_pathway(conn, batch.pathway):
                 _rewrite_open(conn, batch.pathway)
 
@@ -239,30 +281,101 @@ class EventStore:
         updated_after: datetime | None,
         limit: int,
         offset: int,
+        updated: Sequence[tuple[str, datetime]] = (),
     ) -> tuple[list[HandoverRow], int]:
-        """A provider's handovers, oldest change first, and the total matching (Task search)."""
-        _check_page(limit, offset)
-        where = [handover_rows.c.provider_id == provider_id]
-        if statuses is not None:
-            where.append(handover_rows.c.status.in_(list(statuses)))
+        """A provider's handovers, oldest change first (ties by Task id, so pages never skip or
+        repeat a row), and the total matching (Task search). `updated`: (gt|ge|lt|le, instant)
+        bounds on the last change, all applied."""
         if updated_after is not None:
-            where.append(handover_rows.c.updated_at > _utc(updated_after, "updated_after"))
-        query = select(handover_rows).where(*where)
-        order = (handover_rows.c.updated_at, handover_rows.c.task_id)
-        rows, total = self._page(query, order, limit, offset)
+            updated = [*updated, ("gt", updated_after)]
+        rows, total = self._task_page(provider_id, statuses, updated, limit, offset, False)
         return [HandoverRow.model_validate(row) for row in rows], total
+
+    def search_task_resources(
+        self,
+        provider_id: str,
+        statuses: Sequence[str] | None,
+        updated: Sequence[tuple[str, datetime]],
+        limit: int,
+        offset: int,
+        after: tuple[datetime, str] | None = None,
+    ) -> tuple[list[tuple[HandoverRow, dict[str, Any] | None]], int]:
+        """As `search_tasks`, each row with its latest rendered Task (None where none was
+        recorded): a FHIR search page served from the read model alone. `after` (last change,
+        Task id) continues from the previous page's last row, so a page never skips or repeats
+        a row even when rows change between pages; `total` counts the whole search."""
+        rows, total = self._task_page(
+            provider_id, statuses, updated, limit, offset, True, after
+        )
+        found = []
+        for row in rows:
+            task = row.pop("task", None)
+            found.append((HandoverRow.model_validate(row), dict(task) if task else None))
+        return found, total
+
+    def _task_page(
+        self,
+        provider_id: str,
+        statuses: Sequence[str] | None,
+        updated: Sequence[tuple[str, datetime]],
+        limit: int,
+        offset: int,
+        with_tasks: bool,
+        after: tuple[datetime, str] | None = None,
+    ) -> tuple[list[dict[str, Any]], int]:
+        _check_page(limit, offset)
+        h = handover_rows.c
+        where = [h.provider_id == provider_id]
+        if statuses is not None:
+            where.append(h.status.in_(list(statuses)))
+        for prefix, moment in updated:
+            compare = _COMPARISONS[prefix]
+            where.append(compare(h.updated_at, _utc(moment, "_lastUpdated")))
+        columns = [*HANDOVER_COLUMNS, h.task] if with_tasks else HANDOVER_COLUMNS
+        query = select(*columns).where(*where)
+        order = (h.updated_at, h.task_id)
+        if after is None:
+            return self._page(query, order, limit, offset)
+        moment, task_id = _utc(after[0], "after"), after[1]
+        later = or_(h.updated_at > moment, and_(h.updated_at == moment, h.task_id > task_id))
+        counted = select(func.count()).select_from(query.subquery())
+        with self.engine.connect() as conn:
+            total = conn.execute(counted).scalar_one()
+            page = conn.execute(query.where(later).order_by(*order).limit(limit).offset(offset))
+            return [dict(row._mapping) for row in page], total
 
     def get_task_row(self, task_id: str) -> HandoverRow | None:
         with self.engine.connect() as conn:
-            query = select(handover_rows).where(handover_rows.c.task_id == task_id)
+            query = select(*HANDOVER_COLUMNS).where(handover_rows.c.task_id == task_id)
             row = conn.execute(query).first()
         return None if row is None else HandoverRow.model_validate(dict(row._mapping))
 
+    def task_at(self, task_id: str, version: int) -> dict[str, Any] | None:
+        """The Task as rendered at `version`, else at the latest earlier version recorded
+        (an engine step that changed a handover twice is rendered once, at its end); None if
+        nothing that old is recorded."""
+        query = (
+            select(task_versions.c.task)
+            .where(task_versions.c.task_id == task_id, task_versions.c.version <= version)
+            .order_by(task_versions.c.version.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            task = conn.execute(query).scalar()
+        return None if task is None else dict(task)
+
+    def latest_task(self, task_id: str) -> dict[str, Any] | None:
+        """The handover's Task at its latest recorded version (what FHIR search can serve)."""
+        query = select(handover_rows.c.task).where(handover_rows.c.task_id == task_id)
+        with self.engine.connect() as conn:
+            task = conn.execute(query).scalar()
+        return None if task is None else dict(task)
+
     def list_pathways(
         self,
-        definition_id: str | None = None,
-        sla_state: str | None = None,
-        status: str | None = None,
+        definition_id: str | Sequence[str] | None = None,
+        sla_state: str | Sequence[str] | None = None,
+        status: str | Sequence[str] | None = None,
         open_provider: str | None = None,
         open_step: str | None = None,
         breached: bool | None = None,
@@ -270,12 +383,17 @@ class EventStore:
         patient_key: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        sort: str = "updated",
     ) -> tuple[list[PathwayRow], int]:
-        """Pathways matching every given filter, most recently changed first, and the total."""
+        """Pathways matching every given filter (a sequence: any of its values), and the total.
+
+        `sort`: "updated" (most recently changed first), "due" (soonest open handover due time
+        first), "age" (oldest first) or "sla" (breached, at-risk, on-track); ties by id.
+        """
         _check_page(limit, offset)
         c = pathway_rows.c
         where: list[Any] = [
-            column == value
+            _one_of(column, value)
             for column, value in (
                 (c.definition_id, definition_id),
                 (c.sla_state, sla_state),
@@ -294,8 +412,24 @@ class EventStore:
             pattern = f"%{_escape_like(step_title_contains.lower())}%"
             where.append(_has_open(OPEN_TITLE, pathway_open.c.value.like(pattern, escape="\\")))
         query = select(pathway_rows).where(*where)
-        rows, total = self._page(query, (c.updated_at.desc(), c.pathway_id), limit, offset)
+        rows, total = self._page(query, _pathway_order(sort), limit, offset)
         return [PathwayRow.model_validate(row) for row in rows], total
+
+    def open_times(self, pathway_ids: Sequence[str]) -> dict[str, tuple[datetime, datetime]]:
+        """Per pathway with open handovers: the soonest due time and the earliest ready time
+        among them (what a coordinator sorts and waits by)."""
+        if not pathway_ids:
+            return {}
+        h = handover_rows.c
+        query = (
+            select(h.pathway_id, func.min(h.complete_by), func.min(h.ready_at))
+            .where(h.pathway_id.in_(list(pathway_ids)), h.status.in_(OPEN_TASK_STATUSES))
+            .group_by(h.pathway_id)
+        )
+        with self.engine.connect() as conn:
+            return {
+                row[0]: (_aware(row[1]), _aware(row[2])) for row in conn.execute(query)
+            }
 
     def events(self, pathway_id: str) -> list[PathwayEvent]:
         """One pathway's events in the order they happened."""
@@ -323,6 +457,57 @@ class EventStore:
         )
         return self._events(query.order_by(event_rows.c.pathway_id, event_rows.c.seq))
 
+    def still_open(self, pathway_ids: Sequence[str]) -> list[str]:
+        """Those of the pathways the read model still shows as running (active or on hold)."""
+        if not pathway_ids:
+            return []
+        query = select(pathway_rows.c.pathway_id).where(
+            pathway_rows.c.pathway_id.in_(list(pathway_ids)),
+            pathway_rows.c.status.in_(RUNNING_STATUSES),
+        )
+        with self.engine.connect() as conn:
+            return sorted(conn.execute(query).scalars())
+
+    def record_closed_outside(
+        self, pathway_id: str, kind: EventKind, at: datetime, detail: dict[str, Any]
+    ) -> bool:
+        """Record that Temporal closed a pathway's workflow without the pathway finishing
+        (terminated, failed, timed out): an event, the pathway row closed with that status,
+        its open handovers no longer listed. Idempotent; False if nothing was open."""
+        status = CLOSED_OUTSIDE[kind]
+        with self._write() as conn:
+            row = conn.execute(
+                select(pathway_rows).where(pathway_rows.c.pathway_id == pathway_id)
+            ).first()
+            if row is None or row.status not in RUNNING_STATUSES:
+                return False
+            seq = (
+                conn.execute(
+                    select(func.max(event_rows.c.seq)).where(event_rows.c.pathway_id == pathway_id)
+                ).scalar()
+                or 0
+            ) + 1
+            event = PathwayEvent(
+                event_id=f"{pathway_id}:{seq}",
+                pathway_id=pathway_id,
+                definition_id=row.definition_id,
+                definition_version=row.definition_version,
+                seq=seq,
+                kind=kind,
+                at=at,
+                actor="ops:temporal",
+                detail=detail,
+            )
+            self._insert_events(conn, [event])
+            conn.execute(
+                pathway_rows.update()
+                .where(pathway_rows.c.pathway_id == pathway_id)
+                .values(status=status, updated_at=at, ended_at=at, open_steps=[],
+                        open_providers=[], open_step_titles=[])
+            )
+            conn.execute(delete(pathway_open).where(pathway_open.c.pathway_id == pathway_id))
+            return True
+
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         """A write transaction; on SQLite it takes the write lock up front (BEGIN IMMEDIATE)."""
@@ -349,10 +534,25 @@ class EventStore:
             stmt = _insert(conn, event_rows).on_conflict_do_nothing(index_elements=["event_id"])
             conn.execute(stmt, [_values(e) for e in new])
 
-    def _upsert_handovers(self, conn: Connection, rows: list[HandoverRow]) -> None:
+    def _insert_tasks(self, conn: Connection, tasks: list[TaskVersion]) -> None:
+        if tasks:
+            stmt = _insert(conn, task_versions).on_conflict_do_nothing(
+                index_elements=["task_id", "version"]
+            )
+            conn.execute(stmt, [_values(t) for t in tasks])
+
+    def _upsert_handovers(
+        self, conn: Connection, rows: list[HandoverRow], tasks: list[TaskVersion]
+    ) -> None:
+        """Newer-wins rows, each with its Task as rendered at the row's version (if sent)."""
         if rows:
+            rendered = {(t.task_id, t.version): t.task for t in tasks}
             stmt = _newer_wins(conn, handover_rows, "task_id", "version")
-            conn.execute(stmt, [_values(row) for row in rows])
+            values = [
+                {**_values(row), "task": rendered.get((row.task_id, row.version))}
+                for row in rows
+            ]
+            conn.execute(stmt, values)
 
     def _upsert_pathway(self, conn: Connection, row: PathwayRow) -> bool:
         """Upsert the pathway row; True if it was written (not older than the stored one)."""
@@ -368,10 +568,11 @@ def _engine(url: str) -> Engine:
     if backend not in ("sqlite", "postgresql"):
         raise ValueError(f"unsupported event store database {backend!r}: use SQLite or PostgreSQL")
     if backend == "postgresql":
-        return create_engine(url, pool_pre_ping=True)
+        # A server that does not answer must fail a write attempt, not hang it.
+        return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5})
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 5})
     event.listen(engine, "connect", _sqlite_connect)
     event.listen(engine, "begin", _sqlite_begin)
     return engine
@@ -381,7 +582,7 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     # Let SQLAlchemy, not the driver, issue BEGIN, so DDL and reads are transactional too.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    for pragma in ("journal_mode=WAL", "busy_timeout=30000", "synchronous=NORMAL"):
+    for pragma in ("journal_mode=WAL", "busy_timeout=5000", "synchronous=NORMAL"):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
 
@@ -428,6 +629,48 @@ def _has_open(kind: str, condition: Any) -> Any:
             condition,
         )
     )
+
+
+_COMPARISONS: dict[str, Callable[[Any, datetime], Any]] = {
+    "gt": operator.gt,
+    "ge": operator.ge,
+    "lt": operator.lt,
+    "le": operator.le,
+}
+
+OPEN_TASK_STATUSES = ("requested", "accepted", "in-progress", "on-hold")
+"""Task statuses of handovers still to be delivered."""
+
+
+def _one_of(column: Any, value: str | Sequence[str]) -> Any:
+    return column == value if isinstance(value, str) else column.in_(list(value))
+
+
+def _pathway_order(sort: str) -> tuple[Any, ...]:
+    c = pathway_rows.c
+    if sort == "due":
+        h = handover_rows.c
+        due = (
+            select(func.min(h.complete_by))
+            .where(h.pathway_id == c.pathway_id, h.status.in_(OPEN_TASK_STATUSES))
+            .scalar_subquery()
+        )
+        return (due.is_(None), due, c.pathway_id)
+    if sort == "age":
+        return (c.started_at, c.pathway_id)
+    if sort == "sla":
+        rank = case({"breached": 0, "at-risk": 1}, value=c.sla_state, else_=2)
+        return (rank, c.updated_at.desc(), c.pathway_id)
+    if sort != "updated":
+        raise ValueError(f"unknown sort {sort!r}")
+    return (c.updated_at.desc(), c.pathway_id)
+
+
+def _aware(value: datetime) -> datetime:
+    """A value read through an aggregate skips the column type: make it UTC-aware."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _current_version(conn: Connection) -> int:

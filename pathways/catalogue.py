@@ -20,6 +20,7 @@ from pathways.model import PathwayDefinition
 from pathways.validation import (
     DefinitionError,
     DefinitionProblem,
+    authoring_problems,
     problems_from_validation,
 )
 
@@ -166,9 +167,12 @@ def parse_definition(text: str, file: str) -> PathwayDefinition:
     """Parse YAML text as a definition; `file` is only used to name where problems are."""
     data = _parse_yaml(text, file)
     try:
-        return PathwayDefinition.model_validate(data)
+        definition = PathwayDefinition.model_validate(data)
     except ValidationError as error:
         raise DefinitionError(problems_from_validation(error, data, file)) from None
+    if problems := authoring_problems(definition):
+        raise DefinitionError([problem.in_file(file) for problem in problems])
+    return definition
 
 
 def _parse_yaml(text: str, file: str) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """The zero-error handover contract: a delivery that does not match its step is refused at the door.
 
 `check_delivery` lists every problem at once so a provider fixes its data in one round trip.
-Problems name fields but never echo free-text values (they may hold patient data); coded values
-are safe to echo because they come from the definition's code list.
+A problem names the field and the rule it breaks, never the value sent: a provider that types an
+NHS number in the wrong field must not put it in an error, a log or the event log. Every value
+is bounded so that an accepted delivery can be stored, fingerprinted and rendered without fail.
 """
 
 from __future__ import annotations
@@ -10,35 +11,49 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
+from pathways.dates import calendar_date
 from pathways.model import FieldType, HandoverField, Step
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,59}$")
 _DOCUMENT_KEYS = ("url", "reference", "title", "content_type")
-_ECHO_LIMIT = 40
+TEXT_LIMIT = 32_000
+"""Characters in one text value (the whole delivery is also bounded, see commands)."""
+DOCUMENT_LIMITS = {"url": 2048, "reference": 512, "title": 500, "content_type": 100}
+INTEGER_LIMIT = 2**31 - 1
+"""FHIR integer: 32-bit signed."""
+NUMBER_LIMIT = 1e15
+YEARS = (1900, 2200)
+"""Dates and date-times a care record can plausibly hold; outside, a typo (or a wrong field)."""
 
 Checked = tuple[Any, str | None]
 """A normalised value and the problem with it (None when it conforms)."""
 
 
 def _text(field: HandoverField, value: Any) -> Checked:
-    if isinstance(value, str) and value.strip():
-        return value, None
-    return None, f"field {field.name!r} must be non-empty text"
+    if not isinstance(value, str) or not value.strip():
+        return None, f"field {field.name!r} must be non-empty text"
+    if len(value) > TEXT_LIMIT:
+        return None, f"field {field.name!r} must be at most {TEXT_LIMIT} characters"
+    return value, None
 
 
 def _number(field: HandoverField, value: Any) -> Checked:
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return value, None
-    return None, f"field {field.name!r} must be a number"
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        return None, f"field {field.name!r} must be a number"
+    if abs(value) > NUMBER_LIMIT:
+        return None, f"field {field.name!r} must be a number between -1e15 and 1e15"
+    return value, None
 
 
 def _integer(field: HandoverField, value: Any) -> Checked:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value, None
-    return None, f"field {field.name!r} must be a whole number"
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None, f"field {field.name!r} must be a whole number"
+    if abs(value) > INTEGER_LIMIT:
+        return None, f"field {field.name!r} must be a whole number within 32 bits"
+    return value, None
 
 
 def _boolean(field: HandoverField, value: Any) -> Checked:
@@ -48,12 +63,12 @@ def _boolean(field: HandoverField, value: Any) -> Checked:
 
 
 def _date(field: HandoverField, value: Any) -> Checked:
-    if isinstance(value, str) and _DATE.match(value):
-        try:
-            return date.fromisoformat(value).isoformat(), None
-        except ValueError:
-            pass
-    return None, f"field {field.name!r} must be a calendar date YYYY-MM-DD"
+    clean = calendar_date(value)
+    if clean is None:
+        return None, f"field {field.name!r} must be a calendar date YYYY-MM-DD"
+    if not YEARS[0] <= int(clean[:4]) <= YEARS[1]:
+        return None, f"field {field.name!r} must be between {YEARS[0]} and {YEARS[1]}"
+    return clean, None
 
 
 def _date_time(field: HandoverField, value: Any) -> Checked:
@@ -63,6 +78,8 @@ def _date_time(field: HandoverField, value: Any) -> Checked:
         except ValueError:
             moment = None
         if moment is not None and moment.tzinfo is not None:
+            if not YEARS[0] <= moment.year <= YEARS[1]:
+                return None, f"field {field.name!r} must be between {YEARS[0]} and {YEARS[1]}"
             return moment.isoformat(), None
     return None, f"field {field.name!r} must be an ISO 8601 date-time with a time zone"
 
@@ -70,8 +87,7 @@ def _date_time(field: HandoverField, value: Any) -> Checked:
 def _coded(field: HandoverField, value: Any) -> Checked:
     if isinstance(value, str) and value in field.codes:
         return value, None
-    shown = repr(value)[:_ECHO_LIMIT] if isinstance(value, str) else type(value).__name__
-    return None, f"field {field.name!r} must be one of {', '.join(field.codes)} (got {shown})"
+    return None, f"field {field.name!r} must be one of {', '.join(field.codes)}"
 
 
 def _document(field: HandoverField, value: Any) -> Checked:
@@ -82,6 +98,9 @@ def _document(field: HandoverField, value: Any) -> Checked:
     present = {k: value[k] for k in _DOCUMENT_KEYS if value.get(k) is not None}
     if not all(isinstance(v, str) and v.strip() for v in present.values()):
         return None, f"field {field.name!r} document keys must be non-empty text"
+    if any(len(v) > DOCUMENT_LIMITS[k] for k, v in present.items()):
+        limits = ", ".join(f"{k} {n}" for k, n in DOCUMENT_LIMITS.items())
+        return None, f"field {field.name!r} document keys may be at most ({limits}) characters"
     if "url" not in present and "reference" not in present:
         return None, f"field {field.name!r} must be a document with a url or reference"
     return present, None
@@ -121,9 +140,16 @@ def check_fields(
         else:
             problems.append((field.name, problem))
     known = {f.name for f in step.handover}
-    for name in sorted(str(key)[:_ECHO_LIMIT] for key in output if key not in known):
+    unknown = [str(key) for key in output if key not in known]
+    for name in sorted(n for n in unknown if _FIELD_NAME.match(n)):
         problems.append((name, f"unknown field {name!r}"))
+    if any(not _FIELD_NAME.match(n) for n in unknown):
+        problems.append((UNNAMED, "unknown fields whose names are not field names (not shown)"))
     return normalised, problems
+
+
+UNNAMED = "(unnamed)"
+"""Stands for keys that are not field names: a key may itself be patient data."""
 
 
 def check_delivery(step: Step, output: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:

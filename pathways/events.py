@@ -31,6 +31,7 @@ class EventKind(StrEnum):
     BREACHED = "breached"
     REASSIGNED = "reassigned"
     DUE_EXTENDED = "due-extended"
+    NOTIFICATION_FAILED = "notification-failed"
     CANCELLED = "cancelled"
     ESCALATION_ACKNOWLEDGED = "escalation-acknowledged"
     ESCALATION_RESOLVED = "escalation-resolved"
@@ -40,6 +41,8 @@ class EventKind(StrEnum):
     PATHWAY_RESUMED = "pathway-resumed"
     PATHWAY_COMPLETED = "pathway-completed"
     PATHWAY_CANCELLED = "pathway-cancelled"
+    PATHWAY_TERMINATED = "pathway-terminated"
+    PATHWAY_FAILED = "pathway-failed"
 
 
 class PathwayEvent(Model):
@@ -127,9 +130,18 @@ class PathwayRow(Model):
     ended_at: datetime | None = None
 
 
+class TaskVersion(Model):
+    """A handover's FHIR Task as rendered at one version: the body of its webhooks."""
+
+    task_id: str
+    version: int
+    task: dict[str, Any]
+
+
 class RecordBatch(Model):
     """One write to the event store: new events plus the rows they changed (idempotent)."""
 
     events: list[PathwayEvent] = Field(default_factory=list)
     handovers: list[HandoverRow] = Field(default_factory=list)
     pathway: PathwayRow
+    tasks: list[TaskVersion] = Field(default_factory=list)

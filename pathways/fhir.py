@@ -7,16 +7,23 @@ shape whether it polls or is notified. `outputs_from_task` is the inverse mappin
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from typing import Any
 
 from pathways.model import FieldType, HandoverField, PathwayDefinition, Step
-from pathways.state import BusinessStatus, Handover, PathwayState, TaskStatus, task_id
+from pathways.state import BusinessStatus, Handover, PathwayState, task_id
 
 STEP_SYSTEM = "urn:pathways:step"
 BUSINESS_STATUS_SYSTEM = "urn:pathways:business-status"
 TASK_STATUS_SYSTEM = "http://hl7.org/fhir/task-status"
 NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
+ACCEPT_BY_EXTENSION = "urn:pathways:extension:accept-by"
+"""Task.restriction.extension (valueDateTime): when the current provider must accept by.
+
+R4 allows one Task.restriction, whose period.end is the patient's due time (kept across
+providers); the acceptance deadline is per provider, so it rides as an extension on the same
+restriction, present only while the current provider has not yet accepted."""
 CONTRACT_INPUT = "handover-contract"
 """Task.input type.text of the canonical URL of the step's Questionnaire."""
 
@@ -131,14 +138,9 @@ def _delivered_inputs(state: PathwayState, step: Step) -> list[dict[str, Any]]:
     inputs: list[dict[str, Any]] = []
     for before_id in step.after:
         before = state.definition.step(before_id)
-        done = [
-            h
-            for h in state.handovers.values()
-            if h.step_id == before_id and h.status is TaskStatus.COMPLETED
-        ]
-        if not done:
+        latest = state.latest_delivery(before_id)
+        if latest is None:
             continue
-        latest = max(done, key=lambda h: h.occurrence)
         for name, value in latest.output.items():
             inputs.append(_data_element(f"{before_id}.{name}", before.field(name), value))
     return inputs
@@ -164,6 +166,15 @@ def _execution_period(handover: Handover) -> dict[str, str] | None:
     return period or None
 
 
+def _restriction(handover: Handover) -> dict[str, Any]:
+    restriction: dict[str, Any] = {"period": {"end": instant(handover.complete_by)}}
+    if handover.is_open and handover.accepted_at is None:
+        restriction["extension"] = [
+            {"url": ACCEPT_BY_EXTENSION, "valueDateTime": instant(handover.accept_by)}
+        ]
+    return restriction
+
+
 def task_resource(state: PathwayState, handover: Handover, base_url: str) -> dict[str, Any]:
     """One handover as a FHIR R4 Task, patient included: only entitled callers ever get one."""
     definition = state.definition
@@ -183,7 +194,7 @@ def task_resource(state: PathwayState, handover: Handover, base_url: str) -> dic
         "lastModified": instant(handover.updated_at),
         "requester": {"reference": f"Organization/{definition.lead_provider.id}"},
         "owner": {"reference": f"Organization/{handover.provider_id}"},
-        "restriction": {"period": {"end": instant(handover.complete_by)}},
+        "restriction": _restriction(handover),
         "input": [_contract_input(state, step, base_url), *_delivered_inputs(state, step)],
     }
     if handover.status_reason:
@@ -281,6 +292,10 @@ def _output_value(element: dict[str, Any]) -> tuple[bool, Any]:
     return True, value
 
 
+_FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,59}$")
+"""Only names shaped like field names are echoed in problems (a misused name may be data)."""
+
+
 def outputs_from_task(task: dict[str, Any]) -> dict[str, Any]:
     """Task.output -> handover data {field name: value}; OutputError naming every bad output.
 
@@ -289,16 +304,19 @@ def outputs_from_task(task: dict[str, Any]) -> dict[str, Any]:
     """
     data: dict[str, Any] = {}
     problems: list[str] = []
-    for index, element in enumerate(task.get("output") or []):
-        name = (element.get("type") or {}).get("text") if isinstance(element, dict) else None
-        if not name:
+    outputs = task.get("output") or []
+    for index, element in enumerate(outputs if isinstance(outputs, list) else [outputs]):
+        kind = element.get("type") if isinstance(element, dict) else None
+        name = kind.get("text") if isinstance(kind, dict) else None
+        if not isinstance(name, str) or not name:
             problems.append(f"Task.output[{index}] has no type.text naming its field")
             continue
+        shown = name if _FIELD_NAME.match(name) else "a name that is not a field name"
         found, value = _output_value(element)
         if not found:
-            problems.append(f"Task.output[{index}] ({name}) needs exactly one value[x]")
+            problems.append(f"Task.output[{index}] ({shown}) needs exactly one value[x]")
         elif name in data:
-            problems.append(f"Task.output[{index}] repeats field {name!r}")
+            problems.append(f"Task.output[{index}] repeats field {shown!r}")
         else:
             data[name] = value
     if problems:

@@ -11,10 +11,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import networkx as nx
 
-from pathways.model import PathwayDefinition, Step, format_duration
+from pathways.elements import Step, format_duration
+
+if TYPE_CHECKING:
+    from pathways.model import PathwayDefinition
 
 
 @dataclass(frozen=True)
@@ -62,8 +66,9 @@ def critical_path(definition: PathwayDefinition) -> CriticalPath:
         start = finish[before] if before is not None else timedelta(0)
         finish[node] = start + planned_duration(graph.nodes[node]["step"])
         via[node] = before
-    last: str | None = max(finish, key=finish.__getitem__)
-    lead_time = finish[last]
+    end = max(finish, key=finish.__getitem__)
+    lead_time = finish[end]
+    last: str | None = end
     path: list[str] = []
     while last is not None:
         path.append(last)
@@ -84,7 +89,7 @@ def max_parallelism(definition: PathwayDefinition) -> int:
     split.add_nodes_from(("in", node) for node in closure)
     split.add_edges_from((("out", a), ("in", b)) for a, b in closure.edges)
     matching = nx.bipartite.hopcroft_karp_matching(split, top_nodes=tops)
-    return closure.number_of_nodes() - len(matching) // 2
+    return int(closure.number_of_nodes()) - len(matching) // 2
 
 
 def _label_lines(step: Step) -> list[str]:

@@ -1,8 +1,10 @@
 """SLA and escalation-ladder arithmetic: when each clock is due and which points are still to fire.
 
-A handover has two clocks from the moment it is dispatched: accept (runs until a provider
-accepts) and complete (runs until it is completed). Each ladder rung fires once per attempt at
-its clock's due time plus its offset; each clock also has an implicit breach point at its due time.
+A handover has two clocks: accept, the provider's (from each dispatch to a provider, until it
+accepts) and complete, the patient's (from the moment the step became ready until it is
+completed; under rules 2 a change of provider does not restart it, see engine/broker.py). Each
+ladder rung fires once per attempt at its clock's due time plus its offset; each clock also has
+an implicit breach point at its due time.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ class DuePoint:
 
 
 def due_times(sla: Sla, start: datetime) -> tuple[datetime, datetime]:
-    """(accept_by, complete_by) for a handover dispatched at `start`."""
+    """(accept_by, complete_by) for a handover first dispatched at `start` (its ready time)."""
     return start + sla.accept_within, start + sla.complete_within
 
 

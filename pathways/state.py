@@ -6,8 +6,7 @@ Temporal workflow stores it, the Query returns it, the API renders it as FHIR Ta
 
 from __future__ import annotations
 
-import re
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -20,8 +19,20 @@ from pydantic import (
     model_validator,
 )
 
+from pathways.dates import calendar_date
 from pathways.model import Clock, EscalationAction, PathwayDefinition
 from pathways.nhs_number import NhsNumber
+
+RULES_ORIGINAL = 1
+"""Original rules: a reassignment restarts both clocks; extend re-arms rungs; one escalation per
+rung. Kept for pathways that were in flight when rules 2 shipped."""
+
+RULES_PATIENT_CLOCK = 2
+"""The patient's clock: completion due from the moment the step became ready, never reset by a
+change of provider; acceptance per attempt; rungs fire once per attempt; one escalation per late
+handover attempt, resolved automatically by reassignment or completion."""
+
+RULES_LATEST = RULES_PATIENT_CLOCK
 
 
 class Model(BaseModel):
@@ -91,16 +102,11 @@ class StepStatus(StrEnum):
     DONE = "done"
 
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
 def _calendar_date(value: str) -> str:
-    try:
-        if _DATE.match(value):
-            return date.fromisoformat(value).isoformat()
-    except ValueError:
-        pass
-    raise ValueError("birth date must be a calendar date YYYY-MM-DD")
+    clean = calendar_date(value)
+    if clean is None:
+        raise ValueError("birth date must be a calendar date YYYY-MM-DD")
+    return clean
 
 
 CalendarDate = Annotated[str, AfterValidator(_calendar_date)]
@@ -212,7 +218,12 @@ class EscalationStatus(StrEnum):
 
 
 class Escalation(Model):
-    """A record that a ladder rung fired (or a broker ran out of providers)."""
+    """A late or troubled handover needing attention: raised by a ladder rung, a broker that ran
+    out of providers or an undeliverable notification.
+
+    Under rules 2 there is one per late handover attempt: later rungs raise `level` on the same
+    record, and a reassignment or completion resolves it automatically (`resolution`).
+    """
 
     id: int
     handover_id: str
@@ -221,11 +232,22 @@ class Escalation(Model):
     level: EscalationAction
     reason: str
     at: datetime
+    raised_at: datetime | None = Field(default=None, description="when the level last rose")
     status: EscalationStatus = EscalationStatus.OPEN
     acknowledged_at: datetime | None = None
     acknowledged_by: str | None = None
+    acknowledged_note: str | None = None
     resolved_at: datetime | None = None
     resolved_by: str | None = None
+    resolved_note: str | None = None
+    resolution: str | None = Field(
+        default=None, description="coordinator, or automatic: reassigned, completed, cancelled"
+    )
+
+    @property
+    def is_coordinator_work(self) -> bool:
+        """Provider reminders are the provider's business, not the coordinator's inbox."""
+        return self.level is not EscalationAction.REMIND_PROVIDER
 
 
 class Note(Model):
@@ -254,6 +276,11 @@ class PathwayState(Model):
     pathway_id: str
     definition: PathwayDefinition
     patient: Patient
+    rules_version: int = Field(
+        default=RULES_ORIGINAL,
+        description="engine rules this pathway runs under; states carried from before rules "
+        "were versioned run the original ones (see RULES_*)",
+    )
     status: PathwayStatus = PathwayStatus.ACTIVE
     started_at: datetime
     ended_at: datetime | None = None
@@ -297,6 +324,15 @@ class PathwayState(Model):
     @property
     def is_finished(self) -> bool:
         return self.status in (PathwayStatus.COMPLETED, PathwayStatus.CANCELLED)
+
+    def latest_delivery(self, step_id: str) -> Handover | None:
+        """The step's latest completed occurrence: what conditions test and what later steps
+        receive as input (one rule for the engine and the FHIR rendering)."""
+        completed = [
+            h for h in self.handovers.values()
+            if h.step_id == step_id and h.status is TaskStatus.COMPLETED
+        ]
+        return max(completed, key=lambda h: h.occurrence, default=None)
 
 
 def task_id(pathway_id: str, handover_id: str) -> str:

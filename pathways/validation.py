@@ -14,24 +14,27 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 from pydantic import ValidationError
 
-from pathways.graph import dependency_graph
-from pathways.model import (
+from pathways.elements import (
     Clock,
     Condition,
+    EscalationAction,
     EscalationRung,
     FieldType,
     HandoverField,
-    PathwayDefinition,
     Provider,
     Scalar,
     Step,
     format_duration,
 )
+from pathways.graph import dependency_graph
+
+if TYPE_CHECKING:
+    from pathways.model import PathwayDefinition
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,7 @@ def _merge_alternatives(problems: list[DefinitionProblem]) -> list[DefinitionPro
     for problem in problems:
         place, _, message = problem.reason.partition(": ")
         merged.setdefault((problem.file, problem.step, place), []).append(message)
-    result = []
+    result: list[DefinitionProblem] = []
     for (file, step, place), messages in merged.items():
         if len(messages) == 1 or not all(m.startswith("Input should be ") for m in messages):
             result.extend(DefinitionProblem(file, step, f"{place}: {m}" if m else place) for m in messages)
@@ -293,6 +296,30 @@ def _ladder_problems(definition: PathwayDefinition) -> Iterator[DefinitionProble
                     step.id,
                     f"escalation out of order: {where} is not later than rung {number - 1} "
                     f"({format_duration(offsets[number - 2])} after ready)",
+                )
+
+
+def authoring_problems(definition: PathwayDefinition) -> list[DefinitionProblem]:
+    """Rules for definitions written from now on, not for those already carried by running
+    pathways (which must keep loading): checked when the catalogue is read, not by the model."""
+    return list(_rungs_taking_accepted_work(definition))
+
+
+def _rungs_taking_accepted_work(definition: PathwayDefinition) -> Iterator[DefinitionProblem]:
+    for step in definition.steps:
+        source = "its" if step.escalation is not None else "the pathway default"
+        for number, rung in enumerate(definition.ladder(step), start=1):
+            if (
+                rung.action is EscalationAction.REASSIGN
+                and rung.clock is Clock.COMPLETE
+                and not rung.take_accepted_work
+            ):
+                yield DefinitionProblem(
+                    None,
+                    step.id,
+                    f"rung {number} of {source} escalation ladder reassigns on the complete "
+                    "clock, which takes work away from a provider that accepted it: put it on "
+                    "the accept clock, or say so with take_accepted_work: true",
                 )
 
 

@@ -19,11 +19,12 @@ from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
-from activities.pathway_activities import PathwayActivities
+from activities.pathway_activities import PathwayActivities, StoreStatus
 from activities.store import EventStore
 from pathways.settings import Settings
 from worker.connection import connect_or_fail
 from worker.health import HealthServer, serve_health
+from worker.reconcile import reconcile_forever
 from workflows.pathway import PathwayWorkflow
 from workflows.sandbox import RUNNER
 
@@ -46,10 +47,12 @@ def metrics_runtime(settings: Settings) -> Runtime | None:
         return None
 
 
-async def health_endpoint(settings: Settings, client: Client) -> HealthServer:
+async def health_endpoint(
+    settings: Settings, client: Client, store: StoreStatus | None = None
+) -> HealthServer:
     """The /healthz endpoint, or none (said loudly) when its port cannot be bound."""
     try:
-        return await serve_health(settings, client)
+        return await serve_health(settings, client, store)
     except OSError as error:
         bind = f"{settings.metrics_host}:{settings.health_port}"
         _port_unavailable("health", bind, "PATHWAYS_HEALTH_PORT", error)
@@ -82,11 +85,13 @@ def build_worker(
 
 
 @asynccontextmanager
-async def running_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
+async def running_worker(
+    client: Client, settings: Settings, store_status: StoreStatus | None = None
+) -> AsyncIterator[Worker]:
     """A worker polling the task queue for as long as the context is open."""
     store = EventStore(settings.event_store)
     async with httpx.AsyncClient() as http:
-        activities = PathwayActivities(settings, store, http)
+        activities = PathwayActivities(settings, store, http, store_status)
         with ThreadPoolExecutor(max_workers=settings.activity_threads) as executor:
             worker = build_worker(client, settings, activities, executor)
             async with worker:
@@ -97,8 +102,11 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     """Run until `stop` is set or SIGTERM/SIGINT arrives."""
     stop = stop or _stop_on_signals()
     client = await connect_or_fail(settings, runtime=metrics_runtime(settings))
-    async with running_worker(client, settings):
-        health = await health_endpoint(settings, client)
+    store_status = StoreStatus()
+    async with running_worker(client, settings, store_status):
+        health = await health_endpoint(settings, client, store_status)
+        reconcile_store = EventStore(settings.event_store)
+        reconciler = asyncio.ensure_future(reconcile_forever(client, reconcile_store))
         log.info(
             "worker started",
             task_queue=settings.task_queue,
@@ -108,6 +116,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         )
         await stop.wait()
         log.info("worker stopping: finishing running tasks")
+        reconciler.cancel()
+        reconcile_store.close()
         await health.shutdown()
     log.info("worker stopped")
 

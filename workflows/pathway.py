@@ -2,24 +2,40 @@
 
 A thin durable shell around `pathways.engine.PathwayRun`: Updates (with validators) apply provider
 and coordinator commands, a durable timer wakes the run at its next SLA point, and the effects the
-run emits go to activities (a batched local activity writes the event log and read model; provider
-webhooks are ordinary activities with retries, started without blocking the loop). The whole state is
-one model carried across continue-as-new.
+run emits go to activities. The whole state is one model carried across continue-as-new.
 
-Update handlers never await, so they run atomically between workflow tasks and need no lock.
+Effects (runs started with EFFECTS_PATCH; older runs keep the v1 path until they continue):
+- after every engine step the shell takes the effects and renders each changed handover's Task
+  at its version; a background writer records the batches in order with a local activity (its
+  input is not kept in history) and, if the store is down, keeps them and retries on a timer;
+- a written batch releases its webhooks into one chain per (handover, provider), delivered in
+  order by the notify_provider activity, which loads the body from the store by version (history
+  holds ids only); a delivery given up after `notify_give_up_after` goes to the engine's
+  `notification_failed`;
+- nothing of this blocks the SLA loop; continue-as-new carries unwritten batches and undelivered
+  webhooks (same idempotency keys), and completion or a Temporal cancellation waits for them.
+
+Update handlers never await, so they run atomically between workflow tasks and need no lock; an
+unexpected exception in one fails that Update and leaves the state as it was (`apply_atomically`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    FailureError,
+    TemporalError,
+)
 
 with workflow.unsafe.imports_passed_through():
     from pathways import commands as cmd
@@ -33,9 +49,12 @@ with workflow.unsafe.imports_passed_through():
         NotificationKind,
         PathwayRow,
         RecordBatch,
+        TaskVersion,
     )
     from pathways.model import PathwayDefinition
     from pathways.state import (
+        RULES_LATEST,
+        RULES_ORIGINAL,
         Escalation,
         Handover,
         Note,
@@ -52,6 +71,21 @@ R = TypeVar("R")
 REFUSAL = "Refusal"
 """ApplicationError type of a refused command; details[0] = {"kind": ..., "problems": [...]}."""
 
+INTERNAL_ERROR = "CommandFailed"
+"""ApplicationError type of a command the engine could not apply (a bug): nothing changed."""
+
+EFFECTS_PATCH = "effects-carried-v2"
+"""Runs started on this code: effects never block the loop (a background event-store writer
+and per-provider webhook chains), are carried across continue-as-new, and a failing command
+becomes a failed Update. Runs started before keep the v1 path until their next run."""
+
+WRITE_ATTEMPT = timedelta(seconds=10)
+WRITE_BACKOFF = (timedelta(seconds=2), timedelta(minutes=5))
+"""One event-store write attempt, then the workflow retries it on a timer (first, longest
+pause), so an outage never blocks the SLA loop and is visible as failed attempts."""
+
+NOTIFY_GIVE_UP_AFTER = timedelta(hours=24)
+
 RECORD_TIMEOUT = timedelta(seconds=30)
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -67,8 +101,19 @@ CANCELLED_IN_TEMPORAL = cmd.CancelPathway(
 )
 
 
+class Outgoing(BaseModel):
+    """One engine step's effects not yet written to the event store: the batch, and the
+    notifications to send once the batch (which holds their Task bodies) is written."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch: RecordBatch
+    notifications: list[Notification] = []
+
+
 class PathwayInput(BaseModel):
-    """Start (or continue-as-new) input: the pinned definition, the patient, and carried state."""
+    """Start (or continue-as-new) input: the pinned definition, the patient, and carried state
+    (the run's state, event-store batches not yet written, notifications not yet delivered)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -79,6 +124,9 @@ class PathwayInput(BaseModel):
     search_attributes: bool = True
     state: PathwayState | None = None
     max_history_events: int | None = None
+    unwritten: list[Outgoing] = []
+    undelivered: list[Notification] = []
+    notify_give_up_after: timedelta = NOTIFY_GIVE_UP_AFTER
 
 
 class PathwayResult(BaseModel):
@@ -107,8 +155,11 @@ class PathwayWorkflow:
         if input.state is not None:
             self._run = PathwayRun(input.state)
         else:
+            # Runs started before the patient's clock shipped replay on the original rules.
+            rules = RULES_LATEST if workflow.patched("patient-clock") else RULES_ORIGINAL
             self._run = PathwayRun.begin(
-                workflow.info().workflow_id, input.definition, input.patient, workflow.now()
+                workflow.info().workflow_id, input.definition, input.patient, workflow.now(),
+                rules_version=rules,
             )
         self._search = search.current_values(workflow.info().typed_search_attributes)
         self._notifications: set[asyncio.Task[object]] = set()
@@ -117,15 +168,22 @@ class PathwayWorkflow:
         self._attention = workflow.metric_meter().create_counter(
             "pathways_attention_events_total", "escalations, breaches and refused deliveries"
         )
+        self._v2 = workflow.patched(EFFECTS_PATCH)
+        if self._v2:
+            self._run = RenderingRun.adopt(self._run, input.public_base_url)
+        self._unwritten: list[Outgoing] = list(input.unwritten)
+        self._queues: dict[tuple[str, str], list[Notification]] = {}
+        self._chains: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._changed = False
+        self._store_down_since: datetime | None = None
+        self._writer: asyncio.Task[None] | None = None
 
     @workflow.run
     async def run(self, input: PathwayInput) -> PathwayResult:
-        try:
-            await self._run_until_finished()
-        except asyncio.CancelledError:
-            await self._cancelled_from_temporal()
-            raise
-        await self._drain()
+        if self._v2:
+            await self._run_v2()
+        else:
+            await self._run_v1()
         state = self._run.state
         return PathwayResult(
             pathway_id=state.pathway_id,
@@ -135,6 +193,64 @@ class PathwayWorkflow:
             refused_deliveries=state.refused_deliveries,
             escalations=len(state.escalations),
         )
+
+    async def _run_v1(self) -> None:
+        """Runs started before EFFECTS_PATCH: effects flushed inline, drained before closing."""
+        try:
+            await self._run_until_finished()
+        except asyncio.CancelledError:
+            await self._cancelled_from_temporal()
+            raise
+        await self._drain()
+
+    async def _run_v2(self) -> None:
+        """The loop never waits for the outside world: a background writer records batches in
+        order and webhook chains deliver; both are carried across continue-as-new."""
+        self._writer = asyncio.ensure_future(self._write_loop())
+        for notification in self._input.undelivered:
+            self._release(notification)
+        try:
+            while True:
+                self._collect()
+                self._refresh()
+                if self._run.state.is_finished:
+                    break
+                if self._history_is_long():
+                    await workflow.wait_condition(workflow.all_handlers_finished)
+                    self._collect()
+                    if not self._run.state.is_finished:
+                        workflow.continue_as_new(self._continued())
+                    break
+                await self._wait_for_work()
+                self._run.tick(workflow.now())
+            await self._settle()
+        except asyncio.CancelledError:  # ops cancelled in Temporal (also while settling)
+            if not self._run.state.is_finished:
+                self._run.apply_cancel(CANCELLED_IN_TEMPORAL, workflow.now())
+            self._collect()
+            await self._settle()
+            raise
+
+    def _continued(self) -> PathwayInput:
+        """The next run's input: state plus every effect not yet done, in order."""
+        undelivered = [n for queue in self._queues.values() for n in queue]
+        return self._input.model_copy(
+            update={
+                "state": self._run.state,
+                "unwritten": compact(self._unwritten),
+                "undelivered": undelivered,
+            }
+        )
+
+    async def _settle(self) -> None:
+        """Before closing: every handler done, every batch written, every webhook settled."""
+        await workflow.wait_condition(
+            lambda: workflow.all_handlers_finished()
+            and not self._run.outbox
+            and not self._unwritten
+            and not self._chains
+        )
+        self._refresh()
 
     async def _run_until_finished(self) -> None:
         while True:
@@ -183,7 +299,8 @@ class PathwayWorkflow:
 
     @extend_due.validator
     def _check_extend(self, command: cmd.ExtendDue) -> None:
-        self._check(self._run.check_extend, command)
+        """With the workflow's clock, so an `until` already past is refused before history."""
+        self._check(lambda c: self._run.check_extend(c, workflow.now()), command)
 
     @workflow.update
     def hold(self, command: cmd.HoldPathway) -> PathwayState:
@@ -243,11 +360,33 @@ class PathwayWorkflow:
 
     def _apply(self, apply: Callable[[C, datetime], R], command: C) -> R:
         """Apply a checked command; a refusal found while applying (a non-conforming delivery)
-        keeps what the run recorded (the refused-delivery count) and fails the Update."""
+        keeps what the run recorded (the refused-delivery count) and fails the Update.
+
+        Any other exception (an engine bug) fails the Update, not the workflow task, and leaves
+        the pathway exactly as it was (see `apply_atomically`). This holds for v1 runs too: it
+        adds no command when nothing fails, and a v1 run frozen by a failing handler (its task
+        retrying) moves on once this code is deployed. v2 runs take the effects after each step.
+        """
+        if self._v2:
+            self._collect()
         try:
-            return apply(command, workflow.now())
+            result = apply_atomically(self._run, lambda: apply(command, workflow.now()))
         except cmd.Refusal as refusal:
+            if self._v2:
+                self._collect()
             raise _refused(refusal) from None
+        except CommandFailed as failure:
+            self._run = failure.restored
+            workflow.logger.error(
+                "command failed in the engine; nothing changed",
+                extra={"command": type(command).__name__, "error": failure.error},
+            )
+            raise ApplicationError(
+                str(failure), {"error": failure.error}, type=INTERNAL_ERROR, non_retryable=True
+            ) from None
+        if self._v2:
+            self._collect()
+        return result
 
     async def _wait_for_work(self) -> None:
         """Sleep until a command produced effects or the next SLA point is due.
@@ -266,10 +405,13 @@ class PathwayWorkflow:
                     workflow.sleep(delay, summary="next SLA point")
                 )
         timer = self._timer
+        self._changed = False
         await workflow.wait_condition(
             lambda: bool(self._run.outbox)
+            or self._changed
             or self._run.state.is_finished
             or (timer is not None and timer.done())
+            or (self._v2 and self._history_is_long())
         )
         if timer is not None and timer.done():
             self._timer, self._timer_at = None, None
@@ -290,6 +432,128 @@ class PathwayWorkflow:
         )
         self._upsert_search_attributes()
         self._describe()
+
+    # --- v2 effects: collected after every engine step, written and delivered behind ------
+    def _collect(self) -> None:
+        """Take the run's effects now, while the state is as they describe it: the batch
+        carries each changed handover's Task rendered at its current version (the webhook
+        body), and waits in order for the background writer."""
+        effects = self._run.take_effects()
+        if not effects:
+            return
+        self._observe(effects)
+        batch = self._batch(effects)
+        state = self._run.state
+        renders = self._run.take_renders() if isinstance(self._run, RenderingRun) else {}
+        touched = {e.handover_id for e in effects.events if e.handover_id}
+        touched |= {n.handover_id for n in effects.notifications}
+        for h in sorted(touched):
+            handover = state.handovers.get(h)
+            if handover is not None and (h, handover.version) not in renders:
+                renders[h, handover.version] = render(
+                    state, handover, self._input.public_base_url
+                )
+        batch.tasks = [
+            TaskVersion(task_id=task_id(state.pathway_id, h), version=version, task=task)
+            for (h, version), task in sorted(renders.items())
+            if task is not None
+        ]
+        self._unwritten.append(Outgoing(batch=batch, notifications=effects.notifications))
+        self._changed = True
+
+    def _refresh(self) -> None:
+        """Search attributes and the UI summary follow the state (no I/O: history commands)."""
+        self._upsert_search_attributes()
+        self._describe()
+
+    async def _write_loop(self) -> None:
+        """Write unwritten batches in order, merged into one local activity; on failure keep
+        them, say so, and retry on a timer. Written batches release their notifications."""
+        pause = WRITE_BACKOFF[0]
+        while True:
+            await workflow.wait_condition(lambda: bool(self._unwritten))
+            taken = list(self._unwritten)
+            try:
+                await workflow.execute_local_activity(
+                    "record_events",
+                    merge_batches([o.batch for o in taken]),
+                    start_to_close_timeout=WRITE_ATTEMPT,
+                    schedule_to_close_timeout=WRITE_ATTEMPT,
+                    retry_policy=RetryPolicy(maximum_attempts=1),
+                )
+            except TemporalError as error:  # activity failed or timed out: keep, retry later
+                self._store_failed(error, len(taken))
+                await workflow.sleep(pause, summary="event store retry")
+                pause = min(pause * 2, WRITE_BACKOFF[1])
+                continue
+            pause = WRITE_BACKOFF[0]
+            del self._unwritten[: len(taken)]
+            if self._store_down_since is not None:
+                workflow.logger.warning(
+                    "event store back: kept batches written",
+                    extra={"batches": len(taken), "since": self._store_down_since.isoformat()},
+                )
+                self._store_down_since = None
+            for outgoing in taken:
+                for notification in outgoing.notifications:
+                    self._release(notification)
+
+    def _store_failed(self, error: TemporalError, batches: int) -> None:
+        if self._store_down_since is None:
+            self._store_down_since = workflow.now()
+        cause = error.cause if isinstance(error, ActivityError) else error
+        workflow.logger.warning(
+            "event store write failed: batches kept, retrying",
+            extra={
+                "batches": batches,
+                "error": getattr(cause, "type", None) or type(cause).__name__,
+                "since": self._store_down_since.isoformat(),
+            },
+        )
+
+    def _release(self, notification: Notification) -> None:
+        """Queue a webhook behind the earlier ones to the same provider about the same
+        handover, so a provider never gets an older version after a newer one."""
+        key = (notification.handover_id, notification.provider_id)
+        self._queues.setdefault(key, []).append(notification)
+        if key not in self._chains:
+            self._chains[key] = asyncio.ensure_future(self._deliver_chain(key))
+
+    async def _deliver_chain(self, key: tuple[str, str]) -> None:
+        queue = self._queues[key]
+        while queue:
+            notification = queue[0]
+            try:
+                await workflow.execute_activity(
+                    "notify_provider",
+                    notification,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    schedule_to_close_timeout=self._input.notify_give_up_after,
+                    retry_policy=NOTIFY_RETRY,
+                )
+            except TemporalError as error:  # retries given up (or refused for good)
+                self._notification_failed(notification, error)
+            queue.pop(0)
+        del self._queues[key]
+        del self._chains[key]
+
+    def _notification_failed(self, notification: Notification, error: TemporalError) -> None:
+        """Delivery given up: the engine records it and escalates to the coordinator."""
+        cause = error.cause if isinstance(error, ActivityError) else error
+        reason = cause.message if isinstance(cause, FailureError) else str(cause)
+        workflow.logger.warning(
+            "webhook delivery given up",
+            extra={"provider": notification.provider_id, "kind": notification.kind.value},
+        )
+        self._run.notification_failed(
+            notification.handover_id,
+            notification.provider_id,
+            notification.kind,
+            notification.version,
+            reason,
+            workflow.now(),
+        )
+        self._collect()
 
     def _observe(self, effects: Effects) -> None:
         """Count and log what needs attention: escalations, breaches, refused deliveries.
@@ -393,9 +657,14 @@ class PathwayWorkflow:
         state = self._run.state
         lines = [f"**{state.definition.title}** ({state.definition.key}): {state.status.value}"]
         for handover in sorted(state.open_handovers, key=lambda h: h.complete_by):
+            accept = (
+                f", accept by {handover.accept_by:%Y-%m-%d %H:%M} UTC"
+                if handover.is_open and handover.accepted_at is None else ""
+            )
             lines.append(
                 f"- `{handover.id}` at `{handover.provider_id}`: {handover.status.value}, "
-                f"{handover.business_status.value}, due {handover.complete_by:%Y-%m-%d %H:%M} UTC"
+                f"{handover.business_status.value}, patient due "
+                f"{handover.complete_by:%Y-%m-%d %H:%M} UTC{accept}"
             )
         workflow.set_current_details("\n".join(lines))
 
@@ -405,3 +674,117 @@ class PathwayWorkflow:
         if limit is not None and info.get_current_history_length() >= limit:
             return True
         return info.is_continue_as_new_suggested()
+
+
+Renders = dict[tuple[str, int], dict[str, Any] | None]
+"""Task bodies by (handover id, version); None where rendering failed."""
+
+
+def render(state: PathwayState, handover: Handover, base_url: str) -> dict[str, Any] | None:
+    """The handover's FHIR Task now; None (logged) if rendering fails, so that a rendering bug
+    never fails a command or a workflow task: the webhook then carries the nearest earlier
+    recorded version."""
+    try:
+        return fhir.task_resource(state, handover, base_url)
+    except Exception as error:
+        workflow.logger.error(
+            "task rendering failed", extra={"handover": handover.id, "error": type(error).__name__}
+        )
+        return None
+
+
+class RenderingRun(PathwayRun):
+    """A PathwayRun that renders a handover's FHIR Task the moment the engine asks for a
+    webhook about it: the body is the Task as it was then, even when the same engine step
+    changes the handover again (a reminder, then a reassignment, in one tick)."""
+
+    def __init__(self, state: PathwayState) -> None:
+        super().__init__(state)
+        self.base_url: str | None = None
+        self.renders: Renders = {}
+
+    @classmethod
+    def adopt(cls, run: PathwayRun, base_url: str) -> RenderingRun:
+        adopted = cls(run.state)
+        adopted.outbox, adopted.base_url = run.outbox, base_url
+        return adopted
+
+    def notify(
+        self, handover: Handover, kind: NotificationKind, provider_id: str | None = None
+    ) -> None:
+        super().notify(handover, kind, provider_id)
+        key = (handover.id, handover.version)
+        if self.base_url is not None and key not in self.renders:
+            self.renders[key] = render(self.state, handover, self.base_url)
+
+    def take_renders(self) -> Renders:
+        renders, self.renders = self.renders, {}
+        return renders
+
+    def restored(self, state: PathwayState, outbox: Effects, renders: Renders) -> RenderingRun:
+        run = RenderingRun(state)
+        run.outbox, run.base_url, run.renders = outbox, self.base_url, renders
+        return run
+
+
+class CommandFailed(Exception):
+    """The engine raised something other than a Refusal while applying a command; `restored`
+    is the run as it was before (use it instead of the one that failed)."""
+
+    def __init__(self, error: BaseException, restored: PathwayRun) -> None:
+        super().__init__("the pathway could not apply this command; nothing changed")
+        self.error = type(error).__name__
+        self.restored = restored
+
+
+def apply_atomically(run: PathwayRun, apply: Callable[[], R]) -> R:
+    """Apply a command to a run all or nothing.
+
+    A Refusal keeps what the run recorded before refusing (the engine's contract: a refused
+    delivery is counted). Any other exception restores the state and outbox from before, and
+    raises CommandFailed. The snapshot shares the definition, which no command changes.
+    """
+    state = run.state
+    snapshot = copy.deepcopy(state, {id(state.definition): state.definition})
+    outbox = run.outbox.model_copy(deep=True)
+    renders = dict(run.renders) if isinstance(run, RenderingRun) else {}
+    try:
+        return apply()
+    except cmd.Refusal:
+        raise
+    except Exception as error:  # an engine bug: the Update fails, the pathway lives on
+        if isinstance(run, RenderingRun):
+            raise CommandFailed(error, run.restored(snapshot, outbox, renders)) from error
+        restored = PathwayRun(snapshot)
+        restored.outbox = outbox
+        raise CommandFailed(error, restored) from error
+
+
+def merge_batches(batches: list[RecordBatch]) -> RecordBatch:
+    """One store write for several batches: events in order, the newest row per handover and
+    pathway, every rendered Task version."""
+    rows: dict[str, HandoverRow] = {}
+    tasks: dict[tuple[str, int], TaskVersion] = {}
+    for batch in batches:
+        rows.update({row.task_id: row for row in batch.handovers})
+        tasks.update({(t.task_id, t.version): t for t in batch.tasks})
+    return RecordBatch(
+        events=[event for batch in batches for event in batch.events],
+        handovers=list(rows.values()),
+        pathway=batches[-1].pathway,
+        tasks=list(tasks.values()),
+    )
+
+
+def compact(unwritten: list[Outgoing]) -> list[Outgoing]:
+    """What continue-as-new carries of unwritten batches: one merged batch keeping only the
+    Task renders still needed (those its webhooks name, and each handover's latest), so a long
+    event-store outage does not grow the next run's input with every intermediate version."""
+    if len(unwritten) <= 1:
+        return list(unwritten)
+    batch = merge_batches([o.batch for o in unwritten])
+    notifications = [n for o in unwritten for n in o.notifications]
+    named = {(task_id(n.pathway_id, n.handover_id), n.version) for n in notifications}
+    latest = {(row.task_id, row.version) for row in batch.handovers}
+    batch.tasks = [t for t in batch.tasks if (t.task_id, t.version) in named | latest]
+    return [Outgoing(batch=batch, notifications=notifications)]

@@ -5,6 +5,8 @@ None of them carries patient-identifying data: the patient key is a keyed hash (
 
 from __future__ import annotations
 
+from typing import Any
+
 from temporalio.common import (
     SearchAttributeKey,
     SearchAttributePair,
@@ -55,7 +57,7 @@ def dynamic_values(state: PathwayState) -> dict[str, object]:
     }
 
 
-def updates_for(state: PathwayState, previous: dict[str, object]) -> list[SearchAttributeUpdate]:
+def updates_for(state: PathwayState, previous: dict[str, object]) -> list[SearchAttributeUpdate[Any]]:
     """Upserts for the values that differ from `previous` (each upsert costs a history event)."""
     keys = {key.name: key for key in (STATUS, SLA_STATE, OPEN_STEPS, OPEN_PROVIDERS)}
     current = dynamic_values(state)
@@ -68,7 +70,7 @@ def updates_for(state: PathwayState, previous: dict[str, object]) -> list[Search
 
 def initial(definition: PathwayDefinition, patient_key: str | None) -> TypedSearchAttributes:
     """Attributes set at start, so ops can filter a pathway from its first moment."""
-    pairs: list[SearchAttributePair] = [
+    pairs: list[SearchAttributePair[Any]] = [
         SearchAttributePair(DEFINITION, definition.id),
         SearchAttributePair(DEFINITION_VERSION, definition.version),
         SearchAttributePair(LEAD_PROVIDER, definition.lead_provider.id),

@@ -11,7 +11,14 @@ import pytest
 from sqlalchemy import inspect
 
 from activities.store import MIGRATIONS, EventStore
-from pathways.events import EventKind, HandoverRow, PathwayEvent, PathwayRow, RecordBatch
+from pathways.events import (
+    EventKind,
+    HandoverRow,
+    PathwayEvent,
+    PathwayRow,
+    RecordBatch,
+    TaskVersion,
+)
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -324,3 +331,44 @@ def test_escalation_events_of_running_pathways_only_in_order(store: EventStore) 
         ("pw-run", 4, EventKind.ESCALATION_ACKNOWLEDGED),
     ]
     assert got[0].detail["level"] == "alert-coordinator"
+
+
+def test_a_version_2_database_gains_task_bodies_and_keeps_its_rows(store: EventStore) -> None:
+    """A database deployed before v3 (no rendered Tasks) is brought up to date by migrate()."""
+    store.record(RecordBatch(handovers=[handover("pw-1")], pathway=pathway("pw-1")))
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE task_versions")
+        conn.exec_driver_sql("ALTER TABLE handovers DROP COLUMN task")
+        conn.exec_driver_sql("DELETE FROM schema_version WHERE version > 2")
+    assert store.schema_version() == 2
+    assert store.migrate() == MIGRATIONS[-1][0]
+    assert "task" in {c["name"] for c in inspect(store.engine).get_columns("handovers")}
+    assert store.get_task_row("pw-1.gp-review.1") == handover("pw-1")
+    assert store.latest_task("pw-1.gp-review.1") is None
+    store.record(
+        RecordBatch(
+            handovers=[handover("pw-1", version=2)], pathway=pathway("pw-1"),
+            tasks=[TaskVersion(task_id="pw-1.gp-review.1", version=2, task={"v": 2})],
+        )
+    )
+    assert store.latest_task("pw-1.gp-review.1") == {"v": 2}
+
+
+def test_each_rendered_task_version_is_kept_and_the_row_holds_the_latest(
+    store: EventStore,
+) -> None:
+    tid = "pw-1.gp-review.1"
+
+    def batch(version: int, *rendered: int) -> RecordBatch:
+        return RecordBatch(
+            handovers=[handover("pw-1", version=version)], pathway=pathway("pw-1"),
+            tasks=[TaskVersion(task_id=tid, version=v, task={"v": v}) for v in rendered],
+        )
+
+    store.record(batch(1, 1))
+    store.record(batch(3, 3))
+    store.record(batch(1, 1))  # a retried older batch changes nothing
+    assert store.latest_task(tid) == {"v": 3}
+    assert [store.task_at(tid, v) for v in (1, 2, 3, 4)] == [{"v": 1}, {"v": 1}, {"v": 3}, {"v": 3}]
+    assert store.task_at(tid, 0) is None
+    assert store.search_tasks("gp-1", None, None, 10, 0)[0][0].version == 3

@@ -40,7 +40,9 @@ def test_validate_reads_a_file_named_twice_once(catalogue: Path) -> None:
 
 
 def test_validate_reports_every_problem_of_every_file_and_fails(catalogue: Path) -> None:
-    result = runner.invoke(app, ["validate", str(catalogue), str(BROKEN / "cycle.yaml"), str(BROKEN / "unknown-role.yaml")])
+    result = runner.invoke(
+        app, ["validate", str(catalogue), str(BROKEN / "cycle.yaml"), str(BROKEN / "unknown-role.yaml")]
+    )
     assert result.exit_code == 1
     assert "ok hip-fracture-discharge@1" in result.stdout
     assert result.stderr.splitlines() == [
@@ -66,7 +68,10 @@ def test_show_text_lists_steps_in_order_and_the_analysis(catalogue: Path) -> Non
     text = result.stdout
     assert text.startswith("Hip fracture to home (hip-fracture-discharge@1)\n")
     assert "Lead provider: Northshire Integrated Care (northshire-ics)" in text
-    assert "community: Community services; providers: Northshire Community Services (ncs), Northshire Hospital (nsh)" in text
+    assert (
+        "community: Community services; providers: Northshire Community Services (ncs), Northshire Hospital (nsh)"
+        in text
+    )
     order = [text.index(f"  {s}: ") for s in ("surgery", "discharge-summary", "home-therapy", "review")]
     assert order == sorted(order)
     assert "    sla: accept within PT4H, complete within P2D" in text

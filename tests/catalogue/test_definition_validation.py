@@ -29,8 +29,11 @@ EXPECTED: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "condition-not-earlier.yaml": ("rehab", ("'assess'", "not an earlier step")),
     "condition-unknown-code.yaml": ("care-home", ("'pathway-4'", "not one of its codes")),
     "duplicate-role.yaml": (None, ("duplicate role id 'hospital'",)),
-    "duplicate-provider.yaml": (None, ("duplicate provider id 'general'", "General Community Trust", "General Hospital")),
+    "duplicate-provider.yaml": (
+        None, ("duplicate provider id 'general'", "General Community Trust", "General Hospital")),
     "duplicate-handover-field.yaml": ("admit", ("duplicate handover field 'ward'",)),
+    "reassign-takes-accepted-work.yaml": (
+        "admit", ("rung 1", "reassigns on the complete clock", "take_accepted_work: true")),
 }
 
 
@@ -137,3 +140,27 @@ def _problems(reader: Any, path: Path) -> list[tuple[str | None, str]]:
     with pytest.raises(DefinitionError) as caught:
         reader(path)
     return [(p.step, p.reason) for p in caught.value.problems]
+
+
+def test_a_reassign_rung_on_the_complete_clock_needs_take_accepted_work(
+    raw: dict[str, Any], write: Any
+) -> None:
+    raw["steps"][0]["escalation"] = [
+        {"at": "PT1H", "action": "reassign", "clock": "complete", "take_accepted_work": True}]
+    rung = read_definition(write("p.yaml", raw)).steps[0].escalation[0]  # type: ignore[index]
+    assert rung.take_accepted_work
+
+
+def test_take_accepted_work_only_on_a_complete_clock_reassign(raw: dict[str, Any], write: Any) -> None:
+    raw["steps"][0]["escalation"] = [
+        {"at": "PT1H", "action": "reassign", "clock": "accept", "take_accepted_work": True}]
+    with pytest.raises(DefinitionError, match="take_accepted_work applies only"):
+        read_definition(write("p.yaml", raw))
+
+
+def test_complete_clock_attempt_is_an_explicit_choice(raw: dict[str, Any], write: Any) -> None:
+    raw["steps"][0]["sla"]["complete_clock"] = "attempt"
+    assert read_definition(write("p.yaml", raw)).steps[0].sla.complete_clock == "attempt"
+    raw["steps"][0]["sla"]["complete_clock"] = "provider"
+    with pytest.raises(DefinitionError, match="complete_clock"):
+        read_definition(write("p.yaml", raw))

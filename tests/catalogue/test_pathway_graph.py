@@ -60,7 +60,8 @@ def test_critical_path_of_a_diamond_with_a_long_side_branch(raw: dict[str, Any])
     # a(1) -> b(5) -> d(1); a -> c(2) -> d; a -> e(9) alone: a-e = 10 beats a-b-d = 7
     definition = _with_steps(
         raw,
-        [_step("a", [], 1), _step("b", ["a"], 5), _step("c", ["a"], 2), _step("d", ["b", "c"], 1), _step("e", ["a"], 9)],
+        [_step("a", [], 1), _step("b", ["a"], 5), _step("c", ["a"], 2), _step("d", ["b", "c"], 1),
+         _step("e", ["a"], 9)],
     )
     path = critical_path(definition)
     assert (path.steps, path.lead_time) == (("a", "e"), timedelta(days=10))

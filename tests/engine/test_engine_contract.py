@@ -69,8 +69,8 @@ def test_optional_fields_may_be_absent_or_null() -> None:
         ("seen_at", "2026-01-05T10:00:00",
          "field 'seen_at' must be an ISO 8601 date-time with a time zone"),
         ("seen_at", "2026-01-05", "field 'seen_at' must be an ISO 8601 date-time with a time zone"),
-        ("route", "p9", "field 'route' must be one of p0, p1, p2, p3 (got 'p9')"),
-        ("route", 1, "field 'route' must be one of p0, p1, p2, p3 (got int)"),
+        ("route", "p9", "field 'route' must be one of p0, p1, p2, p3"),
+        ("route", 1, "field 'route' must be one of p0, p1, p2, p3"),
         ("letter", "https://x", "field 'letter' must be a document with a url or reference"),
         ("letter", {"title": "t"}, "field 'letter' must be a document with a url or reference"),
         ("letter", {"url": 5}, "field 'letter' document keys must be non-empty text"),
@@ -108,3 +108,38 @@ def test_a_reference_is_enough_for_a_document() -> None:
     letter = {"reference": "DocumentReference/7"}
     output, problems = check_delivery(STEP, {**GOOD, "letter": letter})
     assert problems == [] and output["letter"] == letter
+
+
+
+def test_a_refused_value_is_named_never_echoed() -> None:
+    nhs = "9434765919"
+    _, problems = check_delivery(STEP, {
+        "summary": "x" * 40_000, "route": nhs, "visits": 10**12, "weight_kg": 1e300,
+        "letter": {"url": "https://docs.example/" + "a" * 3000}, nhs: "Jane", "Jane Doe": 1,
+    })
+    text = " ".join(problems)
+    assert nhs not in text and "Jane" not in text and "xxxx" not in text
+    assert "field 'route' must be one of p0, p1, p2, p3" in problems
+    assert "field 'summary' must be at most 32000 characters" in problems
+    assert "unknown fields whose names are not field names (not shown)" in problems
+    assert len(problems) == 6
+
+
+@pytest.mark.parametrize("field, value", [
+    ("discharged_on", "0001-01-01"), ("discharged_on", "9999-12-31"),
+    ("seen_at", "0001-01-01T00:00:00+00:00"), ("seen_at", "9999-12-31T23:59:59+14:00"),
+])
+def test_dates_outside_a_plausible_window_are_refused(field: str, value: str) -> None:
+    _, problems = check_delivery(STEP, {"summary": "ok", field: value})
+    assert problems == [f"field {field!r} must be between 1900 and 2200"]
+
+
+def test_task_outputs_with_odd_names_are_refused_without_echoing_them() -> None:
+    from pathways.fhir import OutputError, outputs_from_task
+
+    with pytest.raises(OutputError) as refused:
+        outputs_from_task({"output": [{"type": "oops"}, {"type": {"text": "9434765919"}}]})
+    assert refused.value.problems == [
+        "Task.output[0] has no type.text naming its field",
+        "Task.output[1] (a name that is not a field name) needs exactly one value[x]",
+    ]

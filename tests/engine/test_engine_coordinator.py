@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from pathways.commands import (
     AddNote,
@@ -57,7 +58,8 @@ def test_reassign_starts_a_new_attempt_and_tells_both_providers() -> None:
     handover = run.apply_reassign(_reassign("visit.1", "nurse-b"), T0 + 3 * H)
     assert (handover.provider_id, handover.status, handover.accepted_at) == (
         "nurse-b", TaskStatus.REQUESTED, None)
-    assert handover.dispatched_at == T0 + 3 * H and handover.complete_by == T0 + 51 * H
+    assert handover.dispatched_at == T0 + 3 * H and handover.accept_by == T0 + 7 * H
+    assert handover.complete_by == T0 + 49 * H, "the patient's clock runs from ready (T0 + 1 h)"
     assert [(a.provider_id, a.outcome, a.reason) for a in handover.attempts] == [
         ("nurse-a", "reassigned", "capacity"), ("nurse-b", None, None)]
     effects = run.take_effects()
@@ -98,10 +100,22 @@ def test_extend_refusals() -> None:
     late = run.state.handovers["visit.1"].complete_by
     _refused(run.check_extend, ExtendDue(handover_id="visit.1", until=late, reason="x", actor=ANN),
              "invalid")
-    _refused(run.check_extend, ExtendDue(handover_id="visit.1", until=late.replace(tzinfo=None)
-                                         + H, reason="x", actor=ANN), "invalid")
+    with pytest.raises(ValidationError, match="'until' needs a time zone"):
+        ExtendDue(handover_id="visit.1", until=late.replace(tzinfo=None) + H, reason="x",
+                  actor=ANN)
+    _refused(run.check_extend, ExtendDue.model_construct(
+        handover_id="visit.1", until=late.replace(tzinfo=None) + H, reason="x", actor=ANN),
+        "invalid")
+    far = ExtendDue(handover_id="visit.1", until=late + timedelta(days=400), reason="x", actor=ANN)
+    assert "at most P366D" in _refused(run.check_extend, far, "invalid")[0]
     _refused(run.check_extend, ExtendDue(handover_id="gone.1", by=H, reason="x", actor=ANN),
              "not-found")
+
+
+def test_an_extension_by_centuries_is_refused_clearly_before_it_reaches_the_engine() -> None:
+    with pytest.raises(ValidationError, match=r"'by' may be at most P366D \(a year\)"):
+        ExtendDue.model_validate({"handover_id": "visit.1", "by": "P99999999D", "reason": "x",
+                                  "actor": ANN})
 
 
 def test_hold_and_resume_only_from_the_right_status() -> None:
@@ -177,3 +191,33 @@ def test_apply_re_runs_the_check_and_changes_nothing_when_refused() -> None:
     with pytest.raises(Refusal):
         run.apply_reassign(_reassign("visit.1", "gp-a"), T0 + 2 * H)
     assert run.state == before and not run.take_effects()
+
+
+def test_notes_on_acknowledge_and_resolve_are_kept_out_of_the_event_log() -> None:
+    run = _running()
+    run.tick(T0 + 6 * H)  # visit.1 and bloods.1 accept_by T0 + 5 h: alert-coordinator
+    escalation = run.state.escalations[0]
+    run.take_effects()
+    run.apply_acknowledge(EscalationAction(escalation_id=escalation.id, actor=ANN,
+                                           note="rang Jane Doe's daughter"), T0 + 7 * H)
+    run.apply_resolve(EscalationAction(escalation_id=escalation.id, actor=ANN,
+                                       note="Jane Doe seen"), T0 + 8 * H)
+    assert escalation.acknowledged_note == "rang Jane Doe's daughter"
+    assert (escalation.resolved_note, escalation.resolution) == ("Jane Doe seen", "coordinator")
+    events = run.take_effects().events
+    assert [e.detail for e in events] == [
+        {"escalation_id": 1, "noted": True},
+        {"escalation_id": 1, "resolution": "coordinator", "noted": True}]
+    assert "Jane" not in str([e.model_dump() for e in events])
+
+
+def test_a_finished_pathways_record_is_closed_to_notes_and_escalation_changes() -> None:
+    run = _running()
+    run.tick(T0 + 6 * H)
+    run.apply_cancel(CancelPathway(reason="moved away", actor=ANN), T0 + 7 * H)
+    problems = _refused(run.check_note, AddNote(text="late", actor=ANN), "conflict")
+    assert problems == ["pathway is cancelled: its record is closed to notes"]
+    _refused(run.check_acknowledge, EscalationAction(escalation_id=1, actor=ANN), "conflict")
+    _refused(run.check_resolve, EscalationAction(escalation_id=1, actor=ANN), "conflict")
+    with pytest.raises(Refusal):
+        run.apply_note(AddNote(text="late", actor=ANN), T0 + 8 * H)

@@ -24,20 +24,21 @@ REFERRAL = definition(step("referral", "gp", accept="PT4H", complete="P2D"),
                       escalation=LADDER)
 LAB = definition(step("bloods", "lab", accept="PT4H", complete="P2D"), escalation=LADDER)
 
-EXPECTED = [  # (hours after T0, event kind, escalation level)
+EXPECTED = [  # (hours after T0, event kind, the rung's action that raised the escalation)
     (2, "escalated", "remind-provider"),
     (4, "escalated", "alert-coordinator"),
     (4, "breached", None),
     (44, "escalated", "remind-provider"),
     (48, "escalated", "mark-breached"),
     (50, "escalated", "reassign"),
+    (50, "escalation-resolved", None),
     (50, "reassigned", None),
     (50, "dispatched", None),
 ]
 
 
 def _fired(run: PathwayRun) -> list[tuple[float, str, str | None]]:
-    return [((e.at - T0) / H, e.kind.value, e.detail.get("level"))
+    return [((e.at - T0) / H, e.kind.value, e.detail.get("cause"))
             for e in run.take_effects().events]
 
 
@@ -75,11 +76,11 @@ def test_rungs_set_business_status_escalations_and_reminders() -> None:
         NotificationKind.REMINDER, "gp-a", handover.version)
     run.tick(T0 + 4 * H)
     assert handover.business_status is BusinessStatus.BREACHED and handover.accept_breached
+    # one escalation per late handover: the alert raises the reminder's level
     assert [(e.id, e.level, e.provider_id) for e in run.state.escalations] == [
-        (1, EscalationAction.REMIND_PROVIDER, "gp-a"),
-        (2, EscalationAction.ALERT_COORDINATOR, "gp-a"),
+        (1, EscalationAction.ALERT_COORDINATOR, "gp-a"),
     ]
-    assert "accept" in run.state.escalations[1].reason
+    assert "accept" in run.state.escalations[0].reason
     assert run.state.sla_state is SlaState.BREACHED
 
 
@@ -101,18 +102,24 @@ def test_a_completed_handover_fires_nothing() -> None:
     assert not run.take_effects()
 
 
-def test_the_reassign_rung_restarts_the_clocks_with_the_next_provider() -> None:
+def test_the_reassign_rung_restarts_the_accept_clock_and_keeps_the_patients_clock() -> None:
     run = start(REFERRAL)
     run.tick(T0 + 50 * H)
     handover = run.state.handovers["referral.1"]
     assert handover.provider_id == "gp-b" and handover.status is TaskStatus.REQUESTED
-    assert handover.business_status is BusinessStatus.ON_TRACK and handover.fired_rungs == []
-    assert handover.accept_by == T0 + 54 * H and handover.complete_by == T0 + 98 * H
-    assert handover.accept_breached and handover.complete_breached, "breaches stay as history"
+    assert handover.accept_by == T0 + 54 * H, "gp-b gets its own 4 hours to accept"
+    assert handover.complete_by == T0 + 48 * H, "the patient has waited since T0"
+    assert handover.business_status is BusinessStatus.BREACHED
+    assert run.state.sla_state is SlaState.BREACHED
+    assert handover.fired_rungs == [2, 3, 4], "completion rungs already passed stay passed"
     assert handover.attempts[0].outcome == "reassigned"
     cancel = [n for n in run.take_effects().notifications if n.kind is NotificationKind.CANCELLED]
     assert [(n.provider_id, n.webhook) for n in cancel] == [("gp-a", HOOK)]
-    assert run.next_wakeup() == T0 + 52 * H
+    assert run.next_wakeup() == T0 + 52 * H, "gp-b's own acceptance reminder"
+    run.tick(T0 + 60 * H)
+    assert [(k, c) for _, k, c in _fired(run)] == [
+        ("escalated", "remind-provider"), ("escalated", "alert-coordinator"), ("breached", None)]
+    assert handover.provider_id == "gp-b", "the completion reassign rung fired once, for gp-a"
 
 
 def test_the_reassign_rung_with_no_one_left_alerts_the_coordinator() -> None:
@@ -120,8 +127,8 @@ def test_the_reassign_rung_with_no_one_left_alerts_the_coordinator() -> None:
     run.tick(T0 + 50 * H)
     handover = run.state.handovers["bloods.1"]
     assert handover.provider_id == "lab-a" and handover.is_open
-    last = run.state.escalations[-1]
-    assert last.level is EscalationAction.ALERT_COORDINATOR
+    (last,) = run.state.escalations
+    assert last.level is EscalationAction.MARK_BREACHED, "the level never drops"
     assert "no alternate provider left" in last.reason
 
 
@@ -155,7 +162,7 @@ def test_resume_shifts_open_handover_due_times() -> None:
     assert run.next_wakeup() == T0 + 12 * H
 
 
-def test_extend_rearms_future_rungs_and_puts_the_handover_back_on_track() -> None:
+def test_extend_by_on_an_overdue_handover_counts_from_now_and_rungs_fire_once() -> None:
     run = start(REFERRAL)
     run.apply_provider(command(run, "referral.1", "accepted"), T0 + H)
     run.tick(T0 + 49 * H)
@@ -164,16 +171,31 @@ def test_extend_rearms_future_rungs_and_puts_the_handover_back_on_track() -> Non
     run.take_effects()
     run.apply_extend(ExtendDue(handover_id="referral.1", by=timedelta(days=1),
                                reason="awaiting scan", actor="coordinator:ann"), T0 + 49 * H)
-    assert handover.complete_by == T0 + 72 * H and handover.accept_by == T0 + 4 * H
-    assert handover.fired_rungs == [] and handover.fired_breaches == []
+    assert handover.complete_by == T0 + 73 * H, "overdue since 48 h: a day from now"
+    assert handover.accept_by == T0 + 4 * H
+    assert handover.fired_rungs == [2, 3] and handover.fired_breaches == []
     assert handover.business_status is BusinessStatus.ON_TRACK
     assert handover.complete_breached, "the breach stays as history"
     assert run.state.sla_state is SlaState.ON_TRACK
     [event] = run.take_effects().events
     assert (event.kind, event.actor, event.detail["reason"]) == (
         "due-extended", "coordinator:ann", "awaiting scan")
-    run.tick(T0 + 72 * H)
-    assert [k for _, k, _ in _fired(run)] == ["escalated", "escalated"]
+    assert event.detail["counted_from"] == "now" and event.detail["by"] == "P1D"
+    assert event.detail["from"] == (T0 + 48 * H).isoformat()
+    run.tick(T0 + 73 * H)
+    assert [k for _, k, _ in _fired(run)] == ["breached"], "rungs that fired stay fired"
+    run.tick(T0 + 75 * H)
+    assert [c for _, k, c in _fired(run) if k == "escalated"] == ["reassign"]
+    assert handover.provider_id == "gp-b"
+
+
+def test_extend_by_before_the_due_time_counts_from_the_due_time() -> None:
+    run = start(REFERRAL)
+    run.apply_extend(ExtendDue(handover_id="referral.1", by=timedelta(hours=2),
+                               reason="bank holiday", actor="coordinator:ann"), T0 + H)
+    handover = run.state.handovers["referral.1"]
+    assert handover.complete_by == T0 + 50 * H and handover.accept_by == T0 + 6 * H
+    assert run.take_effects().events[-1].detail["counted_from"] == "due"
 
 
 def test_extend_until_moves_accept_by_too_when_not_yet_accepted() -> None:
@@ -183,5 +205,5 @@ def test_extend_until_moves_accept_by_too_when_not_yet_accepted() -> None:
                                actor="coordinator:ann"), T0 + 3 * H)
     handover = run.state.handovers["referral.1"]
     assert handover.accept_by == T0 + 6 * H and handover.complete_by == T0 + 50 * H
-    assert handover.fired_rungs == [], "the reminder at accept_by - 2h is in the future again"
+    assert handover.fired_rungs == [0], "the reminder at accept_by - 2h fired once, stays fired"
     assert handover.business_status is BusinessStatus.ON_TRACK

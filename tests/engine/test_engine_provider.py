@@ -223,7 +223,7 @@ def test_a_non_conforming_delivery_only_counts_and_is_refused_with_every_problem
     assert refused.value.kind == "non-conforming"
     assert refused.value.problems == [
         "missing required field 'summary'",
-        "field 'outcome' must be one of home, bed (got 'nursing-home')",
+        "field 'outcome' must be one of home, bed",
         "field 'score' must be a whole number",
         "unknown field 'nhs'",
     ]
@@ -235,6 +235,7 @@ def test_a_non_conforming_delivery_only_counts_and_is_refused_with_every_problem
     assert event.kind == "refused-delivery"
     assert event.detail["fields"] == ["nhs", "outcome", "score", "summary"]
     assert "9434765919" not in event.model_dump_json()
+    assert "nursing-home" not in event.model_dump_json() + str(refused.value), "named, not echoed"
     with pytest.raises(Refusal):
         run.apply_provider(bad, T0 + 2 * H)
     assert run.state.handovers["report.1"].refused_deliveries == 2, "a retry is counted again"
@@ -248,12 +249,17 @@ def test_rejection_moves_the_handover_to_the_next_provider_then_escalates() -> N
     handover = run.state.handovers["report.1"]
     assert (handover.provider_id, handover.status) == ("gp-b", S.REQUESTED)
     assert handover.dispatched_at == T0 + H and handover.ready_at == T0
-    assert handover.accept_by == T0 + 5 * H and handover.complete_by == T0 + 49 * H
+    assert handover.accept_by == T0 + 5 * H, "gp-b's own time to accept"
+    assert handover.complete_by == T0 + 48 * H, "the patient's clock is not reset"
     assert [(a.provider_id, a.outcome, a.reason) for a in handover.attempts] == [
         ("gp-a", "rejected", "list closed"), ("gp-b", None, None)]
     effects = run.take_effects()
     assert kinds(effects) == ["rejected", "reassigned", "dispatched"]
-    assert effects.events[1].detail == {"from": "gp-a", "to": "gp-b", "reason": "list closed"}
+    assert effects.events[0].detail == {"reason": "list closed"}
+    assert effects.events[0].actor == "provider:gp-a"
+    assert effects.events[1].detail == {"from": "gp-a", "to": "gp-b",
+                                        "reason": "handover rejected by gp-a"}
+    assert effects.events[1].actor == "engine", "the broker's reassignment is the engine's"
     assert effects.notifications == [], "gp-b polls; gp-a dropped it itself"
 
     run.apply_provider(command(run, "report.1", S.ACCEPTED), T0 + 2 * H)
@@ -287,3 +293,14 @@ def test_state_with_refusals_and_attempts_round_trips() -> None:
     run = _at(S.REQUESTED)
     run.apply_provider(command(run, "report.1", S.REJECTED, reason="full"), T0 + H)
     assert PathwayState.model_validate_json(run.state.model_dump_json()) == run.state
+
+
+def test_a_providers_status_reason_on_hold_is_kept_and_cleared_on_resumption() -> None:
+    run = _at(S.IN_PROGRESS)
+    run.take_effects()
+    run.apply_provider(command(run, "report.1", S.ON_HOLD, reason="awaiting bloods"), T0 + H)
+    handover = run.state.handovers["report.1"]
+    assert handover.status_reason == "awaiting bloods"
+    assert run.take_effects().events[0].detail == {"reason": "awaiting bloods"}
+    run.apply_provider(command(run, "report.1", S.IN_PROGRESS), T0 + 2 * H)
+    assert handover.status_reason is None

@@ -28,7 +28,7 @@ def raised(pathway: str, seq: int, escalation: int, level: str) -> PathwayEvent:
 
 def test_raised_escalations_stay_until_resolved_and_show_acknowledgement() -> None:
     items = open_escalations([
-        raised("pw-a", 1, 1, "remind-provider"),
+        raised("pw-a", 1, 1, "alert-coordinator"),
         raised("pw-a", 2, 2, "alert-coordinator"),
         ev("pw-a", 3, EventKind.ESCALATION_ACKNOWLEDGED, 2),
         ev("pw-a", 4, EventKind.ESCALATION_RESOLVED, 1),
@@ -45,8 +45,23 @@ def test_raised_escalations_stay_until_resolved_and_show_acknowledgement() -> No
 
 def test_same_escalation_number_in_two_pathways_is_two_items() -> None:
     items = open_escalations([
-        raised("pw-a", 1, 1, "remind-provider"),
-        raised("pw-b", 2, 1, "remind-provider"),
+        raised("pw-a", 1, 1, "alert-coordinator"),
+        raised("pw-b", 2, 1, "alert-coordinator"),
         ev("pw-a", 3, EventKind.ESCALATION_RESOLVED, 1),
     ])
     assert [i.pathway_id for i in items] == ["pw-b"]
+
+
+def test_provider_reminders_are_not_coordinator_work_until_a_later_rung_raises_them() -> None:
+    reminder = [raised("pw-a", 1, 1, "remind-provider")]
+    assert open_escalations(reminder) == []
+    items = open_escalations([
+        *reminder,
+        ev("pw-a", 2, EventKind.ESCALATION_ACKNOWLEDGED, 1),
+        raised("pw-a", 3, 1, "alert-coordinator"),
+    ])
+    (item,) = items
+    assert item.escalation.level is EscalationAction.ALERT_COORDINATOR
+    assert item.escalation.status is EscalationStatus.OPEN, "a higher level is news"
+    assert item.escalation.at == T0 + timedelta(hours=1)
+    assert item.escalation.raised_at == T0 + timedelta(hours=3)

@@ -65,6 +65,47 @@ async def record_shipped(env: WorkflowEnvironment, data_dir: Path) -> None:
             system.close()
 
 
+async def record_effects(env: WorkflowEnvironment, data_dir: Path) -> None:
+    """Effects that wait on the outside world: webhooks to a provider system that is down while
+    the run continues as new, and event-store writes retried through a locked SQLite file."""
+    from pathways.commands import AddNote
+    from tests.workflows.test_effects import Receiver, SqliteLock
+    from workflows.client import new_pathway_id
+    from workflows.pathway import PathwayInput, PathwayWorkflow
+
+    target = env.client.service_client.config.target_host
+    settings = make_settings(data_dir, target, task_queue="effects")
+    receiver = Receiver()
+    lock = SqliteLock(data_dir / "pathways.db")
+    async for _ in run_worker(env.client, settings):
+        for name, definition, outage in (
+            ("continue-as-new-provider-down", with_webhooks(receiver.url), None),
+            ("continue-as-new-store-locked", TWO_DAY, lock),
+        ):
+            started = await env.client.start_workflow(
+                PathwayWorkflow.run,
+                PathwayInput(definition=definition, patient=DEMO_PATIENTS[2],
+                             search_attributes=False, max_history_events=40),
+                id=new_pathway_id(),
+                task_queue=settings.task_queue,
+            )
+            await asyncio.sleep(1)
+            if outage is not None:
+                outage.start()
+            for n in range(12):
+                await started.execute_update(
+                    PathwayWorkflow.add_note, AddNote(text=f"call {n}", actor="c:amy")
+                )
+            while (await started.describe()).run_id == started.result_run_id:
+                await asyncio.sleep(0.5)
+            if outage is not None:
+                outage.stop()
+            first = env.client.get_workflow_handle(started.id, run_id=started.result_run_id)
+            await save(first, name)
+            await started.terminate("recorded")
+    receiver.down()
+
+
 async def record_timed(env: WorkflowEnvironment, data_dir: Path) -> None:
     """On the time-skipping server: the SLA ladder, and a recurring pathway's whole year."""
     settings = make_settings(data_dir, "unused:0", search_attributes=False, task_queue="timed")
@@ -93,6 +134,7 @@ async def main() -> None:
         )
         async with dev:
             await record_shipped(dev, Path(data_dir) / "dev")
+            await record_effects(dev, Path(data_dir) / "effects")
         skipping = await WorkflowEnvironment.start_time_skipping(
             data_converter=pydantic_data_converter,
             test_server_existing_path=installed_binary("temporal-test-server"),

@@ -130,12 +130,6 @@ async def test_rejection_goes_to_the_alternate_then_to_the_coordinator(
     assert state.escalations[-1].level.value == "alert-coordinator"
     assert state.status is PathwayStatus.ACTIVE
 
-    reassigned = await handle.execute_update(
-        PathwayWorkflow.reassign,
-        Reassign(handover_id=VISIT, provider_id="nursing-north", reason="capacity back",
-                 actor="coordinator:amy"),
-    )
-    assert reassigned.provider_id == "nursing-north" and reassigned.status is TaskStatus.REQUESTED
     escalation = state.escalations[-1]
     acknowledged = await handle.execute_update(
         PathwayWorkflow.acknowledge_escalation,
@@ -143,6 +137,15 @@ async def test_rejection_goes_to_the_alternate_then_to_the_coordinator(
     )
     assert acknowledged.status is EscalationStatus.ACKNOWLEDGED
     assert acknowledged.acknowledged_by == "coordinator:amy"
+    reassigned = await handle.execute_update(
+        PathwayWorkflow.reassign,
+        Reassign(handover_id=VISIT, provider_id="nursing-north", reason="capacity back",
+                 actor="coordinator:amy"),
+    )
+    assert reassigned.provider_id == "nursing-north" and reassigned.status is TaskStatus.REQUESTED
+    settled = (await state_of(handle)).escalations[-1]
+    assert (settled.id, settled.status, settled.resolution) == (
+        escalation.id, EscalationStatus.RESOLVED, "reassigned"), "reassignment resolves it"
 
 
 async def test_coordinator_reassign_outside_the_role_is_refused(handle: WorkflowHandle) -> None:
