@@ -221,7 +221,7 @@ class _Report:
         query = select(s.step_id, s.provider_id, bucket, func.count(), func.sum(value),
                        func.max(value)).where(*self.where, *only).group_by(
             s.step_id, s.provider_id, bucket)
-        return [tuple(row) for row in self.conn.execute(query)]  # type: ignore[misc]
+        return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in self.conn.execute(query)]
 
     def _floor(self, value: Any) -> Any:
         if self.conn.dialect.name == "postgresql":
@@ -306,7 +306,7 @@ class _Report:
 
     def wip_now(self) -> int:
         h = handover_rows.c
-        where = [h.status.in_(OPEN_STATUSES)]
+        where: list[Any] = [h.status.in_(OPEN_STATUSES)]
         if self.definition_id is not None:
             where.append(h.definition_id == self.definition_id)
         if self.provider_id is not None:
