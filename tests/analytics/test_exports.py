@@ -38,7 +38,8 @@ def test_xes_follows_the_standard_structure(tmp_path: Path) -> None:
     prefixes = {e.get("prefix") for e in root.findall(f"{NS}extension")}
     assert prefixes == {"concept", "time", "lifecycle", "org"}
     traces = root.findall(f"{NS}trace")
-    assert [t.find(f"{NS}string").get("value") for t in traces] == ["pw-1", "pw-2", "pw-3", "pw-4"]
+    names = [t.find(f"{NS}string") for t in traces]
+    assert [n.get("value") for n in names if n is not None] == ["pw-1", "pw-2", "pw-3", "pw-4"]
     events = traces[0].findall(f"{NS}event")
     first = {a.get("key"): a.get("value") for a in events[1]}
     assert first["concept:name"] == "urgent-response"

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 
 import pytest
 
 from pathways.analytics.spc import Direction, Rule, svg, xmr
 
 
-def flagged(values: list[float]) -> dict[int, list[Rule]]:
+def flagged(values: Sequence[float]) -> dict[int, list[Rule]]:
     chart = xmr(values)
     assert chart is not None
     return {i: p.rules for i, p in enumerate(chart.points) if p.rules}
