@@ -163,6 +163,10 @@ class _Report:
                 steps=rank_by_waiting({m.key: m.waiting_seconds for m in steps}),
                 providers=rank_by_waiting({k: float(v["waiting_seconds"] or 0)
                                            for k, v in held.items()}),
+                critical_path=rank_by_waiting({
+                    key: sum(float(row["critical_waiting"] or 0)
+                             for cell, row in groups.items() if cell[0] == key)
+                    for key in {cell[0] for cell in groups}}),
             ),
             flow=self.flow(overall),
             spc=self.spc(),
@@ -190,6 +194,7 @@ class _Report:
             *(func.sum(func.coalesce(v, 0.0)).label(f"sum_{k}") for k, v in self.values.items()),
             func.sum(case((s.gap.is_not(None), 1), else_=0)).label("n_gap"),
             func.sum(waiting_all).label("waiting_seconds"),
+            func.sum(case((s.critical == 1, waiting_all), else_=0.0)).label("critical_waiting"),
             func.sum(case((and_(self.done, s.completed_at <= s.due), 1), else_=0)).label(
                 "attained"),
             func.sum(breached).label("breached"),

@@ -30,10 +30,12 @@ from sqlalchemy import (
     cast,
     delete,
     distinct,
+    exists,
     func,
     insert,
     literal,
     null,
+    or_,
     select,
 )
 from sqlalchemy.engine import Connection
@@ -87,7 +89,8 @@ _staging = Table(
     "flow_staging", MetaData(),
     Column("pathway_id", String()), Column("handover_id", String()),
     Column("provider_id", String()), *_folded(),
-    *(Column(name, Integer) for name in COUNTS), prefixes=["TEMPORARY"],
+    *(Column(name, Integer) for name in COUNTS), Column("inputs_at", Float),
+    prefixes=["TEMPORARY"],
 )
 """The fold's raw rows (lifecycle, counted events and gaps apart), summed into the tables below."""
 
@@ -122,6 +125,7 @@ summary_rows = Table(
     *(Column(name, Integer, nullable=False) for name in COUNTS),
     Column("lead", Float), Column("waiting", Float), Column("worked", Float),
     Column("late", Integer),
+    Column("critical", Integer),
     *(Column(f"{name}_bucket", Integer) for name in BUCKETED),
     *(Index(f"ix_flow_summary_{name}", "definition_id", "step_id", "provider_id",
             f"{name}_bucket", name, "completed_at", "ready", "ended_at") for name in BUCKETED),
@@ -254,7 +258,7 @@ def _fold_states(conn: Connection, changed: Any) -> None:
         func.max(case((r.kind == EventKind.COMPLETED.value, r.at))),
         func.max(case((and_(last, r.kind.in_(FINAL)), r.at))),
         null(),
-        count(EventKind.REJECTED), count(EventKind.REASSIGNED), literal(0), literal(0),
+        count(EventKind.REJECTED), count(EventKind.REASSIGNED), literal(0), literal(0), null(),
     ).group_by(r.pathway_id, r.handover_id, r.who)
     conn.execute(insert(_staging).from_select([c.name for c in _staging.columns], query))
 
@@ -274,7 +278,7 @@ def _fold_counted(conn: Connection, changed: Any) -> None:
         e.pathway_id, e.handover_id, e.provider_id, *_zeros(conn),
         null(), literal(0), literal(0),
         func.sum(case((e.kind == EventKind.REFUSED_DELIVERY.value, 1), else_=0)),
-        func.count(distinct(escalation)),
+        func.count(distinct(escalation)), null(),
     ).where(
         e.pathway_id.in_(changed), e.handover_id.is_not(None),
         e.kind.in_([EventKind.REFUSED_DELIVERY.value, EventKind.ESCALATED.value]),
@@ -291,6 +295,7 @@ def _fold_gaps(conn: Connection, changed: Any) -> None:
         partition_by=e.pathway_id, order_by=e.seq, rows=(None, 0))
     rows = select(
         e.pathway_id, e.handover_id, e.provider_id, e.kind, (at - latest).label("gap"),
+        latest.label("inputs_at"),
     ).where(
         e.pathway_id.in_(changed),
         e.kind.in_([EventKind.READY.value, EventKind.COMPLETED.value]),
@@ -298,7 +303,7 @@ def _fold_gaps(conn: Connection, changed: Any) -> None:
     g = rows.c
     query = select(
         g.pathway_id, g.handover_id, g.provider_id, *_zeros(conn), g.gap,
-        *(literal(0) for _ in COUNTS),
+        *(literal(0) for _ in COUNTS), g.inputs_at,
     ).where(g.kind == EventKind.READY.value, g.gap.is_not(None))
     conn.execute(insert(_staging).from_select([c.name for c in _staging.columns], query))
 
@@ -328,11 +333,23 @@ def _fold_handovers(conn: Connection) -> None:
         p.completed_at, p.ended_at, p.gap, *(p[name] for name in COUNTS),
         case((done, lead)), case((done, waiting)), case((done, p[WORKING])),
         case((done, case((p.completed_at > epoch(conn, h.complete_by), 1), else_=0))),
+        case((_critical(p), 1), else_=0),
         case((done, bucket(conn, lead))), case((done, bucket(conn, waiting))),
         case((done, bucket(conn, p[WORKING]))), case((p.gap.is_not(None), bucket(conn, p.gap))),
     ).select_from(handover_rows.join(per, and_(p.pathway_id == h.pathway_id,
                                                p.handover_id == h.handover_id)))
     conn.execute(insert(summary_rows).from_select([c.name for c in summary_rows.columns], query))
+
+
+def _critical(p: Any) -> Any:
+    """On the pathway's critical path: its completion is what a later handover waited for (the
+    latest completion before that one became ready), or the pathway's last completion."""
+    g = _staging.alias("triggered")
+    m = _staging.alias("last")
+    triggered = exists().where(g.c.pathway_id == p.pathway_id, g.c.inputs_at == p.completed_at)
+    last = select(func.max(m.c.completed_at)).where(m.c.pathway_id == p.pathway_id)
+    return and_(p.completed_at.is_not(None),
+                or_(triggered, p.completed_at == last.scalar_subquery()))
 
 
 def _fold_pairs(conn: Connection) -> None:

@@ -68,8 +68,11 @@ class Flow(Frozen):
 
 
 class Bottlenecks(Frozen):
-    steps: list[Ranked]
-    providers: list[Ranked]
+    steps: list[Ranked] = Field(description="by share of all waiting")
+    providers: list[Ranked] = Field(description="by share of waiting while they held handovers")
+    critical_path: list[Ranked] = Field(
+        description="steps by waiting of handovers on the critical path (those a later step "
+                    "or the pathway's end waited for): how much each delays the chain")
 
 
 class Weekly(Frozen):

@@ -156,3 +156,11 @@ def test_other_definitions_and_other_periods_are_left_out(store: EventStore) -> 
     before = flow_report(store, DEFINITION, since=SINCE.replace(year=2025), until=SINCE,
                          now=NOW)
     assert before.overall.completed == 1  # P3 only
+
+
+def test_critical_path_ranking(report: Report) -> None:
+    # on the critical path: P1a (P1b waited for it), P1b (the last), P2a, P4a (its last, after
+    # the period); P2b is open. Waiting: a 4 + 0.5 + 2 = 6.5 h, b 3 h; off it: P2b's 139.5 h
+    ranking = report.bottlenecks.critical_path
+    assert [r.key for r in ranking] == ["urgent-response", "gp-follow-up"]
+    assert [hours(r.waiting_seconds) for r in ranking] == [6.5, 3]
