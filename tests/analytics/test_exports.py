@@ -81,3 +81,16 @@ def test_csv_export_has_case_activity_lifecycle_time_resource(tmp_path: Path) ->
     assert (start["activity"], start["lifecycle"], start["resource"]) == (
         "urgent-response", "start", "A")
     assert "reason" not in "".join(csv_lines(iter_events(store, DEFINITION)))
+
+
+def test_pm4py_reads_the_xes_back(tmp_path: Path) -> None:
+    """Optional: pm4py (AGPL, the `mining` extra) reads the export as a process-mining log."""
+    import pytest
+
+    pm4py = pytest.importorskip("pm4py")
+    store = _store(tmp_path)
+    path = tmp_path / "log.xes"
+    path.write_text("".join(xes_chunks(iter_events(store, DEFINITION))))
+    log = pm4py.read_xes(str(path))
+    assert set(log["case:concept:name"]) == {"pw-1", "pw-2", "pw-3", "pw-4"}
+    assert {"urgent-response", "gp-follow-up"} <= set(log["concept:name"])
