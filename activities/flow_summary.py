@@ -37,6 +37,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    text,
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ColumnElement
@@ -68,6 +69,8 @@ rejection in the same batch, so a rejection last in the log ends it)."""
 LIFECYCLE = tuple(k.value for k in (*ENTERS, EventKind.COMPLETED, EventKind.CANCELLED))
 REMINDER_LEVEL = "remind-provider"
 SCHEMA_VERSION = 4
+_FOLD_LOCK = 724_170_002
+"""PostgreSQL advisory lock id that serialises concurrent folds (next to the store's 001)."""
 """The event-store schema version that created the summary tables."""
 COUNTS = ("rejections", "reassigned", "refused", "escalations")
 
@@ -173,12 +176,16 @@ def refresh(store: EventStore) -> int:
             return 0  # read only: no write lock taken when nothing changed
     with store._write() as conn:  # one writer at a time; BEGIN IMMEDIATE on SQLite
         _changed.drop(conn, checkfirst=True)
+        if conn.dialect.name == "postgresql":  # one fold at a time (SQLite: BEGIN IMMEDIATE)
+            conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _FOLD_LOCK})
         _changed.create(conn)
         try:
+            # Count first: an event landing after the count but before the snapshot is folded
+            # now and seen as new next time; one landing after the snapshot is not counted.
+            total = _event_count(conn)
             conn.execute(insert(_changed).from_select(["pathway_id", "last_seq"], _stale(conn)))
             count = conn.execute(select(func.count()).select_from(_changed)).scalar_one()
             changed = select(_changed.c.pathway_id)
-            total = _event_count(conn)
             for table in (flow_rows, summary_rows, flow_marks):
                 conn.execute(delete(table).where(table.c.pathway_id.in_(changed)))
             conn.execute(delete(flow_marks).where(flow_marks.c.pathway_id == ""))
