@@ -73,7 +73,7 @@ def test_concurrent_folds_write_each_handover_once(store: EventStore) -> None:
     def fold() -> None:
         try:
             refresh(store)
-        except BaseException as error:  # noqa: BLE001 - reported below
+        except BaseException as error:
             errors.append(error)
 
     threads = [threading.Thread(target=fold) for _ in range(4)]
