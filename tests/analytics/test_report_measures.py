@@ -3,13 +3,10 @@ on SQLite and on a real PostgreSQL: the same answers from both databases."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from sqlalchemy.engine import make_url
 
 from activities.analytics import flow_report
 from activities.store import EventStore
@@ -17,22 +14,12 @@ from pathways.analytics.report import Report
 from tests.analytics.eventlog import DEFINITION, NOW, SINCE, UNTIL, H, write_log
 
 
-def _postgres_database(server_url: str) -> str:
-    """A fresh database on the test server, so the log is the only data."""
-    url = make_url(server_url)
-    name = f"analytics_{uuid.uuid4().hex[:12]}"
-    conninfo = f"host={url.host} port={url.port} user={url.username} dbname={url.database}"
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return url.set(database=name).render_as_string(hide_password=False)
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'events.db'}"
     else:
-        url = _postgres_database(request.getfixturevalue("postgres_url"))
+        url = request.getfixturevalue("postgres_database")
     events = EventStore(url)
     events.migrate()
     write_log(events)
