@@ -205,6 +205,12 @@ def refresh(store: EventStore) -> int:
             _changed.drop(conn)
 
 
+def folded_events(store: EventStore) -> int | None:
+    """How many events the summary has folded: a version of it (events are append-only)."""
+    with store.engine.connect() as conn:
+        return _folded_count(conn)
+
+
 def _event_count(conn: Connection) -> int:
     return int(conn.execute(select(func.count()).select_from(event_rows)).scalar_one())
 

@@ -23,7 +23,7 @@ PERIOD = {"definition": DEFINITION, "since": "2026-01-05", "until": "2026-01-19"
 
 @pytest.fixture(scope="module")
 def served(settings: Settings, dev_env: WorkflowEnvironment,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, str]]:
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, str, str]]:
     directory: Path = tmp_path_factory.mktemp("analytics-api")
     mine = settings.model_copy(update={
         "api_port": free_port(), "event_store_url": f"sqlite:///{directory / 'events.db'}"})
@@ -36,24 +36,24 @@ def served(settings: Settings, dev_env: WorkflowEnvironment,
     provider = tokens.issue_provider("A")
     server = serve_in_thread(mine)
     base = next(server)
-    yield base, coordinator, provider
+    yield base, coordinator, provider, mine.event_store
     server.close()
 
 
-def get(served: tuple[str, str, str], path: str, token: str | None = None,
+def get(served: tuple[str, str, str, str], path: str, token: str | None = None,
         **params: str) -> httpx.Response:
-    base, coordinator, _ = served
+    base, coordinator = served[0], served[1]
     headers = {"Authorization": f"Bearer {token or coordinator}"}
     return httpx.get(f"{base}/api/analytics/{path}", params=params, headers=headers, timeout=30)
 
 
-def test_only_coordinators_read_analytics(served: tuple[str, str, str]) -> None:
+def test_only_coordinators_read_analytics(served: tuple[str, str, str, str]) -> None:
     base = served[0]
     assert httpx.get(f"{base}/api/analytics/report", timeout=30).status_code == 401
     assert get(served, "report", token=served[2]).status_code == 403
 
 
-def test_report_and_scorecard(served: tuple[str, str, str]) -> None:
+def test_report_and_scorecard(served: tuple[str, str, str, str]) -> None:
     report = get(served, "report", **PERIOD)
     assert report.status_code == 200, report.text
     body = report.json()
@@ -66,7 +66,7 @@ def test_report_and_scorecard(served: tuple[str, str, str]) -> None:
 
 
 def test_value_stream_in_definition_order_with_the_bottleneck(
-        served: tuple[str, str, str]) -> None:
+        served: tuple[str, str, str, str]) -> None:
     stream = get(served, "value-stream", **PERIOD).json()
     ids = [s["step_id"] for s in stream["steps"]]
     assert ids[0] == "urgent-response" and "gp-follow-up" in ids
@@ -75,7 +75,7 @@ def test_value_stream_in_definition_order_with_the_bottleneck(
     assert get(served, "value-stream", definition="nope").status_code == 404
 
 
-def test_wip_and_spc(served: tuple[str, str, str]) -> None:
+def test_wip_and_spc(served: tuple[str, str, str, str]) -> None:
     flow = get(served, "wip", **PERIOD).json()
     assert [p["wip"] for p in flow["wip"]] == [0] * 8 + [1] * 4 + [2] * 2
     chart = get(served, "spc", measure="lead_time", **PERIOD).json()
@@ -85,12 +85,12 @@ def test_wip_and_spc(served: tuple[str, str, str]) -> None:
     assert ET.fromstring(picture.text).tag == "{http://www.w3.org/2000/svg}svg"
 
 
-def test_bad_dates_are_refused(served: tuple[str, str, str]) -> None:
+def test_bad_dates_are_refused(served: tuple[str, str, str, str]) -> None:
     assert get(served, "report", since="soon").status_code == 400
     assert get(served, "report", since="2026-02-01", until="2026-01-01").status_code == 400
 
 
-def test_exports(served: tuple[str, str, str]) -> None:
+def test_exports(served: tuple[str, str, str, str]) -> None:
     xes = get(served, "export", format="xes", definition=DEFINITION)
     assert xes.status_code == 200
     assert len(ET.fromstring(xes.text).findall("{http://www.xes-standard.org/}trace")) == 4
@@ -98,3 +98,11 @@ def test_exports(served: tuple[str, str, str]) -> None:
     assert any(o["type"] == "handover" for o in ocel["objects"])
     lines = get(served, "export", format="csv", definition=DEFINITION).text.splitlines()
     assert lines[0].startswith("case_id,event_id,activity,lifecycle")
+
+
+def test_a_new_event_shows_in_the_next_report(served: tuple[str, str, str, str]) -> None:
+    from tests.analytics.test_flow_summary import complete_p2_follow_up
+
+    assert get(served, "report", **PERIOD).json()["overall"]["completed"] == 3
+    complete_p2_follow_up(EventStore(served[3]))
+    assert get(served, "report", **PERIOD).json()["overall"]["completed"] == 4
