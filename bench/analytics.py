@@ -224,13 +224,14 @@ def run(url: str, handovers: int, runs: int) -> dict[str, Any]:
         "database": store.engine.dialect.name, "handovers": handovers, "events": events,
         "load_s": loaded, "median_s": statistics.median(timings),
         "p95_s": ordered[max(0, int(round(0.95 * len(ordered))) - 1)], "max_s": ordered[-1],
-        "first_s": first, "after_new_s": after_new,
+        "first_s": first, "after_new_s": after_new, "load": os.getloadavg()[0],
     }
 
 
 def record(result: dict[str, Any], command: str) -> None:
     line = (
-        f"| {datetime.now(UTC).date()} | {platform.machine()}, {os.cpu_count()} cores "
+        f"| {datetime.now(UTC).date()} | {platform.machine()}, {os.cpu_count()} cores, "
+        f"load {result['load']:.1f} "
         f"| {command} | {result['database']} | {result['handovers']} | {result['events']} "
         f"| {result['median_s'] * 1000:.0f} | {result['p95_s'] * 1000:.0f} "
         f"| {result['max_s'] * 1000:.0f} | {result['first_s']:.1f} "
