@@ -93,6 +93,8 @@ _staging = Table(
     Column("pathway_id", String()), Column("handover_id", String()),
     Column("provider_id", String()), *_folded(),
     *(Column(name, Integer) for name in COUNTS), Column("inputs_at", Float),
+    Index("ix_flow_staging_inputs", "pathway_id", "inputs_at"),
+    Index("ix_flow_staging_completed", "pathway_id", "completed_at"),
     prefixes=["TEMPORARY"],
 )
 """The fold's raw rows (lifecycle, counted events and gaps apart), summed into the tables below."""
