@@ -191,7 +191,8 @@ def _spc(title: str, chart: XmrChart | None, show: object) -> str:
 CSV_HEADER = ["level", "key", "handovers", "completed", "open",
               *(f"{name}_{stat}" for name in ("lead", "waiting", "working", "gap")
                 for stat in ("mean_s", "p50_s", "p90_s", "max_s")),
-              "in_transit_mean_s", "queued_mean_s", "working_mean_s", "blocked_mean_s",
+              "state_in_transit_mean_s", "state_queued_mean_s", "state_working_mean_s",
+              "state_blocked_mean_s",
               "flow_efficiency", "waiting_s", "waiting_share", "sla_attained", "breached",
               "attainment", "breach_rate", "escalations", "escalations_per_100",
               "reassignments", "rejections", "refused_deliveries", "first_time_right"]
