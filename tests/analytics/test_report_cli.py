@@ -58,6 +58,8 @@ def test_json_report_is_the_api_shape(data_dir: Path) -> None:
 def test_csv_report_has_a_row_per_group(data_dir: Path) -> None:
     done = pathways(data_dir, *PERIOD, "--format", "csv")
     assert done.returncode == 0, done.stderr
+    header = done.stdout.splitlines()[0].split(",")
+    assert len(set(header)) == len(header)
     rows = list(csv.DictReader(io.StringIO(done.stdout)))
     assert [(r["level"], r["key"]) for r in rows] == [
         ("all", "all"), ("step", "gp-follow-up"), ("step", "urgent-response"),
