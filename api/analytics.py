@@ -23,7 +23,7 @@ from activities.flow_summary import folded_events, refresh
 from api import context
 from api.auth import Coordinator
 from api.problems import ApiError, api_errors
-from pathways.analytics.exports import csv_lines, ocel_json, xes_chunks
+from pathways.analytics.exports import csv_lines, ocel_chunks, xes_chunks
 from pathways.analytics.measures import Ranked
 from pathways.analytics.report import Flow, Measures, Report
 from pathways.analytics.spc import XmrChart, svg
@@ -213,7 +213,7 @@ def export(principal: Coordinator, request: Request, format: ExportFormat = Expo
     elif format is ExportFormat.XES:
         chunks = xes_chunks(events)
     else:
-        chunks = iter([ocel_json(events)])
+        chunks = ocel_chunks(events)
     media, suffix = MEDIA[format]
     headers = {"Content-Disposition": f'attachment; filename="pathways-events.{suffix}"'}
     return StreamingResponse(chunks, media_type=media, headers=headers)

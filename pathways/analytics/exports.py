@@ -6,7 +6,7 @@ suspend, resumed -> resume, completed -> complete, ...). Events that are not a s
 (escalations, breaches, refused deliveries) keep their kind as the lifecycle `unknown` with a
 `pathways:kind` attribute. Free-text detail (reasons, notes) and actors are never exported: the
 log carries no patient data. Events are rendered as they stream, so a large log never sits in
-memory as XML or JSON objects (OCEL's objects are collected per pathway and handover ids only).
+memory (OCEL's objects, one per pathway and handover, are collected and written last).
 """
 
 from __future__ import annotations
@@ -129,57 +129,65 @@ def _xes_event(event: PathwayEvent) -> str:
     return f"<event>{body}</event>\n"
 
 
-def ocel(events: Iterable[PathwayEvent]) -> dict[str, Any]:
-    """An OCEL 2.0 JSON log: pathways and handovers are objects (a handover `part-of` its
-    pathway); each event relates to its pathway and, if any, its handover."""
+def ocel_chunks(events: Iterable[PathwayEvent]) -> Iterator[str]:
+    """An OCEL 2.0 JSON log, streamed: pathways and handovers are objects (a handover `part-of`
+    its pathway); each event relates to its pathway and, if any, its handover. Events are
+    written as they come; the objects (ids, step, providers) are collected and written last."""
     objects: dict[str, dict[str, Any]] = {}
-    rendered = []
-    kinds: set[str] = set()
-    for event in events:
-        kinds.add(event.kind.value)
-        if event.pathway_id not in objects:
-            objects[event.pathway_id] = {
-                "id": event.pathway_id, "type": "pathway",
-                "attributes": [{"name": "definition", "time": timestamp(event.at),
-                                "value": event.definition_id}],
-                "relationships": [],
-            }
-        relationships = [{"objectId": event.pathway_id, "qualifier": "pathway"}]
-        if event.handover_id:
-            handover = f"{event.pathway_id}/{event.handover_id}"
-            if handover not in objects:
-                objects[handover] = {
-                    "id": handover, "type": "handover",
-                    "attributes": [{"name": "step", "time": timestamp(event.at),
-                                    "value": event.step_id or ""}],
-                    "relationships": [{"objectId": event.pathway_id, "qualifier": "part-of"}],
-                }
-            if event.provider_id:
-                objects[handover]["attributes"].append(
-                    {"name": "provider", "time": timestamp(event.at), "value": event.provider_id})
-            relationships.append({"objectId": handover, "qualifier": "handover"})
-        rendered.append({
-            "id": event.event_id, "type": event.kind.value, "time": timestamp(event.at),
-            "attributes": [{"name": "resource", "value": event.provider_id or ""},
-                           {"name": "lifecycle", "value": lifecycle(event)}],
-            "relationships": relationships,
-        })
-    for item in objects.values():  # a provider attribute changes only when the provider does
-        item["attributes"] = _changes(item["attributes"])
-    return {
+    head = {
         "objectTypes": [
             {"name": "pathway", "attributes": [{"name": "definition", "type": "string"}]},
             {"name": "handover", "attributes": [{"name": "step", "type": "string"},
                                                 {"name": "provider", "type": "string"}]},
         ],
         "eventTypes": [
-            {"name": kind, "attributes": [{"name": "resource", "type": "string"},
-                                          {"name": "lifecycle", "type": "string"}]}
-            for kind in sorted(kinds)
+            {"name": kind.value, "attributes": [{"name": "resource", "type": "string"},
+                                                {"name": "lifecycle", "type": "string"}]}
+            for kind in EventKind
         ],
-        "objects": list(objects.values()),
-        "events": rendered,
     }
+    yield json.dumps(head, separators=(",", ":"))[:-1] + ',"events":['
+    for index, event in enumerate(events):
+        relationships = [{"objectId": event.pathway_id, "qualifier": "pathway"}]
+        _objects(objects, event)
+        if event.handover_id:
+            relationships.append({"objectId": f"{event.pathway_id}/{event.handover_id}",
+                                  "qualifier": "handover"})
+        item = {
+            "id": event.event_id, "type": event.kind.value, "time": timestamp(event.at),
+            "attributes": [{"name": "resource", "value": event.provider_id or ""},
+                           {"name": "lifecycle", "value": lifecycle(event)}],
+            "relationships": relationships,
+        }
+        yield ("," if index else "") + json.dumps(item, separators=(",", ":"))
+    yield '],"objects":['
+    for index, thing in enumerate(objects.values()):
+        thing["attributes"] = _changes(thing["attributes"])
+        yield ("," if index else "") + json.dumps(thing, separators=(",", ":"))
+    yield "]}"
+
+
+def _objects(objects: dict[str, dict[str, Any]], event: PathwayEvent) -> None:
+    if event.pathway_id not in objects:
+        objects[event.pathway_id] = {
+            "id": event.pathway_id, "type": "pathway",
+            "attributes": [{"name": "definition", "time": timestamp(event.at),
+                            "value": event.definition_id}],
+            "relationships": [],
+        }
+    if not event.handover_id:
+        return
+    handover = f"{event.pathway_id}/{event.handover_id}"
+    if handover not in objects:
+        objects[handover] = {
+            "id": handover, "type": "handover",
+            "attributes": [{"name": "step", "time": timestamp(event.at),
+                            "value": event.step_id or ""}],
+            "relationships": [{"objectId": event.pathway_id, "qualifier": "part-of"}],
+        }
+    if event.provider_id:  # a provider attribute changes only when the provider does
+        objects[handover]["attributes"].append(
+            {"name": "provider", "time": timestamp(event.at), "value": event.provider_id})
 
 
 def _changes(attributes: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -193,4 +201,4 @@ def _changes(attributes: list[dict[str, str]]) -> list[dict[str, str]]:
 
 
 def ocel_json(events: Iterable[PathwayEvent]) -> str:
-    return json.dumps(ocel(events), separators=(",", ":"))
+    return "".join(ocel_chunks(events))
