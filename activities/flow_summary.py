@@ -69,6 +69,8 @@ rejection in the same batch, so a rejection last in the log ends it)."""
 LIFECYCLE = tuple(k.value for k in (*ENTERS, EventKind.COMPLETED, EventKind.CANCELLED))
 REMINDER_LEVEL = "remind-provider"
 SCHEMA_VERSION = 4
+ANALYZE_AFTER = 1000
+"""Pathways folded at once after which the summary tables' statistics are refreshed."""
 _FOLD_LOCK = 724_170_002
 """PostgreSQL advisory lock id that serialises concurrent folds (next to the store's 001)."""
 """The event-store schema version that created the summary tables."""
@@ -133,9 +135,8 @@ summary_rows = Table(
     Column("critical", Integer),
     *(Column(f"{name}_bucket", Integer) for name in BUCKETED),
     *(Index(f"ix_flow_summary_{name}", "definition_id", "step_id", "provider_id",
-            f"{name}_bucket", name, "completed_at", "ready", "ended_at") for name in BUCKETED),
-    Index("ix_flow_summary_completed", "definition_id", "completed_at", "lead", "late", "ready",
-          "ended_at"),
+            f"{name}_bucket", name, "completed_at", "ready", "ended_at", "late")
+      for name in BUCKETED),
     Index("ix_flow_summary_pathway", "pathway_id"),
 )
 """One row per handover: the read model's step, current provider, ready and due time, its
@@ -202,6 +203,9 @@ def refresh(store: EventStore) -> int:
             conn.execute(insert(flow_marks).from_select(
                 ["pathway_id", "last_seq"], select(_changed.c.pathway_id, _changed.c.last_seq)))
             conn.execute(insert(flow_marks).values(pathway_id="", last_seq=total))
+            if count >= ANALYZE_AFTER:  # the planner's statistics, after the first large fold
+                for table in (summary_rows, flow_rows):
+                    conn.execute(text(f"ANALYZE {table.name}"))
             return int(count)
         finally:
             _changed.drop(conn)

@@ -215,6 +215,10 @@ def run(url: str, handovers: int, runs: int) -> dict[str, Any]:
     events = populate(store, handovers)
     loaded = time.perf_counter() - began
     first = timed_report(store)  # folds the whole log into the summary
+    if store.engine.dialect.name == "postgresql":  # what autovacuum does after bulk inserts:
+        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            for table in ("flow_summary", "flow_handovers"):  # visibility map for index-only
+                conn.exec_driver_sql(f"VACUUM ANALYZE {table}")  # scans, statistics
     timings = time_report(store, runs)
     populate(store, 100, seed=8, first=handovers)  # ten new pathways arrive
     after_new = timed_report(store)
