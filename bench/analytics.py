@@ -254,7 +254,11 @@ def record(result: dict[str, Any], command: str) -> None:
             "| max ms | first s | after new ms |\n"
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
         )
-    RESULTS.write_text(text + line)
+    start = text.index(header)
+    end = text.find("\n## ", start)
+    end = len(text) if end < 0 else end + 1  # rows go at the end of this section's table
+    before = text[:end].rstrip("\n") + "\n"
+    RESULTS.write_text(before + line + ("\n" + text[end:] if end < len(text) else ""))
 
 
 def main() -> None:
