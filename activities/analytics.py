@@ -70,6 +70,7 @@ from pathways.events import PathwayEvent
 DAY, WEEK = 86400.0, 7 * 86400.0
 DEFAULT_PERIOD = timedelta(weeks=13)
 """A quarter, when the report is given no `since`."""
+LONGEST_PERIOD = timedelta(days=5 * 366)
 OPEN_STATUSES = ("requested", "accepted", "in-progress", "on-hold")
 DURATIONS = ("lead", "waiting", "worked", "gap")
 WAITING_STATES = (TRANSIT, QUEUED, BLOCKED)
@@ -87,11 +88,17 @@ class Period:
 
 
 def period(since: datetime | None, until: datetime | None, now: datetime) -> Period:
-    """[since, until) in UTC; until defaults to now and since to a quarter before until."""
+    """[since, until) in UTC; until defaults to now and since to a quarter before until. Bounded
+    (years 1900-2200, at most LONGEST_PERIOD) so a report is never asked for millennia of days."""
     end = _aware(until) if until is not None else now
+    for value, name in ((since, "since"), (end, "until")):
+        if value is not None and not 1900 <= value.year <= 2200:
+            raise ValueError(f"{name} must be between the years 1900 and 2200")
     start = _aware(since) if since is not None else end - DEFAULT_PERIOD
     if start >= end:
         raise ValueError("since must be before until")
+    if end - start > LONGEST_PERIOD:
+        raise ValueError("a report covers at most 5 years")
     return Period(start, end, max(start, min(now, end)))
 
 

@@ -45,9 +45,9 @@ def instant(value: str | None, name: str) -> datetime | None:
         if len(value) == 10:
             return datetime.combine(date.fromisoformat(value), time(), UTC)
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: an offset past the calendar's ends
         raise ApiError(400, [f"{name} must be an ISO date or date-time"]) from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 CACHE_SECONDS = 30.0

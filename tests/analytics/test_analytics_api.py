@@ -88,6 +88,10 @@ def test_wip_and_spc(served: tuple[str, str, str, str]) -> None:
 def test_bad_dates_are_refused(served: tuple[str, str, str, str]) -> None:
     assert get(served, "report", since="soon").status_code == 400
     assert get(served, "report", since="2026-02-01", until="2026-01-01").status_code == 400
+    # no report of millennia of days, no calendar overflow: refused, never a 500
+    assert get(served, "report", since="1000-01-01").status_code == 400
+    assert get(served, "wip", since="2001-01-01", until="2026-01-01").status_code == 400
+    assert get(served, "report", since="0001-01-01T00:00:00+14:00").status_code == 400
 
 
 def test_exports(served: tuple[str, str, str, str]) -> None:
