@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from temporalio.client import Client
 
 from activities.store import EventStore
-from api import codec, console, coordinator, fhir, portal, problems, settlement, simulation, smart
+from api import analytics, codec, console, coordinator, fhir, portal, problems, settlement, simulation, smart
 from api.door import Door
 from api.gateway import Gateway
 from api.idempotency import IdempotencyKeys
@@ -98,6 +98,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     _install_docs(app)
     app.include_router(fhir.router)
     app.include_router(coordinator.router)
+    app.include_router(analytics.router)
     app.include_router(settlement.router)
     app.include_router(simulation.router)
     portal.install(app)
