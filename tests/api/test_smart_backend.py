@@ -210,7 +210,8 @@ async def test_a_provider_system_gets_a_token_and_completes_its_task_with_it(
 
     pathway_id = await start_pathway(http, coordinator)
     task = await read_task(http, f"{pathway_id}.hip-replacement.1", auth)
-    search = await http.get("/fhir/Task", params={"status": "requested"}, headers=auth)
+    since = {"status": "requested", "_lastUpdated": f"ge{task['meta']['lastUpdated']}", "_count": 100}
+    search = await http.get("/fhir/Task", params=since, headers=auth)
     assert search.status_code == 200 and task["id"] in {e["resource"]["id"] for e in search.json()["entry"]}
     accepted = await put_status(http, task, "accepted", auth)
     assert accepted.status_code == 200, accepted.text
