@@ -8,6 +8,7 @@ reordered batch changes nothing. SQLAlchemy Core keeps one code path for SQLite 
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from sqlalchemy import (
     Table,
     TypeDecorator,
     and_,
+    case,
     create_engine,
     delete,
     event,
@@ -36,6 +38,7 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
+    or_,
     select,
     text,
 )
@@ -270,18 +273,68 @@ class EventStore:
         updated_after: datetime | None,
         limit: int,
         offset: int,
+        updated: Sequence[tuple[str, datetime]] = (),
     ) -> tuple[list[HandoverRow], int]:
-        """A provider's handovers, oldest change first, and the total matching (Task search)."""
-        _check_page(limit, offset)
-        where = [handover_rows.c.provider_id == provider_id]
-        if statuses is not None:
-            where.append(handover_rows.c.status.in_(list(statuses)))
+        """A provider's handovers, oldest change first (ties by Task id, so pages never skip or
+        repeat a row), and the total matching (Task search). `updated`: (gt|ge|lt|le, instant)
+        bounds on the last change, all applied."""
         if updated_after is not None:
-            where.append(handover_rows.c.updated_at > _utc(updated_after, "updated_after"))
-        query = select(*HANDOVER_COLUMNS).where(*where)
-        order = (handover_rows.c.updated_at, handover_rows.c.task_id)
-        rows, total = self._page(query, order, limit, offset)
+            updated = [*updated, ("gt", updated_after)]
+        rows, total = self._task_page(provider_id, statuses, updated, limit, offset, False)
         return [HandoverRow.model_validate(row) for row in rows], total
+
+    def search_task_resources(
+        self,
+        provider_id: str,
+        statuses: Sequence[str] | None,
+        updated: Sequence[tuple[str, datetime]],
+        limit: int,
+        offset: int,
+        after: tuple[datetime, str] | None = None,
+    ) -> tuple[list[tuple[HandoverRow, dict[str, Any] | None]], int]:
+        """As `search_tasks`, each row with its latest rendered Task (None where none was
+        recorded): a FHIR search page served from the read model alone. `after` (last change,
+        Task id) continues from the previous page's last row, so a page never skips or repeats
+        a row even when rows change between pages; `total` counts the whole search."""
+        rows, total = self._task_page(
+            provider_id, statuses, updated, limit, offset, True, after
+        )
+        found = []
+        for row in rows:
+            task = row.pop("task", None)
+            found.append((HandoverRow.model_validate(row), dict(task) if task else None))
+        return found, total
+
+    def _task_page(
+        self,
+        provider_id: str,
+        statuses: Sequence[str] | None,
+        updated: Sequence[tuple[str, datetime]],
+        limit: int,
+        offset: int,
+        with_tasks: bool,
+        after: tuple[datetime, str] | None = None,
+    ) -> tuple[list[dict[str, Any]], int]:
+        _check_page(limit, offset)
+        h = handover_rows.c
+        where = [h.provider_id == provider_id]
+        if statuses is not None:
+            where.append(h.status.in_(list(statuses)))
+        for prefix, moment in updated:
+            compare = _COMPARISONS[prefix]
+            where.append(compare(h.updated_at, _utc(moment, "_lastUpdated")))
+        columns = [*HANDOVER_COLUMNS, h.task] if with_tasks else HANDOVER_COLUMNS
+        query = select(*columns).where(*where)
+        order = (h.updated_at, h.task_id)
+        if after is None:
+            return self._page(query, order, limit, offset)
+        moment, task_id = _utc(after[0], "after"), after[1]
+        later = or_(h.updated_at > moment, and_(h.updated_at == moment, h.task_id > task_id))
+        counted = select(func.count()).select_from(query.subquery())
+        with self.engine.connect() as conn:
+            total = conn.execute(counted).scalar_one()
+            page = conn.execute(query.where(later).order_by(*order).limit(limit).offset(offset))
+            return [dict(row._mapping) for row in page], total
 
     def get_task_row(self, task_id: str) -> HandoverRow | None:
         with self.engine.connect() as conn:
@@ -312,9 +365,9 @@ class EventStore:
 
     def list_pathways(
         self,
-        definition_id: str | None = None,
-        sla_state: str | None = None,
-        status: str | None = None,
+        definition_id: str | Sequence[str] | None = None,
+        sla_state: str | Sequence[str] | None = None,
+        status: str | Sequence[str] | None = None,
         open_provider: str | None = None,
         open_step: str | None = None,
         breached: bool | None = None,
@@ -322,12 +375,17 @@ class EventStore:
         patient_key: str | None = None,
         limit: int = 50,
         offset: int = 0,
+        sort: str = "updated",
     ) -> tuple[list[PathwayRow], int]:
-        """Pathways matching every given filter, most recently changed first, and the total."""
+        """Pathways matching every given filter (a sequence: any of its values), and the total.
+
+        `sort`: "updated" (most recently changed first), "due" (soonest open handover due time
+        first), "age" (oldest first) or "sla" (breached, at-risk, on-track); ties by id.
+        """
         _check_page(limit, offset)
         c = pathway_rows.c
         where: list[Any] = [
-            column == value
+            _one_of(column, value)
             for column, value in (
                 (c.definition_id, definition_id),
                 (c.sla_state, sla_state),
@@ -346,8 +404,24 @@ class EventStore:
             pattern = f"%{_escape_like(step_title_contains.lower())}%"
             where.append(_has_open(OPEN_TITLE, pathway_open.c.value.like(pattern, escape="\\")))
         query = select(pathway_rows).where(*where)
-        rows, total = self._page(query, (c.updated_at.desc(), c.pathway_id), limit, offset)
+        rows, total = self._page(query, _pathway_order(sort), limit, offset)
         return [PathwayRow.model_validate(row) for row in rows], total
+
+    def open_times(self, pathway_ids: Sequence[str]) -> dict[str, tuple[datetime, datetime]]:
+        """Per pathway with open handovers: the soonest due time and the earliest ready time
+        among them (what a coordinator sorts and waits by)."""
+        if not pathway_ids:
+            return {}
+        h = handover_rows.c
+        query = (
+            select(h.pathway_id, func.min(h.complete_by), func.min(h.ready_at))
+            .where(h.pathway_id.in_(list(pathway_ids)), h.status.in_(OPEN_TASK_STATUSES))
+            .group_by(h.pathway_id)
+        )
+        with self.engine.connect() as conn:
+            return {
+                row[0]: (_aware(row[1]), _aware(row[2])) for row in conn.execute(query)
+            }
 
     def events(self, pathway_id: str) -> list[PathwayEvent]:
         """One pathway's events in the order they happened."""
@@ -547,6 +621,48 @@ def _has_open(kind: str, condition: Any) -> Any:
             condition,
         )
     )
+
+
+_COMPARISONS: dict[str, Callable[[Any, datetime], Any]] = {
+    "gt": operator.gt,
+    "ge": operator.ge,
+    "lt": operator.lt,
+    "le": operator.le,
+}
+
+OPEN_TASK_STATUSES = ("requested", "accepted", "in-progress", "on-hold")
+"""Task statuses of handovers still to be delivered."""
+
+
+def _one_of(column: Any, value: str | Sequence[str]) -> Any:
+    return column == value if isinstance(value, str) else column.in_(list(value))
+
+
+def _pathway_order(sort: str) -> tuple[Any, ...]:
+    c = pathway_rows.c
+    if sort == "due":
+        h = handover_rows.c
+        due = (
+            select(func.min(h.complete_by))
+            .where(h.pathway_id == c.pathway_id, h.status.in_(OPEN_TASK_STATUSES))
+            .scalar_subquery()
+        )
+        return (due.is_(None), due, c.pathway_id)
+    if sort == "age":
+        return (c.started_at, c.pathway_id)
+    if sort == "sla":
+        rank = case({"breached": 0, "at-risk": 1}, value=c.sla_state, else_=2)
+        return (rank, c.updated_at.desc(), c.pathway_id)
+    if sort != "updated":
+        raise ValueError(f"unknown sort {sort!r}")
+    return (c.updated_at.desc(), c.pathway_id)
+
+
+def _aware(value: datetime) -> datetime:
+    """A value read through an aggregate skips the column type: make it UTC-aware."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _current_version(conn: Connection) -> int:

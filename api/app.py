@@ -16,7 +16,9 @@ from temporalio.client import Client
 
 from activities.store import EventStore
 from api import codec, coordinator, fhir, problems
+from api.door import Door
 from api.gateway import Gateway
+from api.idempotency import IdempotencyKeys
 from api.tokens import TokenStore
 from pathways.catalogue import load_catalogue
 from pathways.model import DURATION_SCHEMA
@@ -90,7 +92,10 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.state.store = EventStore(settings.event_store)
     app.state.tokens = TokenStore(settings.event_store)
     app.state.tokens.migrate()
+    app.state.idempotency = IdempotencyKeys(settings.event_store, settings.key)
+    app.state.idempotency.migrate()
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.add_middleware(Door, settings=settings, tokens=app.state.tokens)  # inside contain_bugs
     problems.install(app)
     _install_docs(app)
     app.include_router(fhir.router)

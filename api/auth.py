@@ -21,7 +21,11 @@ def caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
-    """The principal behind the request's bearer token; 401 without a live one."""
+    """The principal behind the request's bearer token; 401 without a live one (a write was
+    already authenticated at the door, before its body was read)."""
+    admitted = getattr(request.state, "principal", None)
+    if isinstance(admitted, Principal):
+        return admitted
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise ApiError(401, ["a bearer token is required (Authorization: Bearer <token>)"])
     tokens: TokenStore = request.app.state.tokens

@@ -6,6 +6,7 @@ from fastapi import Request
 
 from activities.store import EventStore
 from api.gateway import Gateway
+from api.idempotency import IdempotencyKeys
 from pathways.catalogue import Catalogue
 from pathways.settings import Settings
 
@@ -24,3 +25,7 @@ def catalogue(request: Request) -> Catalogue:
 
 def store(request: Request) -> EventStore:
     return request.app.state.store  # type: ignore[no-any-return]
+
+
+def idempotency(request: Request) -> IdempotencyKeys:
+    return request.app.state.idempotency  # type: ignore[no-any-return]

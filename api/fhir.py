@@ -1,8 +1,10 @@
 """FHIR R4 for provider systems: read, search and update Tasks; read handover contracts.
 
-Reads of one Task are strongly consistent (a Query on its pathway); searches use the read model
-and so may lag a change by a moment. A provider only ever sees its own handovers: another
-provider's Task is "not found", never "forbidden", so ids reveal nothing.
+Reads of one Task are strongly consistent (a Query on its pathway); searches are served from the
+read model alone (each row keeps its Task as rendered at its latest version), so they may lag a
+change by a moment but cost one database read a page and answer while a worker is down.
+A provider only ever sees its own handovers: another provider's Task is "not found", never
+"forbidden", so ids reveal nothing.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -29,11 +31,12 @@ from api.fhir_models import (
     TaskUpdate,
 )
 from api.gateway import Gateway
-from api.problems import FHIR_JSON, ApiError, fhir_errors
+from api.problems import FHIR_JSON, ApiError, fhir_errors, refuse_unknown_parameters
 from api.tokens import Principal, PrincipalKind
 from pathways import fhir
 from pathways.catalogue import UnknownDefinition
 from pathways.commands import ProviderCommand
+from pathways.contract import check_fields
 from pathways.events import HandoverRow
 from pathways.lifecycle import PROVIDER_MOVES
 from pathways.state import Handover, PathwayState, TaskStatus, parse_task_id
@@ -43,7 +46,8 @@ PROVIDER_STATUSES: frozenset[TaskStatus] = frozenset().union(*PROVIDER_MOVES.val
 """The statuses a performer sets (FHIR Task life cycle); the orchestrator sets the rest."""
 
 MAX_COUNT = 100
-_IF_MATCH = re.compile(r'^(W/)?"?(\d+)"?$')
+SEARCH_PARAMETERS = {"owner", "status", "_lastUpdated", "_count", "_offset", "_cursor"}
+"""Task search parameters; any other is refused unless `Prefer: handling=lenient`."""
 
 
 class FhirResponse(JSONResponse):
@@ -67,7 +71,7 @@ def capability_statement(base_url: str) -> dict[str, Any]:
     search = [
         ("owner", "reference", "Organization/{provider id}; defaults to the caller's"),
         ("status", "token", "comma-separated Task statuses"),
-        ("_lastUpdated", "date", "gt<instant>: changed since"),
+        ("_lastUpdated", "date", "gt, ge, lt or le<instant>; repeat for a range"),
         ("_count", "number", f"page size, at most {MAX_COUNT}"),
     ]
     return {
@@ -166,28 +170,45 @@ def _statuses(status: str | None) -> list[str] | None:
     return values
 
 
-def _updated_after(last_updated: str | None) -> datetime | None:
-    if not last_updated:
-        return None
-    if not last_updated.startswith("gt"):
-        raise ApiError(400, ["_lastUpdated supports only gt<instant>, e.g. gt2026-01-01T00:00:00Z"])
-    try:
-        moment = datetime.fromisoformat(last_updated[2:].replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(400, ["_lastUpdated must be gt followed by an ISO 8601 instant"]) from None
-    if moment.tzinfo is None:
-        raise ApiError(400, ["_lastUpdated needs a time zone, e.g. Z"])
-    return moment
+def _updated_bounds(values: list[str] | None) -> list[tuple[str, datetime]]:
+    """_lastUpdated values (gt, ge, lt or le, then an instant with a time zone), all applied."""
+    bounds = []
+    for value in values or []:
+        prefix, instant = value[:2], value[2:]
+        if prefix not in ("gt", "ge", "lt", "le"):
+            raise ApiError(
+                400, ["_lastUpdated needs a prefix gt, ge, lt or le, e.g. gt2026-01-01T00:00:00Z"]
+            )
+        try:
+            moment = datetime.fromisoformat(instant.replace("Z", "+00:00"))
+            if moment.tzinfo is not None:
+                moment = moment.astimezone(UTC)
+        except (ValueError, OverflowError):
+            raise ApiError(
+                400, [f"_lastUpdated must be {prefix} followed by an ISO 8601 instant"]
+            ) from None
+        if moment.tzinfo is None:
+            raise ApiError(400, ["_lastUpdated needs a time zone, e.g. Z"])
+        bounds.append((prefix, moment))
+    return bounds
 
 
-async def _render_rows(
-    gateway: Gateway, rows: list[HandoverRow], provider_id: str, base_url: str
+async def _page_tasks(
+    gateway: Gateway,
+    found: list[tuple[HandoverRow, dict[str, Any] | None]],
+    provider_id: str,
+    base_url: str,
 ) -> list[dict[str, Any]]:
-    """Full, current Tasks for read-model rows: one Query per pathway, in parallel. A row the
-    read model has not yet caught up with (the handover moved to another provider) is left out."""
-    states = await gateway.states(sorted({row.pathway_id for row in rows}))
+    """The page's Tasks as the read model rendered them, so entries, `total` and `next` agree
+    and a page costs one database read; only a row recorded before Tasks were kept there is
+    rendered from its pathway (a Query)."""
+    missing = [row for row, task in found if task is None]
+    states = await gateway.states(sorted({row.pathway_id for row in missing})) if missing else {}
     tasks = []
-    for row in rows:
+    for row, task in found:
+        if task is not None:
+            tasks.append(task)
+            continue
         state = states.get(row.pathway_id)
         handover = state.handovers.get(row.handover_id) if state else None
         if state is not None and handover is not None and handover.provider_id == provider_id:
@@ -195,9 +216,23 @@ async def _render_rows(
     return tasks
 
 
-def _link(base_url: str, params: dict[str, Any], relation: str, offset: int) -> dict[str, str]:
-    query = urlencode({k: v for k, v in (params | {"_offset": offset}).items() if v is not None})
+def _link(base_url: str, params: dict[str, Any], relation: str) -> dict[str, str]:
+    query = urlencode({k: v for k, v in params.items() if v is not None}, doseq=True)
     return {"relation": relation, "url": f"{base_url}/fhir/Task?{query}"}
+
+
+def _cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    """A next link's `_cursor`: the last change and Task id of the previous page's last row."""
+    if cursor is None:
+        return None
+    moment, _, task_id = cursor.partition("|")
+    try:
+        after = datetime.fromisoformat(moment)
+        if after.tzinfo is None or not task_id:
+            raise ValueError(cursor)
+        return after.astimezone(UTC), task_id
+    except (ValueError, OverflowError):
+        raise ApiError(400, ["_cursor is not one this server wrote: follow the next link"]) from None
 
 
 @router.get(
@@ -212,29 +247,43 @@ async def search_tasks(
     owner: Annotated[str | None, Query(description="Organization/{provider id}")] = None,
     status: Annotated[str | None, Query(description="e.g. requested,accepted")] = None,
     last_updated: Annotated[
-        str | None, Query(alias="_lastUpdated", description="gt<instant>")
+        list[str] | None,
+        Query(
+            alias="_lastUpdated",
+            max_length=4,
+            description="gt, ge, lt or le followed by an instant; repeat for a range",
+        ),
     ] = None,
     count: Annotated[int, Query(alias="_count", ge=1, le=MAX_COUNT)] = 20,
     offset: Annotated[int, Query(alias="_offset", ge=0, le=1_000_000)] = 0,
+    cursor: Annotated[
+        str | None,
+        Query(alias="_cursor", max_length=200, description="from a next link: where it goes on"),
+    ] = None,
 ) -> FhirResponse:
+    refuse_unknown_parameters(request, SEARCH_PARAMETERS)
     provider_id = _owner(principal, owner)
     statuses = _statuses(status)
-    after = _updated_after(last_updated)
+    bounds = _updated_bounds(last_updated)
+    after = _cursor(cursor)
     store = context.store(request)
-    rows, total = await asyncio.to_thread(
-        store.search_tasks, provider_id, statuses, after, count, offset
+    found, total = await asyncio.to_thread(
+        store.search_task_resources, provider_id, statuses, bounds, count + 1, offset, after
     )
+    more, found = len(found) > count, found[:count]
     base_url = context.settings(request).base_url
-    tasks = await _render_rows(context.gateway(request), rows, provider_id, base_url)
+    tasks = await _page_tasks(context.gateway(request), found, provider_id, base_url)
     params = {
         "owner": f"Organization/{provider_id}",
         "status": status,
         "_lastUpdated": last_updated,
         "_count": count,
     }
-    links = [_link(base_url, params, "self", offset)]
-    if offset + count < total:
-        links.append(_link(base_url, params, "next", offset + count))
+    links = [_link(base_url, params | {"_cursor": cursor, "_offset": offset or None}, "self")]
+    if more:  # continue after this page's last row: stable while rows change between pages
+        last = found[-1][0]
+        next_cursor = f"{last.updated_at.isoformat()}|{last.task_id}"
+        links.append(_link(base_url, params | {"_cursor": next_cursor}, "next"))
     bundle = {
         "resourceType": "Bundle",
         "type": "searchset",
@@ -252,11 +301,16 @@ async def search_tasks(
     return FhirResponse(bundle)
 
 
-def _parse_update(raw: bytes, task_id: str) -> dict[str, Any]:
-    """The PUT body as a validated FHIR R4 Task dict; 400 with every problem otherwise."""
+def _parse_update(raw: bytes, task_id: str) -> tuple[dict[str, Any], list[str], set[int]]:
+    """The PUT body as a FHIR Task dict, its FHIR type problems, and the positions of the
+    outputs those problems are in (their data is left out of the contract check).
+
+    Only a body that is not a Task at all stops here (400); type problems are returned so that
+    one answer can list them together with every contract problem in the other outputs.
+    """
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError(400, ["the body is not valid JSON"]) from None
     if not isinstance(body, dict) or body.get("resourceType") != "Task":
         raise ApiError(400, ["the body must be a FHIR Task resource"])
@@ -265,33 +319,65 @@ def _parse_update(raw: bytes, task_id: str) -> dict[str, Any]:
     try:
         Task.model_validate(body)
     except ValidationError as error:
-        problems = [
-            f"{'.'.join(['Task', *map(str, e['loc'])])}: {e['msg']}"
-            for e in error.errors(include_input=False, include_url=False)
-        ]
-        raise ApiError(400, problems or ["the body is not a valid FHIR R4 Task"]) from None
-    return body
+        errors = error.errors(include_input=False, include_url=False)
+        problems = [f"{_position(e['loc'])}: {e['msg']}" for e in errors]
+        bad_outputs = {
+            e["loc"][1]
+            for e in errors
+            if len(e["loc"]) > 1 and e["loc"][0] == "output" and isinstance(e["loc"][1], int)
+        }
+        return body, problems or ["the body is not a valid FHIR R4 Task"], bad_outputs
+    return body, [], set()
+
+
+def _position(loc: tuple[int | str, ...]) -> str:
+    """A FHIR path written one way everywhere: Task.output[2].valueDate."""
+    path = "Task"
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+_VERSION = re.compile(r'^(?:W/)?"?([0-9]{1,9})"?$')
 
 
 def _expected_version(if_match: str | None) -> int | None:
-    if if_match is None:
+    """The version an If-Match asks for; None for no header or `*` (any current version)."""
+    if if_match is None or if_match.strip() == "*":
         return None
-    match = _IF_MATCH.match(if_match.strip())
+    match = _VERSION.match(if_match.strip())
     if match is None:
-        raise ApiError(400, ['If-Match must be a version ETag such as W/"3"'])
-    return int(match[2])
+        raise ApiError(400, ['If-Match must be a version ETag such as W/"3", or *'])
+    return int(match[1])
 
 
 def _command(
-    body: dict[str, Any], handover: Handover, principal: Principal, version: int | None
+    body: dict[str, Any],
+    state: PathwayState,
+    handover: Handover,
+    principal: Principal,
+    version: int | None,
+    type_problems: list[str],
+    bad_outputs: set[int],
 ) -> ProviderCommand:
-    status = body["status"]
-    if status not in {s.value for s in PROVIDER_STATUSES}:
+    """The provider command in a PUT, or one refusal listing every problem found in the body:
+    FHIR type errors and the step's contract problems in the other outputs together."""
+    status = body.get("status")
+    if not isinstance(status, str) or status not in {s.value for s in PROVIDER_STATUSES}:
+        if type_problems:
+            raise ApiError(400, type_problems)
         raise ApiError(409, [f"a provider cannot set a Task to {status!r}"])
-    try:
-        output = fhir.outputs_from_task(body)
-    except fhir.OutputError as error:
-        raise ApiError(400, error.problems) from None
+    if not type_problems:
+        try:
+            output = fhir.outputs_from_task(body)
+        except fhir.OutputError as error:
+            raise ApiError(400, error.problems) from None
+    else:
+        output, problems = _readable_outputs(body, bad_outputs)
+        if status == "completed":
+            skipped = {_output_name(body["output"][i]) for i in bad_outputs}
+            problems += _contract_problems(state, handover, output, skipped)
+        raise ApiError(400, [*type_problems, *problems])
     reason = (body.get("statusReason") or {}).get("text")
     try:
         return ProviderCommand(
@@ -307,10 +393,73 @@ def _command(
         raise ApiError(422, [e["msg"] for e in error.errors(include_input=False)]) from None
 
 
+def _readable_outputs(
+    body: dict[str, Any], bad_outputs: set[int]
+) -> tuple[dict[str, Any], list[str]]:
+    """Handover data from the outputs without type errors, and their own problems, each named
+    by its position in the body."""
+    outputs = body.get("output")
+    data: dict[str, Any] = {}
+    problems: list[str] = []
+    for index, element in enumerate(outputs if isinstance(outputs, list) else []):
+        if index in bad_outputs:
+            continue
+        try:
+            read = fhir.outputs_from_task({"output": [element]})
+        except fhir.OutputError as error:
+            problems += [p.replace("Task.output[0]", f"Task.output[{index}]") for p in error.problems]
+            continue
+        for name, value in read.items():
+            if name in data:
+                problems.append(f"Task.output[{index}] repeats field {name!r}")
+            data[name] = value
+    return data, problems
+
+
+def _output_name(element: Any) -> str | None:
+    name = (element.get("type") or {}).get("text") if isinstance(element, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _contract_problems(
+    state: PathwayState, handover: Handover, output: dict[str, Any], skipped: set[str | None]
+) -> list[str]:
+    """The step contract's problems with the readable outputs; a field whose output has a type
+    error is not reported again as missing."""
+    _, problems = check_fields(state.definition.step(handover.step_id), output)
+    return [problem for name, problem in problems if name not in skipped]
+
+
+async def _own_handover(
+    gateway: Gateway, principal: Principal, task_id: str
+) -> tuple[PathwayState, Handover]:
+    """The handover a provider PUTs to: its current one, or one it had an attempt at (a retry
+    of its own reject or fail, or the loser of a race, are answered by the engine)."""
+    not_found = ApiError(404, [f"no Task {task_id}"])
+    try:
+        pathway_id, handover_id = parse_task_id(task_id)
+        state = await gateway.state(pathway_id)
+    except ValueError:
+        raise not_found from None
+    except ApiError as error:
+        raise (not_found if error.status == 404 else error) from None
+    handover = state.handovers.get(handover_id)
+    if handover is None or not _had_it(principal, handover):
+        raise not_found
+    return state, handover
+
+
+def _had_it(principal: Principal, handover: Handover) -> bool:
+    """The provider has, or had, an attempt at the handover."""
+    return handover.provider_id == principal.subject or any(
+        a.provider_id == principal.subject for a in handover.attempts
+    )
+
+
 @router.put(
     "/Task/{task_id}",
     response_model=TaskModel,
-    responses=fhir_errors(400, 401, 403, 404, 409, 422, 503),
+    responses=fhir_errors(400, 401, 403, 404, 409, 412, 413, 415, 422, 503),
     summary="Move a handover: accept, start, hold, complete (with data), reject or fail",
     openapi_extra={
         "requestBody": {
@@ -323,19 +472,50 @@ async def update_task(
     task_id: str,
     principal: Provider,
     request: Request,
-    if_match: Annotated[str | None, Header(description='W/"version" from the ETag')] = None,
+    if_match: Annotated[
+        str | None, Header(max_length=40, description='W/"version" from the ETag, or *')
+    ] = None,
 ) -> FhirResponse:
-    body = _parse_update(await request.body(), task_id)
+    """A stale If-Match is 412; a retry of the provider's own last move is the same 200 (also
+    after a reject or fail handed the work on); a move on a handover that has moved on
+    (e.g. the loser of a complete-vs-fail race) is 409."""
+    body, type_problems, bad_outputs = _parse_update(await request.body(), task_id)
     version = _expected_version(if_match)
     gateway = context.gateway(request)
-    state, handover = await _visible_handover(gateway, principal, task_id)
-    command = _command(body, handover, principal, version)
-    updated: Handover = await gateway.update(
-        state.pathway_id, PathwayWorkflow.provider_update, command, str(handover.version)
-    )
+    state, handover = await _own_handover(gateway, principal, task_id)
+    command = _command(body, state, handover, principal, version, type_problems, bad_outputs)
+    try:
+        updated: Handover = await gateway.update(
+            state.pathway_id, PathwayWorkflow.provider_update, command, str(handover.version)
+        )
+    except ApiError as error:
+        raise await _explained(gateway, principal, task_id, version, error) from None
     seen = _as_seen_by(principal, command, updated)
     rendered = fhir.task_resource(state, seen, context.settings(request).base_url)
     return FhirResponse(rendered, headers=_etag(seen))
+
+
+async def _explained(
+    gateway: Gateway, principal: Principal, task_id: str, version: int | None, error: ApiError
+) -> ApiError:
+    """A refusal in FHIR's terms: a stale If-Match is 412, a handover that has moved on from
+    this provider is 409 (not 404: the provider knows the Task)."""
+    if error.status not in (404, 409):
+        return error
+    try:
+        _, now = await _own_handover(gateway, principal, task_id)
+    except ApiError:
+        return error
+    if version is not None and now.version != version:
+        return ApiError(
+            412, [f"the Task is at version {now.version}, not {version}: read it and retry"]
+        )
+    if now.provider_id != principal.subject:
+        return ApiError(
+            409, [f"Task {task_id} is no longer with you: your attempt ended, another provider "
+                  "has it now"]
+        )
+    return error
 
 
 def _as_seen_by(principal: Principal, command: ProviderCommand, handover: Handover) -> Handover:

@@ -29,8 +29,10 @@ ISSUE_CODES: dict[int, str] = {
     403: "forbidden",
     404: "not-found",
     405: "not-supported",
+    408: "timeout",
     409: "conflict",
     412: "conflict",
+    413: "too-costly",
     415: "not-supported",
     422: "invariant",
     500: "exception",
@@ -44,7 +46,10 @@ TITLES: dict[int, str] = {
     403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
+    408: "Request timeout",
     409: "Conflict",
+    412: "Precondition failed",
+    413: "Content too large",
     415: "Unsupported media type",
     422: "Unprocessable content",
     500: "Internal server error",
@@ -78,6 +83,20 @@ class ApiError(Exception):
 def unavailable(reason: str) -> ApiError:
     """503: the engine did not answer in time; nothing changed, the client may retry."""
     return ApiError(503, [reason], {"Retry-After": "5"})
+
+
+OUTCOME_UNKNOWN = "outcome unknown: retry the same request"
+
+
+def outcome_unknown() -> ApiError:
+    """503 for a change whose outcome is not known (it may still be applied): the same request
+    again is applied once, by its deterministic Update id or start id."""
+    return ApiError(
+        503,
+        [f"{OUTCOME_UNKNOWN} (the pathway engine did not confirm the change in time; "
+         "the same request is applied at most once)"],
+        {"Retry-After": "5"},
+    )
 
 
 class Problem(BaseModel):
@@ -122,12 +141,39 @@ def error_response(request: Request, error: ApiError) -> JSONResponse:
 
 
 def _location(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in loc if part != "body") or "body"
+    """A member's position written one way everywhere: patient.nhs_number, status[1]."""
+    path = ""
+    for part in loc:
+        if part == "body" and not path:
+            continue
+        if isinstance(part, int):
+            path = f"{path or 'body'}[{part}]"
+        else:
+            path = f"{path}.{part}" if path else str(part)
+    return path or "body"
 
 
 def validation_problems(error: RequestValidationError) -> list[str]:
     """One message per invalid parameter or body member; never the submitted value itself."""
     return [f"{_location(tuple(e['loc']))}: {e['msg']}" for e in error.errors()]
+
+
+def refuse_unknown_parameters(request: Request, known: set[str]) -> None:
+    """400 naming every query parameter the route does not know, so a client never believes a
+    filter was applied when it was not; `Prefer: handling=lenient` ignores them instead."""
+    unknown = sorted({name for name in request.query_params if name not in known})
+    if not unknown or _lenient(request.headers.get("prefer")):
+        return
+    raise ApiError(
+        400,
+        [f"unknown search parameter {name[:40]!r} (send Prefer: handling=lenient to ignore it)"
+         for name in unknown[:20]],
+    )
+
+
+def _lenient(prefer: str | None) -> bool:
+    preferences = {p.strip().replace(" ", "").lower() for p in (prefer or "").split(",")}
+    return "handling=lenient" in preferences
 
 
 def install(app: FastAPI) -> None:
@@ -173,7 +219,8 @@ def fhir_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 def api_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for coordinator routes: each status answers with problem details.
 
-    Every route may answer 400 (malformed), 401, 403 (a provider token) and 422 (invalid input).
+    Every route may answer 400 (malformed), 401, 403 (a provider token) and 422 (invalid input);
+    a route taking a body also 408, 413 and 415 (limits at the door, see api.door).
     """
     schema = {"$ref": "#/components/schemas/Problem"}
     return {

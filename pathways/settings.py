@@ -83,6 +83,10 @@ class Settings(BaseSettings):
         default=True, description="upsert custom search attributes (off on servers without them)"
     )
     update_timeout_seconds: float = Field(default=10.0, description="API deadline on an Update")
+    api_max_body_bytes: int = Field(default=1_000_000, ge=1, description="larger bodies: 413")
+    api_body_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="time a client has to send its request body: else 408"
+    )
     webhook_give_up_after: timedelta = Field(
         default=timedelta(hours=24),
         description="retry a webhook this long, then record notification-failed and escalate",

@@ -53,10 +53,20 @@ def new_pathway_id() -> str:
 
 
 async def start_pathway(
-    client: Client, settings: Settings, definition: PathwayDefinition, patient: Patient
+    client: Client,
+    settings: Settings,
+    definition: PathwayDefinition,
+    patient: Patient,
+    pathway_id: str | None = None,
+    memo: dict[str, str] | None = None,
 ) -> str:
-    """Start a pathway on the pinned definition; returns its id (the workflow id)."""
-    pathway_id = new_pathway_id()
+    """Start a pathway on the pinned definition; returns its id (the workflow id).
+
+    A caller-derived `pathway_id` makes the start idempotent: the id can be used once, ever
+    (REJECT_DUPLICATE), so a retried start raises WorkflowAlreadyStartedError instead of
+    starting a second pathway; `memo` lets the caller tell a retry from a different request.
+    """
+    pathway_id = pathway_id or new_pathway_id()
     patient_key = settings.patient_key(patient.nhs_number)
     await client.start_workflow(
         PathwayWorkflow.run,
@@ -76,6 +86,7 @@ async def start_pathway(
             search.initial(definition, patient_key) if settings.search_attributes else None
         ),
         static_summary=f"{definition.title} ({definition.key})",
+        memo=memo,
     )
     return pathway_id
 

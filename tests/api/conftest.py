@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,7 +44,7 @@ class RunningApi:
         return self.tokens.issue_coordinator(name)
 
 
-def serve_in_thread(settings: Settings, **config: Any) -> Iterator[str]:
+def serve_in_thread(settings: Settings, **config: Any) -> Generator[str, None, None]:
     """Run the API until the generator is closed; yields its base URL."""
     options: dict[str, Any] = {"log_level": "warning", "lifespan": "on"} | config
     server = uvicorn.Server(

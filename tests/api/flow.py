@@ -22,9 +22,9 @@ def bearer(token: str) -> dict[str, str]:
 async def start_pathway(
     http: httpx.AsyncClient, coordinator: dict[str, str], definition: str = HIP
 ) -> str:
-    response = await http.post(
-        "/api/pathways", json={"definition": definition, "patient": PATIENT}, headers=coordinator
-    )
+    """Start one more pathway for the test patient (tests share the patient: duplicates on)."""
+    body = {"definition": definition, "patient": PATIENT, "allow_duplicate": True}
+    response = await http.post("/api/pathways", json=body, headers=coordinator)
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
 

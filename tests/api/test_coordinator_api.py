@@ -114,7 +114,9 @@ async def test_a_started_pathway_is_listed_filtered_and_shown_in_full(
     http: httpx.AsyncClient, coordinator: dict[str, str]
 ) -> None:
     response = await http.post(
-        "/api/pathways", json={"definition": f"{HIP}@1", "patient": PATIENT}, headers=coordinator
+        "/api/pathways",
+        json={"definition": f"{HIP}@1", "patient": PATIENT, "allow_duplicate": True},
+        headers=coordinator,
     )
     assert response.status_code == 201
     created = response.json()

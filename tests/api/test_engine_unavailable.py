@@ -31,7 +31,7 @@ async def test_without_a_worker_reads_and_changes_answer_503(api_settings: Setti
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
             started = await http.post(
                 "/api/pathways",
-                json={"definition": "hip-replacement-d2a", "patient": PATIENT},
+                json={"definition": "hip-replacement-d2a", "patient": PATIENT, "allow_duplicate": True},
                 headers=coordinator,
             )
             assert started.status_code == 201, "starting needs only the server, not a worker"
@@ -72,7 +72,7 @@ async def test_without_temporal_the_api_still_serves_and_answers_503(
             assert (await http.get("/fhir/metadata")).status_code == 200
             started = await http.post(
                 "/api/pathways",
-                json={"definition": "hip-replacement-d2a", "patient": PATIENT},
+                json={"definition": "hip-replacement-d2a", "patient": PATIENT, "allow_duplicate": True},
                 headers=coordinator,
             )
             assert started.status_code == 503 and started.headers["retry-after"]

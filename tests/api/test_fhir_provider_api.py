@@ -138,8 +138,10 @@ async def test_search_pages_a_providers_tasks_as_a_valid_bundle(
         e["resource"]["owner"]["reference"] == f"Organization/{ORTHO}"
         for e in second.json()["entry"]
     )
-    other = await http.get("/fhir/Task", headers=provider)
-    assert [e["resource"]["id"] for e in other.json().get("entry", [])] == []
+    other = await http.get("/fhir/Task", params={"_count": "100"}, headers=provider)
+    others = [e["resource"] for e in other.json().get("entry", [])]
+    assert first["id"] not in [t["id"] for t in others], "another provider never sees it"
+    assert all(t["owner"]["reference"] == "Organization/kingsbridge-treatment-centre" for t in others)
     forbidden = await http.get(
         "/fhir/Task", params={"owner": f"Organization/{ORTHO}"}, headers=provider
     )
@@ -158,7 +160,8 @@ def _earlier(instant: str) -> str:
     ("params", "problem"),
     [
         ({"status": "requested,bogus"}, "unknown Task status 'bogus'"),
-        ({"_lastUpdated": "lt2026-01-01T00:00:00Z"}, "_lastUpdated supports only gt"),
+        ({"_lastUpdated": "2026-01-01T00:00:00Z"}, "_lastUpdated needs a prefix gt, ge, lt or le"),
+        ({"_lastUpdated": "gt0001-01-01T00:00:00+05:00"}, "ISO 8601 instant"),
         (
             {"_lastUpdated": "gtyesterday"},
             "_lastUpdated must be gt followed by an ISO 8601 instant",
@@ -254,7 +257,8 @@ async def test_a_malformed_body_is_400_and_changes_nothing(
     problem: str,
 ) -> None:
     task = await _first_task(http, coordinator, ortho)
-    response = await http.put(f"/fhir/Task/{task['id']}", content=body, headers=ortho)
+    headers = {**ortho, "Content-Type": "application/fhir+json"}
+    response = await http.put(f"/fhir/Task/{task['id']}", content=body, headers=headers)
     assert response.status_code == 400 and issues(response) == [problem]
     assert (await read_task(http, task["id"], ortho))["meta"] == task["meta"]
 
@@ -301,7 +305,7 @@ async def test_forbidden_transitions_are_409_and_change_nothing(
     assert (await read_task(http, task["id"], ortho))["meta"] == task["meta"]
 
 
-async def test_stale_if_match_is_409_and_a_fresh_one_applies(
+async def test_stale_if_match_is_412_and_a_fresh_one_applies(
     http: httpx.AsyncClient, coordinator: dict[str, str], ortho: dict[str, str]
 ) -> None:
     task = await _first_task(http, coordinator, ortho)
@@ -318,9 +322,9 @@ async def test_stale_if_match_is_409_and_a_fresh_one_applies(
         json={**task, "status": "in-progress"},
         headers={**ortho, "If-Match": f'W/"{version}"'},
     )
-    assert stale.status_code == 409
+    assert stale.status_code == 412
     assert issues(stale) == [
-        f"handover hip-replacement.1 is at version {int(version) + 1}, not {version}"
+        f"the Task is at version {int(version) + 1}, not {version}: read it and retry"
     ]
     garbled = await http.put(
         f"/fhir/Task/{task['id']}",
