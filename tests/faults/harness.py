@@ -86,6 +86,7 @@ class Delivery:
     path: str
     answered: int
     body: bytes
+    at: float = field(default_factory=time.time)
 
 
 class Receiver:
@@ -149,6 +150,15 @@ class Receiver:
         """2xx answers per webhook-id."""
         with self._lock:
             return Counter(d.webhook_id for d in self.deliveries if d.answered == 202)
+
+    def first_accepted(self) -> dict[str, float]:
+        """When each webhook-id was first accepted (unix time)."""
+        first: dict[str, float] = {}
+        with self._lock:
+            for d in self.deliveries:
+                if d.answered == 202:
+                    first.setdefault(d.webhook_id, d.at)
+        return first
 
     def attempts(self) -> int:
         with self._lock:
@@ -258,17 +268,22 @@ class Cluster:
     async def stop_server(self) -> None:
         await asyncio.to_thread(self.server.stop)
 
-    async def start_worker(self, extra_args: list[str] | None = None,
+    async def start_worker(self, command: list[str] | None = None,
                            env: dict[str, str] | None = None) -> Process:
+        """A worker process: `pathways worker`, or `command` with the same settings."""
         n = len(self.workers)
         health = free_port()
-        worker = Process(f"worker-{n}", [PATHWAYS, "worker", *(extra_args or [])],
+        worker = Process(f"worker-{n}", command or [PATHWAYS, "worker"],
                          {**self.env, "PATHWAYS_HEALTH_PORT": str(health), **(env or {})},
                          self.data_dir / f"worker-{n}.log")
         worker.start()
         await self._wait_ready(worker, f"http://127.0.0.1:{health}/healthz")
         self.workers.append(worker)
         return worker
+
+    async def stop_worker(self, worker: Process) -> int:
+        """SIGTERM: the worker stops polling and finishes what it runs; its exit status."""
+        return await asyncio.to_thread(worker.stop)
 
     async def start_api(self) -> None:
         n = 0 if self.api is None else int(self.api.name.rpartition("-")[2]) + 1

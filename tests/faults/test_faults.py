@@ -4,9 +4,11 @@ through the FHIR API by provider clients, with a fault injected mid-run (see har
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
+from pathways.events import EventKind
 from tests.faults.conftest import PATHWAYS
 from tests.faults.harness import Cluster, Drive, check
 
@@ -22,6 +24,19 @@ async def _mid_run(drive: Drive, fraction: float = 0.3, timeout: float = 60) -> 
         if len(drive.traffic.completed) >= target:
             return
         await asyncio.sleep(0.2)
+
+
+def _held_up(cluster: Cluster, back: float) -> int:
+    """Webhooks dispatched (event recorded) before the endpoint came back, received after."""
+    first = cluster.receiver.first_accepted()
+    held = 0
+    for key, received in first.items():
+        pathway_id, _, rest = key.partition(".")
+        handover_id = rest.rsplit(".", 2)[0]
+        dispatched = [e.at.timestamp() for e in cluster.store.events(pathway_id)
+                      if e.kind is EventKind.DISPATCHED and e.handover_id == handover_id]
+        held += bool(dispatched) and dispatched[0] < back - 1 and received > back
+    return held
 
 
 async def test_baseline_without_faults(cluster: Cluster) -> None:
@@ -95,8 +110,10 @@ async def test_provider_webhook_refuses_connections_then_recovers(cluster: Clust
         cluster.receiver.refuse()
         await asyncio.sleep(10)
         cluster.receiver.accept()
+        back = time.time()
         settled = await drive.wait_settled(SETTLE)
         (await check("webhook-refused", drive, settled)).assert_clean()
+        assert _held_up(cluster, back) > 0, "no webhook was held up by the refusal"
     finally:
         await drive.close()
 
