@@ -354,9 +354,14 @@ class Drive:
         self._workers: list[asyncio.Task[None]] = []
         self.http = httpx.AsyncClient(base_url=cluster.settings.base_url, timeout=30)
 
-    async def start_pathways(self) -> None:
-        """Started while all is well (a start has no idempotency key: never retried blindly)."""
+    async def start_pathways(self, more: int = 0) -> list[str]:
+        """Start `count` pathways (or `more` further ones); the same Idempotency-Key on a retry
+        after a 503 makes the retried start return the same pathway. Returns the new ids."""
         semaphore = asyncio.Semaphore(8)
+        first = len(self.ids)
+        if more:
+            self.count += more
+        before = set(self.ids)
 
         async def one(n: int) -> None:
             body = {"definition": DEFINITION_ID, "patient": {"nhs_number": nhs_number(n)}}
@@ -374,7 +379,8 @@ class Drive:
             if n % 5 == 4:
                 self.partial.add(pathway_id)
 
-        await asyncio.gather(*(one(n) for n in range(self.count)))
+        await asyncio.gather(*(one(n) for n in range(first, self.count)))
+        return [pathway_id for pathway_id in self.ids if pathway_id not in before]
 
     def run_providers(self) -> None:
         self._workers = [asyncio.ensure_future(self._provider()) for _ in range(self.clients)]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from temporalio import workflow
 
-from workflows.pathway import PathwayInput, PathwayWorkflow
+from workflows.pathway import PathwayInput, PathwayResult, PathwayWorkflow
 
 PATCH = "upgrade-memo-v2"
 MEMO = {"code": "upgraded"}
@@ -23,6 +23,10 @@ class UpgradedPathwayWorkflow(PathwayWorkflow):
     def __init__(self, input: PathwayInput) -> None:
         super().__init__(input)
         self._upgrade_marked = False
+
+    @workflow.run
+    async def run(self, input: PathwayInput) -> PathwayResult:
+        return await super().run(input)
 
     def _refresh(self) -> None:
         super()._refresh()
