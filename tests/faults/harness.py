@@ -277,8 +277,8 @@ class Cluster:
                          {**self.env, "PATHWAYS_HEALTH_PORT": str(health), **(env or {})},
                          self.data_dir / f"worker-{n}.log")
         worker.start()
+        self.workers.append(worker)  # stopped at close() even if it never comes up
         await self._wait_ready(worker, f"http://127.0.0.1:{health}/healthz")
-        self.workers.append(worker)
         return worker
 
     async def stop_worker(self, worker: Process) -> int:
