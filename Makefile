@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean swagger-ui
+.PHONY: run test lint bench clean swagger-ui console-assets
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .hypothesis
+
+# The console's front-end files, vendored from npm (versions pinned in the script; no CDN).
+console-assets:  # htmx (console) and axe-core (its browser tests) from npm, pinned in the script
+	api/console/vendor.sh
 
 # The Swagger UI behind /docs, served from the package so the page works offline (no CDN).
 SWAGGER_UI_VERSION := 5.35.0

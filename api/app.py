@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from temporalio.client import Client
 
 from activities.store import EventStore
-from api import codec, coordinator, fhir, problems
+from api import codec, console, coordinator, fhir, problems, settlement, simulation
 from api.door import Door
 from api.gateway import Gateway
 from api.idempotency import IdempotencyKeys
@@ -100,5 +100,8 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     _install_docs(app)
     app.include_router(fhir.router)
     app.include_router(coordinator.router)
+    app.include_router(settlement.router)
+    app.include_router(simulation.router)
+    console.install(app)  # the coordinator console at /
     codec.install(app, settings)
     return app

@@ -378,11 +378,11 @@ def _validated(model: type[C], values: dict[str, Any], principal: Principal) -> 
 async def _pathway_command(
     request: Request,
     pathway_id: str,
-    method: UpdateMethodMultiParam[[Any, Any], PathwayState],
+    method: UpdateMethodMultiParam[[Any, Any], PathwaySummary],
     command: BaseModel,
     key: str | None,
 ) -> PathwaySummary:
-    return PathwaySummary.of(await _command(request, pathway_id, method, command, key))
+    return await _command(request, pathway_id, method, command, key)
 
 
 @router.post("/pathways/{pathway_id}/hold", response_model=PathwaySummary, responses=COMMAND_ERRORS)

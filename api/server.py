@@ -16,6 +16,7 @@ async def serve(settings: Settings) -> int:
         port=settings.api_port,
         log_config=None,
         proxy_headers=True,
+        timeout_graceful_shutdown=3,  # open event streams (the console's live feed) end on stop
     )
     server = uvicorn.Server(config)
     await server.serve()

@@ -16,12 +16,13 @@ from pathways.state import (
     Escalation,
     Handover,
     Note,
-    PathwayState,
     PathwayStatus,
+    PathwaySummary,
     Patient,
-    SlaState,
     StepStatus,
 )
+
+__all__ = ["PathwaySummary"]
 
 
 class Body(BaseModel):
@@ -232,24 +233,6 @@ class StepProgress(BaseModel):
     title: str
     status: StepStatus
     occurrences: int
-
-
-class PathwaySummary(BaseModel):
-    """A pathway's status after a coordinator command."""
-
-    id: str
-    status: PathwayStatus
-    sla_state: SlaState
-    updated_at: datetime
-
-    @classmethod
-    def of(cls, state: PathwayState) -> PathwaySummary:
-        return cls(
-            id=state.pathway_id,
-            status=state.status,
-            sla_state=state.sla_state,
-            updated_at=state.updated_at,
-        )
 
 
 class PathwayDetail(PathwaySummary):

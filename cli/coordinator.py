@@ -422,11 +422,8 @@ async def _run(output: Output, work: Callable[[], Awaitable[None]]) -> int:
 
 def _print_result(verb: str, pathway_id: str, result: BaseModel, output: Output) -> None:
     """What the API answers: a pathway command shows the summary, never the whole state."""
-    from api.views import PathwaySummary
-    from pathways.state import Escalation, Handover, PathwayState
+    from pathways.state import Escalation, Handover, PathwaySummary
 
-    if isinstance(result, PathwayState):
-        result = PathwaySummary.of(result)
     if output is Output.JSON:
         print(result.model_dump_json())
     elif isinstance(result, PathwaySummary):

@@ -246,6 +246,7 @@ def _banner(settings: Settings, demo_ids: list[str], token_path: Path) -> str:
         "Pathway Orchestrator is running (Ctrl-C stops it; run again to resume).",
         f"  Temporal Web UI     {ui}/namespaces/{settings.namespace}/workflows",
         f"  Temporal frontend   {settings.temporal_address}  (state: {settings.data_dir}/temporal.db)",
+        f"  Coordinator console {settings.base_url}/  (sign in with the coordinator token below)",
         f"  API                 {settings.base_url}/docs  (FHIR: {settings.base_url}/fhir/metadata)",
         f"  Worker metrics      http://{settings.metrics_host}:{settings.metrics_port}/metrics",
         f"  Worker health       http://{settings.metrics_host}:{settings.health_port}/healthz",

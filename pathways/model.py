@@ -10,7 +10,7 @@ so validation and graph analysis import them, not this module: no import circle.
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
 from pathways.elements import (
     DURATION_SCHEMA,
@@ -83,11 +83,18 @@ class PathwayDefinition(Strict):
         """Catalogue key: id and version, the pin a running pathway keeps."""
         return f"{self.id}@{self.version}"
 
+    _checked: bool = PrivateAttr(default=False)
+
     @model_validator(mode="after")
     def _consistent(self) -> PathwayDefinition:
-        """Run the whole-definition checks (pathways.validation)."""
+        """Run the whole-definition checks (pathways.validation) once per instance: pydantic
+        re-runs this validator whenever a checked definition is passed into another model
+        (every PathwayState), which cost a fifth of a simulated pathway's time."""
+        if self._checked:
+            return self
         if problems := check_definition(self):
             raise DefinitionError(problems)
+        self._checked = True
         return self
 
     def step(self, step_id: str) -> Step:

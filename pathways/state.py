@@ -346,3 +346,22 @@ def parse_task_id(value: str) -> tuple[str, str]:
     if not sep or not pathway_id.startswith("pw-") or "." not in handover_id:
         raise ValueError(f"{value!r} is not a handover task id")
     return pathway_id, handover_id
+
+
+class PathwaySummary(BaseModel):
+    """A pathway's status after a coordinator command: what an Update returns, so history holds
+    the answer, not the whole state (which names the patient)."""
+
+    id: str
+    status: PathwayStatus
+    sla_state: SlaState
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, state: PathwayState) -> PathwaySummary:
+        return cls(
+            id=state.pathway_id,
+            status=state.status,
+            sla_state=state.sla_state,
+            updated_at=state.updated_at,
+        )

@@ -60,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
         Note,
         PathwayState,
         PathwayStatus,
+        PathwaySummary,
         Patient,
         task_id,
     )
@@ -303,24 +304,24 @@ class PathwayWorkflow:
         self._check(lambda c: self._run.check_extend(c, workflow.now()), command)
 
     @workflow.update
-    def hold(self, command: cmd.HoldPathway) -> PathwayState:
-        return self._apply(self._run.apply_hold, command)
+    def hold(self, command: cmd.HoldPathway) -> PathwaySummary:
+        return PathwaySummary.of(self._apply(self._run.apply_hold, command))
 
     @hold.validator
     def _check_hold(self, command: cmd.HoldPathway) -> None:
         self._check(self._run.check_hold, command)
 
     @workflow.update
-    def resume(self, command: cmd.ResumePathway) -> PathwayState:
-        return self._apply(self._run.apply_resume, command)
+    def resume(self, command: cmd.ResumePathway) -> PathwaySummary:
+        return PathwaySummary.of(self._apply(self._run.apply_resume, command))
 
     @resume.validator
     def _check_resume(self, command: cmd.ResumePathway) -> None:
         self._check(self._run.check_resume, command)
 
     @workflow.update
-    def cancel(self, command: cmd.CancelPathway) -> PathwayState:
-        return self._apply(self._run.apply_cancel, command)
+    def cancel(self, command: cmd.CancelPathway) -> PathwaySummary:
+        return PathwaySummary.of(self._apply(self._run.apply_cancel, command))
 
     @cancel.validator
     def _check_cancel(self, command: cmd.CancelPathway) -> None:

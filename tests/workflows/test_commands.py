@@ -173,7 +173,7 @@ async def test_cancel_closes_open_handovers_and_finishes_the_workflow(
         PathwayWorkflow.cancel, CancelPathway(reason="patient moved away", actor="coordinator:amy")
     )
     assert cancelled.status is PathwayStatus.CANCELLED
-    assert cancelled.handovers[VISIT].status is TaskStatus.CANCELLED
+    assert (await state_of(handle)).handovers[VISIT].status is TaskStatus.CANCELLED
     result = await handle.result()
     assert result.status is PathwayStatus.CANCELLED
     final = await state_of(handle)
