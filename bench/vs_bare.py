@@ -1,6 +1,6 @@
 """The product's handover path side by side with bare Temporal, on one dev server, in one run.
 
-    python -m bench.vs_bare --pathways 64 --rounds 2     # 8 steps each: 1,024 handovers per side
+    python -m bench.vs_bare --pathways 80 --rounds 2  # 1,120 handovers measured per side
 
 Starts one Temporal dev server on a SQLite file and, alternating rounds on it:
 - product: `pathways worker` and `pathways api` processes; provider clients PUT each Task
@@ -9,8 +9,9 @@ Starts one Temporal dev server on a SQLite file and, alternating rounds on it:
 - bare: a worker process with a minimal workflow that accepts an Update and runs one activity
   POSTing to the same receiver; clients call the Update as soon as the POST arrives; measured
   from the Update being sent to the next POST being received.
-Both: 8-step pathways, all concurrently; latency p50/p95/p99 and end-to-end throughput
-(handovers per second from the first start to the last completion). Appends to bench/RESULTS.md.
+Both: 8-step pathways, all concurrently (throughput: handovers per second from the first start
+to the last completion, and latency under that load), then rounds of 8 pathways at once
+(latency at light load). p50/p95/p99 of each; appends the table to bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ from workflows.codec import new_key_line
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
 STEPS = 8
+LIGHT = 8
+"""Pathways at once in the light-load rounds: latency without queueing behind other work (under
+full load a closed loop's latency is concurrency / throughput, by Little's law)."""
 PATHWAYS_EXE = str(Path(sys.executable).parent / "pathways")
 
 
@@ -322,7 +326,9 @@ def stats(rounds: list[Round], count: int) -> dict[str, float]:
             "p99": pct(0.99), "per_s": count * STEPS * len(rounds) / seconds}
 
 
-async def main_async(pathways: int, rounds: int) -> dict[str, dict[str, float]]:
+async def main_async(
+    pathways: int, rounds: int, light_rounds: int
+) -> dict[str, dict[str, float]]:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         env = await WorkflowEnvironment.start_local(
@@ -341,7 +347,8 @@ async def main_async(pathways: int, rounds: int) -> dict[str, dict[str, float]]:
             await product.start()
             bare = subprocess.Popen([sys.executable, "-m", "bench.vs_bare", "--bare-worker",
                                      address])
-            results: dict[str, list[Round]] = {"product": [], "bare": []}
+            results: dict[str, list[Round]] = {
+                "product": [], "bare": [], "product-light": [], "bare-light": []}
             wid = 0
             try:
                 async with httpx.AsyncClient(timeout=60) as http:
@@ -359,35 +366,39 @@ async def main_async(pathways: int, rounds: int) -> dict[str, dict[str, float]]:
                         flow, step = key.rsplit(".", 1)
                         return flow, int(step)
 
-                    async def bare_launch() -> None:
+                    async def bare_launch(count: int) -> None:
                         nonlocal wid
-                        first, wid = wid, wid + pathways
+                        first, wid = wid, wid + count
                         await asyncio.gather(*(env.client.start_workflow(
                             BareHandover.run, BareInput(f"{receiver.url}/bare", STEPS),
                             id=f"bare-{n}", task_queue="bench-bare") for n in range(first, wid)))
 
+                    async def one_round(name: str, count: int) -> Round:
+                        if name == "product":
+                            return await run_round(name, count, queue,
+                                                   lambda: product.launch(http, count),
+                                                   product_act, product.parse)
+                        return await run_round(name, count, queue, lambda: bare_launch(count),
+                                               bare_act, bare_parse)
+
                     for n in range(rounds + 1):  # round 0 of each warms up, not counted
                         for name in ("product", "bare"):
                             print(f"round {n} {name}", flush=True)
-                            if name == "product":
-                                rnd = await run_round(name, pathways, queue,
-                                                      lambda: product.launch(http, pathways),
-                                                      product_act, product.parse)
-                            else:
-                                rnd = await run_round(name, pathways, queue, bare_launch,
-                                                      bare_act, bare_parse)
+                            heavy = await one_round(name, pathways)
+                            lights = [await one_round(name, LIGHT) for _ in range(light_rounds)]
                             if n:
-                                results[name].append(rnd)
+                                results[name].append(heavy)
+                                results[f"{name}-light"] += lights
             finally:
                 bare.terminate()
                 bare.wait(timeout=30)
                 product.stop()
                 receiver.close()
-    return {name: stats(r, pathways) for name, r in results.items()}
+    return {name: stats(r, LIGHT if name.endswith("light") else pathways)
+            for name, r in results.items()}
 
 
 def record(result: dict[str, dict[str, float]], command: str) -> str:
-    p, b = result["product"], result["bare"]
     lines = [
         "",
         f"## Product vs bare Temporal ({datetime.now(UTC):%Y-%m-%d}, {platform.machine()}, "
@@ -401,11 +412,14 @@ def record(result: dict[str, dict[str, float]], command: str) -> str:
         "| | handovers | p50 ms | p95 ms | p99 ms | handovers/s |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for name, r in (("product", p), ("bare", b)):
-        lines.append(f"| {name} | {r['n']:.0f} | {r['p50']:.0f} | {r['p95']:.0f} "
-                     f"| {r['p99']:.0f} | {r['per_s']:.1f} |")
-    lines.append(f"| ratio product/bare | | {p['p50'] / b['p50']:.2f}x | {p['p95'] / b['p95']:.2f}x "
-                 f"| {p['p99'] / b['p99']:.2f}x | {p['per_s'] / b['per_s']:.2f}x |")
+    for label, key in (("under load", ""), (f"light load ({LIGHT} at once)", "-light")):
+        p, b = result[f"product{key}"], result[f"bare{key}"]
+        for name, r in (("product", p), ("bare", b)):
+            lines.append(f"| {name}, {label} | {r['n']:.0f} | {r['p50']:.0f} | {r['p95']:.0f} "
+                         f"| {r['p99']:.0f} | {r['per_s']:.1f} |")
+        lines.append(f"| ratio, {label} | | {p['p50'] / b['p50']:.2f}x "
+                     f"| {p['p95'] / b['p95']:.2f}x | {p['p99'] / b['p99']:.2f}x "
+                     f"| {p['per_s'] / b['per_s']:.2f}x |")
     lines.append("")
     lines.append("Targets: latency <= 1.3x bare at p50 and p99, throughput >= 0.8x bare.")
     text = "\n".join(lines) + "\n"
@@ -416,15 +430,18 @@ def record(result: dict[str, dict[str, float]], command: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pathways", type=int, default=64)
+    parser.add_argument("--pathways", type=int, default=80)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--light-rounds", type=int, default=9,
+                        help=f"light-load launches of {LIGHT} pathways per round and side")
     parser.add_argument("--bare-worker", metavar="ADDRESS")
     args = parser.parse_args()
     if args.bare_worker:
         asyncio.run(bare_worker(args.bare_worker, "bench-bare"))
         os._exit(0)
-    result = asyncio.run(main_async(args.pathways, args.rounds))
-    command = f"python -m bench.vs_bare --pathways {args.pathways} --rounds {args.rounds}"
+    result = asyncio.run(main_async(args.pathways, args.rounds, args.light_rounds))
+    command = (f"python -m bench.vs_bare --pathways {args.pathways} --rounds {args.rounds} "
+               f"--light-rounds {args.light_rounds}")
     print(record(result, command))
     os._exit(0)  # the SDK's runtime can crash the interpreter at exit (sdk-python issue 300)
 
