@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean swagger-ui console-assets
+.PHONY: run test lint bench clean swagger-ui screenshots console-assets
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -42,3 +42,7 @@ swagger-ui:
 	  && tar xzf swagger-ui-dist-$(SWAGGER_UI_VERSION).tgz --strip-components=1 \
 	     package/swagger-ui-bundle.js package/swagger-ui.css package/favicon-32x32.png package/LICENSE package/swagger-ui-bundle.js.LICENSE.txt \
 	  && rm swagger-ui-dist-$(SWAGGER_UI_VERSION).tgz && echo $(SWAGGER_UI_VERSION) > VERSION
+
+# Refresh the README's console screenshots (the browser tests take them).
+screenshots: $(STAMP)
+	PATHWAYS_SCREENSHOTS_DIR=docs/screenshots $(BIN)/pytest -q tests/console/test_console_browser.py

@@ -214,10 +214,18 @@ def _add_task_bodies(conn: Connection) -> None:
         conn.execute(text(f"ALTER TABLE {handover_rows.name} ADD COLUMN task {kind}"))
 
 
+def _flow_summary(conn: Connection) -> None:
+    """v4: the flow summary tables the analytics report folds events into."""
+    from activities.flow_summary import create_summary  # owns them; imports this module
+
+    create_summary(conn)
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _create_v1),
     (2, _index_event_kinds),
     (3, _add_task_bodies),
+    (4, _flow_summary),
 ]
 """Versioned schema steps, applied in order once each; append new steps, never edit old ones."""
 

@@ -15,11 +15,10 @@ from fastapi.staticfiles import StaticFiles
 from temporalio.client import Client
 
 from activities.store import EventStore
-from api import codec, console, coordinator, fhir, problems, settlement, simulation
+from api import analytics, codec, console, coordinator, fhir, portal, problems, settlement, simulation, smart
 from api.door import Door
 from api.gateway import Gateway
 from api.idempotency import IdempotencyKeys
-from api.tokens import TokenStore
 from pathways.catalogue import load_catalogue
 from pathways.model import DURATION_SCHEMA
 from pathways.settings import Settings
@@ -90,8 +89,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.catalogue = load_catalogue(settings.catalogue_dir)
     app.state.store = EventStore(settings.event_store)
-    app.state.tokens = TokenStore(settings.event_store)
-    app.state.tokens.migrate()
+    app.state.tokens = smart.install(app, settings)  # opaque and SMART access tokens
     app.state.idempotency = IdempotencyKeys(settings.event_store, settings.key)
     app.state.idempotency.migrate()
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
@@ -100,8 +98,10 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     _install_docs(app)
     app.include_router(fhir.router)
     app.include_router(coordinator.router)
+    app.include_router(analytics.router)
     app.include_router(settlement.router)
     app.include_router(simulation.router)
+    portal.install(app)
     console.install(app)  # the coordinator console at /
     codec.install(app, settings)
     return app

@@ -22,7 +22,7 @@ from fhir.resources.R4B.task import Task
 from pydantic import ValidationError
 
 from api import context
-from api.auth import Caller, Provider
+from api.auth import provider, scoped
 from api.fhir_models import (
     BundleModel,
     CapabilityStatementModel,
@@ -46,6 +46,8 @@ PROVIDER_STATUSES: frozenset[TaskStatus] = frozenset().union(*PROVIDER_MOVES.val
 """The statuses a performer sets (FHIR Task life cycle); the orchestrator sets the rest."""
 
 MAX_COUNT = 100
+SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 SEARCH_PARAMETERS = {"owner", "status", "_lastUpdated", "_count", "_offset", "_cursor"}
 """Task search parameters; any other is refused unless `Prefer: handling=lenient`."""
 
@@ -90,8 +92,16 @@ def capability_statement(base_url: str) -> dict[str, Any]:
             {
                 "mode": "server",
                 "security": {
-                    "description": "Bearer tokens (Authorization: Bearer <token>), one per "
-                    "provider organisation or coordinator, issued with `pathways token issue`.",
+                    "service": [{"coding": [{"system": SECURITY_SERVICE, "code": "SMART-on-FHIR"}]}],
+                    "extension": [
+                        {
+                            "url": OAUTH_URIS,
+                            "extension": [{"url": "token", "valueUri": f"{base_url}/auth/token"}],
+                        }
+                    ],
+                    "description": "SMART Backend Services (client_credentials, private_key_jwt; "
+                    "see /fhir/.well-known/smart-configuration), or Bearer tokens issued with "
+                    "`pathways token issue`, one per provider organisation or coordinator.",
                 },
                 "resource": [
                     {
@@ -141,7 +151,9 @@ def _may_see(principal: Principal, handover: Handover) -> bool:
     responses=fhir_errors(401, 404, 503),
     summary="Read one handover",
 )
-async def read_task(task_id: str, principal: Caller, request: Request) -> FhirResponse:
+async def read_task(
+    task_id: str, principal: Annotated[Principal, scoped("system/Task.r")], request: Request
+) -> FhirResponse:
     state, handover = await _visible_handover(context.gateway(request), principal, task_id)
     body = fhir.task_resource(state, handover, context.settings(request).base_url)
     return FhirResponse(body, headers=_etag(handover))
@@ -242,7 +254,7 @@ def _cursor(cursor: str | None) -> tuple[datetime, str] | None:
     summary="Search a provider's handovers",
 )
 async def search_tasks(
-    principal: Caller,
+    principal: Annotated[Principal, scoped("system/Task.s")],
     request: Request,
     owner: Annotated[str | None, Query(description="Organization/{provider id}")] = None,
     status: Annotated[str | None, Query(description="e.g. requested,accepted")] = None,
@@ -470,7 +482,7 @@ def _had_it(principal: Principal, handover: Handover) -> bool:
 )
 async def update_task(
     task_id: str,
-    principal: Provider,
+    principal: Annotated[Principal, scoped("system/Task.u", provider)],
     request: Request,
     if_match: Annotated[
         str | None, Header(max_length=40, description='W/"version" from the ETag, or *')
@@ -539,7 +551,11 @@ def _as_seen_by(principal: Principal, command: ProviderCommand, handover: Handov
     responses=fhir_errors(401, 404),
     summary="A step's handover contract",
 )
-def read_questionnaire(questionnaire_id: str, principal: Caller, request: Request) -> FhirResponse:
+def read_questionnaire(
+    questionnaire_id: str,
+    principal: Annotated[Principal, scoped("system/Questionnaire.r")],
+    request: Request,
+) -> FhirResponse:
     catalogue = context.catalogue(request)
     not_found = ApiError(404, [f"no Questionnaire {questionnaire_id}"])
     definition_id, _, rest = questionnaire_id.partition(".")

@@ -1,6 +1,16 @@
 """Entry point of the `pathways` console script."""
 
-from cli import catalogue, coordinator, engine, settle, simulate, tokens, webhooks  # noqa: F401  (each registers its commands)
+from cli import (  # noqa: F401  (each registers its commands)
+    catalogue,
+    clients,
+    coordinator,
+    engine,
+    report,
+    settle,
+    simulate,
+    tokens,
+    webhooks,
+)
 from cli.app import app
 
 

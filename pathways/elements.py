@@ -151,6 +151,11 @@ class Provider(Strict):
         default=None,
         description="Where new handovers are POSTed as FHIR Tasks; without one the provider polls.",
     )
+    portal: bool = Field(
+        default=False,
+        description="A provider with no FHIR system: each of its handovers gets a signed link to "
+        "a page where it accepts, rejects, starts and completes the handover.",
+    )
 
     @field_validator("webhook")
     @classmethod

@@ -7,6 +7,7 @@ coordinator is alerted), so an escalation arrives while the test watches.
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 from collections.abc import AsyncIterator
@@ -26,7 +27,8 @@ from tests.api.conftest import free_port, serve_in_thread
 
 CHROMIUM = "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parents[2]
-SCREENSHOTS = REPO / "docs" / "screenshots"
+SCREENSHOTS = Path(os.environ.get("PATHWAYS_SCREENSHOTS_DIR", REPO / "build" / "screenshots"))
+"""Test artefacts; `make screenshots` points this at docs/screenshots to refresh the README's."""
 AXE = Path(__file__).parent / "vendor" / "axe.min.js"
 SHORT = "console-short-sla"
 BREACH = "console-breach"

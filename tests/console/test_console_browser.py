@@ -2,7 +2,8 @@
 sign in, start a pathway from the form, follow it live in the worklist, rescue it (reassign,
 extend, hold, resume, cancel), handle an escalation from the inbox, keyboard only, accessibility.
 
-Screenshots of each page land in docs/screenshots/ (the README shows them).
+Screenshots of each page land in build/screenshots/ (`make screenshots` refreshes the README's
+copies in docs/screenshots/).
 """
 
 from __future__ import annotations
