@@ -24,6 +24,7 @@ from activities.store import EventStore
 from pathways.settings import Settings
 from worker.connection import connect_or_fail
 from worker.health import HealthServer, serve_health
+from worker.metrics import refresh_forever
 from worker.reconcile import reconcile_forever
 from workflows.pathway import PathwayWorkflow
 from workflows.sandbox import RUNNER
@@ -101,12 +102,16 @@ async def running_worker(
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run until `stop` is set or SIGTERM/SIGINT arrives."""
     stop = stop or _stop_on_signals()
-    client = await connect_or_fail(settings, runtime=metrics_runtime(settings))
+    runtime = metrics_runtime(settings)
+    client = await connect_or_fail(settings, runtime=runtime)
     store_status = StoreStatus()
     async with running_worker(client, settings, store_status):
         health = await health_endpoint(settings, client, store_status)
         reconcile_store = EventStore(settings.event_store)
         reconciler = asyncio.ensure_future(reconcile_forever(client, reconcile_store))
+        gauges = asyncio.ensure_future(
+            refresh_forever(runtime.metric_meter, reconcile_store) if runtime else asyncio.sleep(0)
+        )
         log.info(
             "worker started",
             task_queue=settings.task_queue,
@@ -117,6 +122,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         await stop.wait()
         log.info("worker stopping: finishing running tasks")
         reconciler.cancel()
+        gauges.cancel()
         reconcile_store.close()
         await health.shutdown()
     log.info("worker stopped")
