@@ -158,9 +158,18 @@ def record(result: dict[str, float], command: str) -> str:
             "| Update p95 ms | history events / handover |\n"
             "| --- | --- | --- | --- | --- | --- | --- | --- |\n"
         )
-    with RESULTS.open("a") as results:
-        results.write(line + "\n")
+    RESULTS.write_text(_after_own_table(RESULTS.read_text(), line))
     return line
+
+
+def _after_own_table(text: str, line: str) -> str:
+    """Insert the row at the end of this benchmark's table (other benchmarks' sections follow)."""
+    lines = text.splitlines()
+    header = next(i for i, row in enumerate(lines) if row.startswith("| date | machine | command | pathways |"))
+    end = header
+    while end + 1 < len(lines) and lines[end + 1].startswith("|"):
+        end += 1
+    return "\n".join([*lines[: end + 1], line, *lines[end + 1 :]]) + "\n"
 
 
 def main() -> None:
