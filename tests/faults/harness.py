@@ -344,6 +344,8 @@ class Drive:
         self.count = pathways
         self.clients = clients
         self.traffic = Traffic()
+        self.in_flight = 0
+        """Completions a client is still sending (or retrying): not settled until none are."""
         self.ids: list[str] = []
         self.partial: set[str] = set()
         tokens = TokenStore(cluster.settings.event_store)
@@ -392,7 +394,11 @@ class Drive:
             step_id = handover_id.rpartition(".")[0] or handover_id
             if pathway_id in self.partial and step_id == self.cluster.definition.steps[-1].id:
                 continue
-            await self.complete(task, step_id)
+            self.in_flight += 1
+            try:
+                await self.complete(task, step_id)
+            finally:
+                self.in_flight -= 1
 
     async def complete(self, task: dict[str, Any], step_id: str) -> None:
         """PUT the Task completed; retry the very same request while the outcome is unknown."""
@@ -453,6 +459,8 @@ class Drive:
 
     # expectations --------------------------------------------------------------------------
     def settled(self) -> bool:
+        if self.in_flight or not self.cluster.tasks.empty():
+            return False  # a client still awaits the answer to a change the engine may have made
         rows = {row.pathway_id: row for row in _all_rows(self.cluster.store)}
         for pathway_id in self.ids:
             row = rows.get(pathway_id)
