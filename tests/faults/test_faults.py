@@ -1,4 +1,4 @@
-"""Nothing lost, doubled or stuck, whatever fails: ~100 pathways of three handovers each driven
+"""Nothing lost, doubled or stuck, whatever fails: 60 pathways (PATHWAYS_FAULT_PATHWAYS) of three handovers each driven
 through the FHIR API by provider clients, with a fault injected mid-run (see harness.py)."""
 
 from __future__ import annotations
