@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, time
+from datetime import datetime
 from enum import StrEnum
 from time import monotonic
 from typing import Annotated, Any
@@ -28,6 +28,7 @@ from pathways.analytics.measures import Ranked
 from pathways.analytics.report import Flow, Measures, Report
 from pathways.analytics.spc import XmrChart, svg
 from pathways.catalogue import UnknownDefinition
+from pathways.dates import utc_instant
 
 router = APIRouter(prefix="/api/analytics", tags=["Analytics"])
 
@@ -42,11 +43,8 @@ def instant(value: str | None, name: str) -> datetime | None:
     if value is None:
         return None
     try:
-        if len(value) == 10:
-            return datetime.combine(date.fromisoformat(value), time(), UTC)
-        parsed = datetime.fromisoformat(value)
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-    except (ValueError, OverflowError):  # OverflowError: an offset past the calendar's ends
+        return utc_instant(value)
+    except ValueError:
         raise ApiError(400, [f"{name} must be an ISO date or date-time"]) from None
 
 

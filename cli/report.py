@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import sys
-from datetime import UTC, date, datetime, time
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -22,6 +22,7 @@ from cli.app import app, load_settings
 from pathways.analytics.measures import Distribution
 from pathways.analytics.report import Measures, Report
 from pathways.analytics.spc import XmrChart
+from pathways.dates import utc_instant
 
 
 class Format(StrEnum):
@@ -34,11 +35,8 @@ def _instant(value: str | None, name: str) -> datetime | None:
     if value is None:
         return None
     try:
-        if len(value) == 10:
-            return datetime.combine(date.fromisoformat(value), time(), UTC)
-        parsed = datetime.fromisoformat(value)
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-    except (ValueError, OverflowError):  # OverflowError: an offset past the calendar's ends
+        return utc_instant(value)
+    except ValueError:
         raise typer.BadParameter(f"{name} must be an ISO date or date-time") from None
 
 

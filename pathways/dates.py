@@ -7,7 +7,7 @@ same values (no week dates, no ordinal dates, no 2026-02-30).
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import UTC, date, datetime, time
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -20,3 +20,15 @@ def calendar_date(value: object) -> str | None:
         return date.fromisoformat(value).isoformat()
     except ValueError:
         return None
+
+
+def utc_instant(value: str) -> datetime:
+    """An ISO date (midnight UTC) or date-time (UTC when it has no offset), for report periods;
+    ValueError when it is neither (OverflowError, an offset past the calendar's ends, included)."""
+    try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), time(), UTC)
+        parsed = datetime.fromisoformat(value)
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(value) from None
