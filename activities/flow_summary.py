@@ -177,7 +177,7 @@ def refresh(store: EventStore) -> int:
     with store.engine.connect() as conn:
         if _folded_count(conn) == _event_count(conn):
             return 0  # read only: no write lock taken when nothing changed
-    with store._write() as conn:  # one writer at a time; BEGIN IMMEDIATE on SQLite
+    with store.write() as conn:  # one writer at a time; BEGIN IMMEDIATE on SQLite
         _changed.drop(conn, checkfirst=True)
         if conn.dialect.name == "postgresql":  # one fold at a time (SQLite: BEGIN IMMEDIATE)
             conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _FOLD_LOCK})

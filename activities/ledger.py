@@ -202,7 +202,7 @@ class _Locked:
     """A write transaction holding the ledger lock (BEGIN IMMEDIATE on SQLite)."""
 
     def __init__(self, store: EventStore) -> None:
-        self._cm = store._write()
+        self._cm = store.write()
 
     def __enter__(self) -> Connection:
         conn = self._cm.__enter__()

@@ -244,7 +244,7 @@ class EventStore:
 
     def migrate(self) -> int:
         """Bring the schema to the latest version (safe to run on every deploy); return it."""
-        with self._write() as conn:
+        with self.write() as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_MIGRATION_LOCK})
             schema_versions.create(conn, checkfirst=True)
@@ -267,7 +267,7 @@ class EventStore:
     def record(self, batch: RecordBatch) -> None:
         """Write a batch in one transaction; retrying it, or an older one, changes nothing."""
         _check_aware(batch)
-        with self._write() as conn:
+        with self.write() as conn:
             self._insert_events(conn, batch.events)
             self._insert_tasks(conn, batch.tasks)
             self._upsert_handovers(conn, batch.handovers, batch.tasks)
@@ -475,7 +475,7 @@ class EventStore:
         (terminated, failed, timed out): an event, the pathway row closed with that status,
         its open handovers no longer listed. Idempotent; False if nothing was open."""
         status = CLOSED_OUTSIDE[kind]
-        with self._write() as conn:
+        with self.write() as conn:
             row = conn.execute(
                 select(pathway_rows).where(pathway_rows.c.pathway_id == pathway_id)
             ).first()
@@ -509,8 +509,9 @@ class EventStore:
             return True
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        """A write transaction; on SQLite it takes the write lock up front (BEGIN IMMEDIATE)."""
+    def write(self) -> Iterator[Connection]:
+        """A write transaction; on SQLite it takes the write lock up front (BEGIN IMMEDIATE). Shared
+        by the ledger and the flow summary so every writer queues on the same lock."""
         with self.engine.connect() as conn:
             conn.execution_options(sqlite_begin="IMMEDIATE")
             with conn.begin():
