@@ -24,8 +24,10 @@ import httpx
 from standardwebhooks import Webhook, WebhookVerificationError
 from temporalio.exceptions import ApplicationError
 
-from pathways.events import Notification
-from pathways.settings import WebhookSecret
+from pathways import fhir
+from pathways.events import Notification, NotificationKind
+from pathways.portal_link import expiry, link
+from pathways.settings import Settings, WebhookSecret
 from pathways.webhook_url import webhook_url_problem
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "sign",
     "task_body",
     "verify",
+    "with_portal_link",
 ]
 
 TIMEOUT = httpx.Timeout(10.0, connect=3.0)
@@ -103,6 +106,29 @@ def idempotency_key(notification: Notification) -> str:
     """The webhook-id: one per notification, the same on every retry of it."""
     n = notification
     return f"{n.pathway_id}.{n.handover_id}.v{n.version}.{n.kind.value}"
+
+
+def with_portal_link(notification: Notification, settings: Settings) -> Notification:
+    """For a `portal: true` provider, the Task carries its signed page link (extension
+    PORTAL_LINK_EXTENSION), so a provider with no FHIR system can act on the webhook alone.
+
+    The link depends only on the Task version (expiry from its due time and last change), so
+    every retry of a notification sends the same bytes. A withdrawal gets no link: the page
+    would only say the handover has moved on."""
+    task = notification.task
+    if not notification.portal or notification.kind is NotificationKind.CANCELLED or not task:
+        return notification
+    try:
+        due = _instant(task["restriction"]["period"]["end"])
+        changed = _instant(task["meta"]["lastUpdated"])
+    except (KeyError, TypeError, ValueError):
+        return notification
+    url = link(settings, str(task["id"]), notification.provider_id, expiry(due, changed))
+    return notification.model_copy(update={"task": fhir.with_portal_link(task, url)})
+
+
+def _instant(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def task_body(notification: Notification) -> bytes:

@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.notify import deliver
+from activities.notify import deliver, with_portal_link
 from activities.store import EventStore
 from pathways import fhir
 from pathways.events import Notification, NotificationKind, RecordBatch
@@ -132,6 +132,7 @@ class PathwayActivities:
         if not notification.task:
             body = await asyncio.to_thread(self._body, notification)
             notification = notification.model_copy(update={"task": body})
+        notification = with_portal_link(notification, self._settings)
         secrets = self._settings.webhook_secrets(notification.provider_id)
         try:
             status = await deliver(self._http, notification, secrets)

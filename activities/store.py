@@ -129,6 +129,7 @@ handover_rows = Table(
     Column("task", Json),
     Index("ix_handovers_provider_updated", "provider_id", "updated_at"),
     Index("ix_handovers_pathway", "pathway_id"),
+    Index("ix_handovers_provider_step_updated", "provider_id", "step_id", "updated_at"),
 )
 
 pathway_rows = Table(
@@ -221,11 +222,18 @@ def _flow_summary(conn: Connection) -> None:
     create_summary(conn)
 
 
+def _index_task_codes(conn: Connection) -> None:
+    """v5: FHIR Task search by `code` (a provider's handovers of some steps, by last change)."""
+    index = next(i for i in handover_rows.indexes if i.name == "ix_handovers_provider_step_updated")
+    index.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _create_v1),
     (2, _index_event_kinds),
     (3, _add_task_bodies),
     (4, _flow_summary),
+    (5, _index_task_codes),
 ]
 """Versioned schema steps, applied in order once each; append new steps, never edit old ones."""
 
@@ -299,13 +307,20 @@ class EventStore:
         limit: int,
         offset: int,
         after: tuple[datetime, str] | None = None,
+        *,
+        steps: Sequence[str] | None = None,
+        task_ids: Sequence[str] | None = None,
+        newest_first: bool = False,
     ) -> tuple[list[tuple[HandoverRow, dict[str, Any] | None]], int]:
         """As `search_tasks`, each row with its latest rendered Task (None where none was
         recorded): a FHIR search page served from the read model alone. `after` (last change,
         Task id) continues from the previous page's last row, so a page never skips or repeats
-        a row even when rows change between pages; `total` counts the whole search."""
+        a row even when rows change between pages; `total` counts the whole search. `steps`
+        and `task_ids` restrict to those step ids (Task code) and Task ids (_id);
+        `newest_first` reverses the order (_sort=-_lastUpdated)."""
         rows, total = self._task_page(
-            provider_id, statuses, updated, limit, offset, True, after
+            provider_id, statuses, updated, limit, offset, True, after,
+            steps=steps, task_ids=task_ids, newest_first=newest_first,
         )
         found = []
         for row in rows:
@@ -322,22 +337,33 @@ class EventStore:
         offset: int,
         with_tasks: bool,
         after: tuple[datetime, str] | None = None,
+        *,
+        steps: Sequence[str] | None = None,
+        task_ids: Sequence[str] | None = None,
+        newest_first: bool = False,
     ) -> tuple[list[dict[str, Any]], int]:
         _check_page(limit, offset)
         h = handover_rows.c
         where = [h.provider_id == provider_id]
         if statuses is not None:
             where.append(h.status.in_(list(statuses)))
+        if steps is not None:
+            where.append(h.step_id.in_(list(steps)))
+        if task_ids is not None:
+            where.append(h.task_id.in_(list(task_ids)))
         for prefix, moment in updated:
             compare = _COMPARISONS[prefix]
             where.append(compare(h.updated_at, _utc(moment, "_lastUpdated")))
         columns = [*HANDOVER_COLUMNS, h.task] if with_tasks else HANDOVER_COLUMNS
         query = select(*columns).where(*where)
-        order = (h.updated_at, h.task_id)
+        order = (h.updated_at.desc(), h.task_id.desc()) if newest_first else (h.updated_at, h.task_id)
         if after is None:
             return self._page(query, order, limit, offset)
         moment, task_id = _utc(after[0], "after"), after[1]
-        later = or_(h.updated_at > moment, and_(h.updated_at == moment, h.task_id > task_id))
+        beyond = operator.lt if newest_first else operator.gt
+        later = or_(
+            beyond(h.updated_at, moment), and_(h.updated_at == moment, beyond(h.task_id, task_id))
+        )
         counted = select(func.count()).select_from(query.subquery())
         with self.engine.connect() as conn:
             total = conn.execute(counted).scalar_one()
@@ -363,6 +389,18 @@ class EventStore:
         with self.engine.connect() as conn:
             task = conn.execute(query).scalar()
         return None if task is None else dict(task)
+
+    def task_history(self, task_id: str, limit: int = 1000) -> list[tuple[int, dict[str, Any]]]:
+        """(version, Task) of every recorded version of one handover's Task, newest first (at
+        most `limit`, by the primary key: no scan): what its FHIR history is served from."""
+        query = (
+            select(task_versions.c.version, task_versions.c.task)
+            .where(task_versions.c.task_id == task_id)
+            .order_by(task_versions.c.version.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [(row.version, dict(row.task)) for row in conn.execute(query)]
 
     def latest_task(self, task_id: str) -> dict[str, Any] | None:
         """The handover's Task at its latest recorded version (what FHIR search can serve)."""

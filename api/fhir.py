@@ -13,6 +13,7 @@ import asyncio
 import json
 import re
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -21,20 +22,23 @@ from fastapi.responses import JSONResponse
 from fhir.resources.R4B.task import Task
 from pydantic import ValidationError
 
+from activities.store import EventStore
 from api import context
 from api.auth import provider, scoped
 from api.fhir_models import (
     BundleModel,
     CapabilityStatementModel,
+    HistoryBundleModel,
     QuestionnaireModel,
     TaskModel,
     TaskUpdate,
 )
 from api.gateway import Gateway
 from api.problems import FHIR_JSON, ApiError, fhir_errors, refuse_unknown_parameters
+from api.problems import _lenient as lenient
 from api.tokens import Principal, PrincipalKind
 from pathways import fhir
-from pathways.catalogue import UnknownDefinition
+from pathways.catalogue import Catalogue, UnknownDefinition
 from pathways.commands import ProviderCommand
 from pathways.contract import check_fields
 from pathways.events import HandoverRow
@@ -46,10 +50,42 @@ PROVIDER_STATUSES: frozenset[TaskStatus] = frozenset().union(*PROVIDER_MOVES.val
 """The statuses a performer sets (FHIR Task life cycle); the orchestrator sets the rest."""
 
 MAX_COUNT = 100
+MAX_IDS = 100
+MAX_CODES = 20
+MAX_HISTORY = 1000
+"""Versions of one Task a history reads (newest first); a handover has a few dozen at most."""
 SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
 OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
-SEARCH_PARAMETERS = {"owner", "status", "_lastUpdated", "_count", "_offset", "_cursor"}
+SEARCH_PARAMETERS = {
+    "owner", "owner:identifier", "status", "code", "_id", "_lastUpdated", "_count", "_sort",
+    "_include", "_offset", "_cursor",
+}
 """Task search parameters; any other is refused unless `Prefer: handling=lenient`."""
+HISTORY_PARAMETERS = {"_count", "_since", "_cursor"}
+SORTS = {"_lastUpdated": False, "-_lastUpdated": True}
+"""_sort values and whether each puts the newest change first."""
+MODEL_FAMILY = "fhir.resources R4B models (pydantic)"
+"""The one FHIR model family Task updates are validated with (and the tests check answers with)."""
+SPEC = "http://hl7.org/fhir/SearchParameter"
+TASK_SEARCH: list[tuple[str, str, str | None, str]] = [
+    ("owner", "reference", f"{SPEC}/Task-owner",
+     "Organization/{provider id}, or owner:identifier=https://fhir.nhs.uk/Id/"
+     "ods-organization-code|{ODS code}; defaults to the caller's organisation"),
+    ("status", "token", f"{SPEC}/Task-status", "comma-separated Task statuses"),
+    ("code", "token", f"{SPEC}/Task-code",
+     f"the step: [{fhir.STEP_SYSTEM}|]step id, comma-separated, at most {MAX_CODES}"),
+    ("_id", "token", f"{SPEC}/Resource-id", f"comma-separated Task ids, at most {MAX_IDS}"),
+    ("_lastUpdated", "date", f"{SPEC}/Resource-lastUpdated",
+     "gt, ge, lt or le<instant>; repeat for a range"),
+    ("_count", "number", None, f"page size, at most {MAX_COUNT}"),
+    ("_sort", "string", None, "_lastUpdated (oldest change first, the default) or -_lastUpdated"),
+]
+"""The Task search parameters the CapabilityStatement lists: (name, type, definition, doc)."""
+NO_FOCUS = (
+    "Task.focus is not populated: a handover Task acts on no other resource this server holds "
+    "(the referral it fulfils is the CarePlan in basedOn), so _include=Task:focus is refused "
+    "(400), or ignored with Prefer: handling=lenient"
+)
 
 
 class FhirResponse(JSONResponse):
@@ -60,7 +96,13 @@ router = APIRouter(prefix="/fhir", tags=["FHIR R4"], default_response_class=Fhir
 
 
 def _etag(handover: Handover) -> dict[str, str]:
-    return {"ETag": f'W/"{handover.version}"'}
+    return {"ETag": f'W/"{handover.version}"', "Last-Modified": _http_date(handover.updated_at)}
+
+
+def _http_date(moment: datetime) -> str:
+    """An HTTP-date (RFC 9110) for Last-Modified."""
+    return format_datetime(moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC),
+                           usegmt=True)
 
 
 @router.get("/metadata", response_model=CapabilityStatementModel, summary="CapabilityStatement")
@@ -69,13 +111,12 @@ def metadata(request: Request) -> FhirResponse:
     return FhirResponse(capability_statement(context.settings(request).base_url))
 
 
+def _search_param(name: str, kind: str, definition: str | None, doc: str) -> dict[str, str]:
+    param = {"name": name, "type": kind, "documentation": doc}
+    return param | {"definition": definition} if definition else param
+
+
 def capability_statement(base_url: str) -> dict[str, Any]:
-    search = [
-        ("owner", "reference", "Organization/{provider id}; defaults to the caller's"),
-        ("status", "token", "comma-separated Task statuses"),
-        ("_lastUpdated", "date", "gt, ge, lt or le<instant>; repeat for a range"),
-        ("_count", "number", f"page size, at most {MAX_COUNT}"),
-    ]
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -83,7 +124,8 @@ def capability_statement(base_url: str) -> dict[str, Any]:
         "kind": "instance",
         "software": {"name": "Pathway Orchestrator"},
         "implementation": {
-            "description": "Pathway Orchestrator handovers",
+            "description": "Pathway Orchestrator handovers. Resources are FHIR R4 (4.0.1) JSON; "
+            f"Task updates are validated with {MODEL_FAMILY}, the one model family used.",
             "url": f"{base_url}/fhir",
         },
         "fhirVersion": "4.0.1",
@@ -106,14 +148,15 @@ def capability_statement(base_url: str) -> dict[str, Any]:
                 "resource": [
                     {
                         "type": "Task",
+                        "documentation": NO_FOCUS,
                         "versioning": "versioned-update",
-                        "readHistory": False,
+                        "readHistory": True,
                         "updateCreate": False,
-                        "interaction": [{"code": c} for c in ("read", "update", "search-type")],
-                        "searchParam": [
-                            {"name": name, "type": kind, "documentation": doc}
-                            for name, kind, doc in search
+                        "interaction": [
+                            {"code": c}
+                            for c in ("read", "vread", "update", "history-instance", "search-type")
                         ],
+                        "searchParam": [_search_param(*param) for param in TASK_SEARCH],
                     },
                     {"type": "Questionnaire", "interaction": [{"code": "read"}]},
                 ],
@@ -159,16 +202,83 @@ async def read_task(
     return FhirResponse(body, headers=_etag(handover))
 
 
-def _owner(principal: Principal, owner: str | None) -> str:
-    """The provider whose Tasks to search: a provider may only search its own."""
-    wanted = owner.removeprefix("Organization/") if owner else None
+def _owner(
+    principal: Principal, owner: str | None, ods: str | None, catalogue: Catalogue
+) -> str | None:
+    """The provider whose Tasks to search (a provider may only search its own); None when an
+    ODS code names no provider, so nothing matches."""
+    wanted = {owner.removeprefix("Organization/")} if owner else None
+    if ods is not None:
+        named = _ods_providers(catalogue, ods)
+        wanted = named if wanted is None else wanted & named
     if principal.kind is PrincipalKind.PROVIDER:
-        if wanted not in (None, principal.subject):
+        if wanted is not None and principal.subject not in wanted:
             raise ApiError(403, ["a provider may only search its own Tasks"])
         return principal.subject
-    if not wanted:
+    if wanted is None:
         raise ApiError(400, ["owner=Organization/{id} is required for a coordinator search"])
-    return wanted
+    if len(wanted) > 1:
+        raise ApiError(400, ["owner:identifier names several providers: search by "
+                             "owner=Organization/{id}"])
+    return next(iter(wanted), None)
+
+
+def _ods_providers(catalogue: Catalogue, token: str) -> set[str]:
+    """The ids of the providers whose ODS code is `token` (system|code, system optional)."""
+    system, bar, code = token.rpartition("|")
+    if not code or len(token) > 200 or (bar and system != fhir.ODS_SYSTEM):
+        raise ApiError(400, [f"owner:identifier must be {fhir.ODS_SYSTEM}|{{ODS code}}"])
+    found = set()
+    for definition in catalogue.all_versions():
+        members = (p for role in definition.roles for p in role.providers)
+        for organisation in (definition.lead_provider, *members):
+            if organisation.ods_code == code.upper():
+                found.add(organisation.id)
+    return found
+
+
+_TOKEN = re.compile(r"^[A-Za-z0-9\-.]{1,120}$")
+
+
+def _codes(code: str | None) -> list[str] | None:
+    """The step ids a `code` search asks for ([system|]code, comma-separated); a code of
+    another system can match no Task, so it is dropped (and may leave nothing to match)."""
+    if code is None:
+        return None
+    tokens = [t.strip() for t in code.split(",")]
+    if len(tokens) > MAX_CODES or not all(tokens):
+        raise ApiError(400, [f"code takes 1 to {MAX_CODES} comma-separated [system|]code tokens"])
+    steps = []
+    for token in tokens:
+        system, bar, value = token.rpartition("|")
+        if not _TOKEN.match(value):
+            raise ApiError(400, ["code: each token is [system|]code, the code a step id"])
+        if not bar or system == fhir.STEP_SYSTEM:
+            steps.append(value)
+    return steps
+
+
+def _ids(ids: str | None) -> list[str] | None:
+    if ids is None:
+        return None
+    values = [v.strip() for v in ids.split(",")]
+    if len(values) > MAX_IDS or not all(_TOKEN.match(v) for v in values):
+        raise ApiError(400, [f"_id takes 1 to {MAX_IDS} comma-separated Task ids"])
+    return values
+
+
+def _newest_first(sort: str | None) -> bool:
+    if sort is None:
+        return False
+    if sort not in SORTS:
+        raise ApiError(400, ["_sort must be _lastUpdated or -_lastUpdated (one sort key)"])
+    return SORTS[sort]
+
+
+def _include(request: Request, include: list[str] | None) -> None:
+    """No include is supported: Tasks here have no focus (see NO_FOCUS)."""
+    if include and not lenient(request.headers.get("prefer")):
+        raise ApiError(400, [f"_include={include[0][:40]!r} is not supported: {NO_FOCUS}"])
 
 
 def _statuses(status: str | None) -> list[str] | None:
@@ -256,8 +366,23 @@ def _cursor(cursor: str | None) -> tuple[datetime, str] | None:
 async def search_tasks(
     principal: Annotated[Principal, scoped("system/Task.s")],
     request: Request,
-    owner: Annotated[str | None, Query(description="Organization/{provider id}")] = None,
-    status: Annotated[str | None, Query(description="e.g. requested,accepted")] = None,
+    owner: Annotated[
+        str | None, Query(max_length=200, description="Organization/{provider id}")
+    ] = None,
+    owner_identifier: Annotated[
+        str | None,
+        Query(alias="owner:identifier", max_length=200,
+              description=f"{fhir.ODS_SYSTEM}|{{ODS code}}"),
+    ] = None,
+    status: Annotated[
+        str | None, Query(max_length=300, description="e.g. requested,accepted")
+    ] = None,
+    code: Annotated[
+        str | None, Query(max_length=2000, description=f"[{fhir.STEP_SYSTEM}|]step id, ...")
+    ] = None,
+    ids: Annotated[
+        str | None, Query(alias="_id", max_length=20_000, description="Task ids, comma-separated")
+    ] = None,
     last_updated: Annotated[
         list[str] | None,
         Query(
@@ -267,6 +392,12 @@ async def search_tasks(
         ),
     ] = None,
     count: Annotated[int, Query(alias="_count", ge=1, le=MAX_COUNT)] = 20,
+    sort: Annotated[
+        str | None, Query(alias="_sort", max_length=40, description="_lastUpdated or -_lastUpdated")
+    ] = None,
+    include: Annotated[
+        list[str] | None, Query(alias="_include", max_length=10, description="not supported")
+    ] = None,
     offset: Annotated[int, Query(alias="_offset", ge=0, le=1_000_000)] = 0,
     cursor: Annotated[
         str | None,
@@ -274,21 +405,30 @@ async def search_tasks(
     ] = None,
 ) -> FhirResponse:
     refuse_unknown_parameters(request, SEARCH_PARAMETERS)
-    provider_id = _owner(principal, owner)
-    statuses = _statuses(status)
+    _include(request, include)
+    provider_id = _owner(principal, owner, owner_identifier, context.catalogue(request))
+    statuses, steps, task_ids = _statuses(status), _codes(code), _ids(ids)
     bounds = _updated_bounds(last_updated)
+    newest_first = _newest_first(sort)
     after = _cursor(cursor)
-    store = context.store(request)
-    found, total = await asyncio.to_thread(
-        store.search_task_resources, provider_id, statuses, bounds, count + 1, offset, after
-    )
-    more, found = len(found) > count, found[:count]
     base_url = context.settings(request).base_url
-    tasks = await _page_tasks(context.gateway(request), found, provider_id, base_url)
+    found: list[tuple[HandoverRow, dict[str, Any] | None]] = []
+    total = 0
+    if provider_id is not None:
+        found, total = await asyncio.to_thread(
+            context.store(request).search_task_resources, provider_id, statuses, bounds,
+            count + 1, offset, after, steps=steps, task_ids=task_ids, newest_first=newest_first,
+        )
+    more, found = len(found) > count, found[:count]
+    tasks = await _page_tasks(context.gateway(request), found, provider_id or "", base_url)
     params = {
-        "owner": f"Organization/{provider_id}",
+        "owner": f"Organization/{provider_id}" if provider_id else None,
+        "owner:identifier": owner_identifier if provider_id is None else None,
         "status": status,
+        "code": code,
+        "_id": ids,
         "_lastUpdated": last_updated,
+        "_sort": sort,
         "_count": count,
     }
     links = [_link(base_url, params | {"_cursor": cursor, "_offset": offset or None}, "self")]
@@ -311,6 +451,137 @@ async def search_tasks(
         ],
     }
     return FhirResponse(bundle)
+
+
+# --- history and vread: every version the workflow recorded -----------------------------------
+
+
+def _visible_versions(
+    store: EventStore, principal: Principal, task_id: str
+) -> tuple[list[tuple[int, dict[str, Any]]], int | None]:
+    """The Task's recorded versions the caller may see, newest first, and the version it was
+    created at (if recorded). Visibility is read's: a Task not with the caller now is 404; a
+    provider sees only the versions addressed to it (not another provider's earlier attempt)."""
+    row = store.get_task_row(task_id)
+    if row is None or not _may_see_row(principal, row.provider_id):
+        raise ApiError(404, [f"no Task {task_id}"])
+    versions = store.task_history(task_id, MAX_HISTORY)
+    created = versions[-1][0] if versions and len(versions) < MAX_HISTORY else None
+    if principal.kind is PrincipalKind.PROVIDER:
+        owner = f"Organization/{principal.subject}"
+        versions = [(v, t) for v, t in versions if (t.get("owner") or {}).get("reference") == owner]
+    return versions, created
+
+
+def _may_see_row(principal: Principal, provider_id: str) -> bool:
+    return principal.kind is PrincipalKind.COORDINATOR or principal.subject == provider_id
+
+
+def _history_entry(
+    base_url: str, task_id: str, version: int, task: dict[str, Any], created: int | None
+) -> dict[str, Any]:
+    """One version as R4 history wants it: the resource, the request that made the version and
+    the response (status, version ETag, when)."""
+    first = version == created
+    return {
+        "fullUrl": f"{base_url}/fhir/Task/{task_id}",
+        "resource": task,
+        "request": {"method": "POST", "url": "Task"} if first
+        else {"method": "PUT", "url": f"Task/{task_id}"},
+        "response": {
+            "status": "201 Created" if first else "200 OK",
+            "etag": f'W/"{version}"',
+            "lastModified": task.get("meta", {}).get("lastUpdated"),
+        },
+    }
+
+
+def _since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (ValueError, OverflowError):
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise ApiError(400, ["_since must be an instant with a time zone, e.g. 2026-01-01T00:00:00Z"])
+    return moment
+
+
+def _changed(task: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(str(task["meta"]["lastUpdated"]).replace("Z", "+00:00"))
+
+
+@router.get(
+    "/Task/{task_id}/_history",
+    response_model=HistoryBundleModel,
+    responses=fhir_errors(400, 401, 404, 503),
+    summary="A handover's versions, newest first",
+)
+async def task_history(
+    task_id: str,
+    principal: Annotated[Principal, scoped("system/Task.r")],
+    request: Request,
+    count: Annotated[int, Query(alias="_count", ge=1, le=MAX_COUNT)] = 20,
+    since: Annotated[
+        str | None, Query(alias="_since", max_length=40, description="versions at or after")
+    ] = None,
+    cursor: Annotated[
+        int | None, Query(alias="_cursor", ge=1, le=10**9, description="from a next link")
+    ] = None,
+) -> FhirResponse:
+    """Served from the versions the workflow recorded (an engine step that changed a handover
+    twice recorded it once, so version numbers may skip)."""
+    refuse_unknown_parameters(request, HISTORY_PARAMETERS)
+    after = _since(since)
+    store = context.store(request)
+    versions, created = await asyncio.to_thread(_visible_versions, store, principal, task_id)
+    if after is not None:
+        versions = [(v, t) for v, t in versions if _changed(t) >= after]
+    total = len(versions)
+    if cursor is not None:
+        versions = [(v, t) for v, t in versions if v < cursor]
+    page, more = versions[:count], len(versions) > count
+    base_url = context.settings(request).base_url
+    url = f"{base_url}/fhir/Task/{task_id}/_history"
+    params = {"_since": since, "_count": count}
+    links = [{"relation": "self", "url": f"{url}?{urlencode(_present(params | {'_cursor': cursor}))}"}]
+    if more:
+        following = urlencode(_present(params | {"_cursor": page[-1][0]}))
+        links.append({"relation": "next", "url": f"{url}?{following}"})
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "history",
+        "total": total,
+        "link": links,
+        "entry": [_history_entry(base_url, task_id, v, t, created) for v, t in page],
+    }
+    return FhirResponse(bundle)
+
+
+def _present(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if v is not None}
+
+
+@router.get(
+    "/Task/{task_id}/_history/{version_id}",
+    response_model=TaskModel,
+    responses=fhir_errors(401, 404, 503),
+    summary="One version of a handover (vread)",
+)
+async def vread_task(
+    task_id: str,
+    version_id: str,
+    principal: Annotated[Principal, scoped("system/Task.r")],
+    request: Request,
+) -> FhirResponse:
+    store = context.store(request)
+    versions, _ = await asyncio.to_thread(_visible_versions, store, principal, task_id)
+    task = dict(versions).get(int(version_id)) if version_id.isdigit() else None
+    if task is None:
+        raise ApiError(404, [f"no version {version_id[:12]!r} of Task {task_id}"])
+    headers = {"ETag": f'W/"{version_id}"', "Last-Modified": _http_date(_changed(task))}
+    return FhirResponse(task, headers=headers)
 
 
 def _parse_update(raw: bytes, task_id: str) -> tuple[dict[str, Any], list[str], set[int]]:

@@ -51,6 +51,23 @@ class BundleModel(Resource):
     entry: list[BundleEntry] = Field(default_factory=list)
 
 
+class HistoryEntry(Resource):
+    fullUrl: str
+    resource: TaskModel
+    request: dict[str, str]
+    response: dict[str, str]
+
+
+class HistoryBundleModel(Resource):
+    """A history Bundle of one Task's versions, newest first."""
+
+    resourceType: Literal["Bundle"]
+    type: Literal["history"]
+    total: int
+    link: list[dict[str, str]]
+    entry: list[HistoryEntry] = Field(default_factory=list)
+
+
 class QuestionnaireModel(Resource):
     resourceType: Literal["Questionnaire"]
     id: str

@@ -10,11 +10,9 @@ working once the handover is finished or has moved to another provider.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from html import escape
 from typing import Any
 from urllib.parse import parse_qs
@@ -23,7 +21,6 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import OctKey
 from pydantic import BaseModel, ValidationError
 
 from api import context
@@ -32,12 +29,11 @@ from api.problems import ApiError, api_errors
 from pathways.commands import ProviderCommand
 from pathways.elements import FieldType, HandoverField, Step
 from pathways.lifecycle import PROVIDER_MOVES
+from pathways.portal_link import expiry, link, signing_key
 from pathways.settings import Settings
 from pathways.state import Handover, PathwayState, TaskStatus, parse_task_id
 from workflows.pathway import PathwayWorkflow
 
-LINK_VALID_AFTER_DUE = timedelta(days=7)
-"""A link works until the handover's completion due time plus this (and while it is open)."""
 MAX_FORM_BYTES = 64 * 1024
 OPEN = frozenset(PROVIDER_MOVES)
 ACTIONS = {
@@ -60,17 +56,6 @@ _LOCAL_MINUTE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$")
 # --- links --------------------------------------------------------------------------------------
 
 
-def _key(settings: Settings) -> OctKey:
-    return OctKey.import_key(hmac.new(settings.key, b"portal-link", hashlib.sha256).digest())
-
-
-def link(settings: Settings, task_id: str, provider_id: str, expires: datetime) -> str:
-    """The signed page URL for one provider's one handover."""
-    claims = {"task": task_id, "sub": provider_id, "exp": int(expires.timestamp())}
-    token = jwt.encode({"alg": "HS256"}, claims, _key(settings), algorithms=["HS256"])
-    return f"{settings.base_url}/portal/{token}"
-
-
 @dataclass(frozen=True)
 class Grant:
     task_id: str
@@ -79,7 +64,7 @@ class Grant:
 
 def _grant(settings: Settings, token: str) -> Grant | None:
     try:
-        claims = jwt.decode(token, _key(settings), algorithms=["HS256"]).claims
+        claims = jwt.decode(token, signing_key(settings), algorithms=["HS256"]).claims
         jwt.JWTClaimsRegistry(
             exp={"essential": True}, sub={"essential": True}, task={"essential": True}
         ).validate(claims)
@@ -112,22 +97,14 @@ class PortalLinks(BaseModel):
 router = APIRouter()
 
 
-@router.get(
-    "/api/pathways/{pathway_id}/portal-links",
-    response_model=PortalLinks,
-    responses=api_errors(404, 503),
-    tags=["coordinator"],
-    summary="Page links for the open handovers of providers without a FHIR system",
-)
-async def portal_links(pathway_id: str, principal: Coordinator, request: Request) -> PortalLinks:
-    """One signed link per open handover whose provider is marked `portal: true`, to pass on."""
-    settings = context.settings(request)
-    state = await context.gateway(request).state(pathway_id)
+def open_links(settings: Settings, state: PathwayState, now: datetime) -> list[PortalLink]:
+    """A signed link for each open handover whose provider is marked `portal: true`: what the
+    coordinator passes on (API and console)."""
     links = []
     for handover in state.handovers.values():
         if handover.status in OPEN and _is_portal(state, handover.provider_id):
             task_id = f"{state.pathway_id}.{handover.id}"
-            expires = max(handover.complete_by, datetime.now(UTC)) + LINK_VALID_AFTER_DUE
+            expires = expiry(handover.complete_by, now)
             links.append(
                 PortalLink(
                     task_id=task_id,
@@ -137,6 +114,20 @@ async def portal_links(pathway_id: str, principal: Coordinator, request: Request
                     expires=expires,
                 )
             )
+    return links
+
+
+@router.get(
+    "/api/pathways/{pathway_id}/portal-links",
+    response_model=PortalLinks,
+    responses=api_errors(404, 503),
+    tags=["coordinator"],
+    summary="Page links for the open handovers of providers without a FHIR system",
+)
+async def portal_links(pathway_id: str, principal: Coordinator, request: Request) -> PortalLinks:
+    """One signed link per open handover whose provider is marked `portal: true`, to pass on."""
+    state = await context.gateway(request).state(pathway_id)
+    links = open_links(context.settings(request), state, datetime.now(UTC))
     return PortalLinks(links=links)
 
 

@@ -156,6 +156,12 @@ class Provider(Strict):
         description="A provider with no FHIR system: each of its handovers gets a signed link to "
         "a page where it accepts, rejects, starts and completes the handover.",
     )
+    ods_code: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z0-9]{3,8}$",
+        description="The organisation's NHS ODS code (3 to 8 upper-case letters and digits, "
+        "e.g. RXH01): FHIR Task owner and requester carry it as an identifier a client can match.",
+    )
 
     @field_validator("webhook")
     @classmethod

@@ -82,6 +82,9 @@ class Notification(Model):
     task: dict[str, Any] = Field(
         default_factory=dict, description="the FHIR R4 Task body, rendered by the workflow"
     )
+    portal: bool = Field(
+        default=False, description="the provider is marked `portal: true`: send its page link"
+    )
 
 
 class Effects(Model):

@@ -18,6 +18,10 @@ STEP_SYSTEM = "urn:pathways:step"
 BUSINESS_STATUS_SYSTEM = "urn:pathways:business-status"
 TASK_STATUS_SYSTEM = "http://hl7.org/fhir/task-status"
 NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
+ODS_SYSTEM = "https://fhir.nhs.uk/Id/ods-organization-code"
+PORTAL_LINK_EXTENSION = "urn:pathways:extension:portal-link"
+"""Task.extension (valueUrl) in webhook bodies only, to a provider marked `portal: true`: its
+signed page link for the handover (never stored, never served by the FHIR API)."""
 ACCEPT_BY_EXTENSION = "urn:pathways:extension:accept-by"
 """Task.restriction.extension (valueDateTime): when the current provider must accept by.
 
@@ -156,6 +160,28 @@ def _patient(state: PathwayState) -> dict[str, Any]:
     return reference
 
 
+def organisation(provider_id: str, ods_code: str | None) -> dict[str, Any]:
+    """A reference to a provider organisation: literal, plus its ODS code identifier when the
+    definition gives one, so a client can match the organisation by its national code."""
+    reference: dict[str, Any] = {"reference": f"Organization/{provider_id}"}
+    if ods_code:
+        reference["identifier"] = {"system": ODS_SYSTEM, "value": ods_code}
+    return reference
+
+
+def _ods_code(definition: PathwayDefinition, provider_id: str) -> str | None:
+    if provider_id == definition.lead_provider.id:
+        return definition.lead_provider.ods_code
+    provider = definition.provider(provider_id)
+    return provider.ods_code if provider else None
+
+
+def with_portal_link(task: dict[str, Any], url: str) -> dict[str, Any]:
+    """The Task for a `portal: true` provider's webhook: with its signed page link."""
+    extensions = [*task.get("extension", []), {"url": PORTAL_LINK_EXTENSION, "valueUrl": url}]
+    return {**task, "extension": extensions}
+
+
 def _execution_period(handover: Handover) -> dict[str, str] | None:
     start = handover.started_at or handover.accepted_at
     period: dict[str, str] = {}
@@ -192,8 +218,8 @@ def task_resource(state: PathwayState, handover: Handover, base_url: str) -> dic
         "for": _patient(state),
         "authoredOn": instant(handover.ready_at),
         "lastModified": instant(handover.updated_at),
-        "requester": {"reference": f"Organization/{definition.lead_provider.id}"},
-        "owner": {"reference": f"Organization/{handover.provider_id}"},
+        "requester": organisation(definition.lead_provider.id, definition.lead_provider.ods_code),
+        "owner": organisation(handover.provider_id, _ods_code(definition, handover.provider_id)),
         "restriction": _restriction(handover),
         "input": [_contract_input(state, step, base_url), *_delivered_inputs(state, step)],
     }
@@ -215,9 +241,17 @@ def withdrawn_task(task: dict[str, Any], provider_id: str) -> dict[str, Any]:
     return {
         **task,
         "status": "cancelled",
-        "owner": {"reference": f"Organization/{provider_id}"},
+        "owner": organisation(provider_id, _identifier_value(task.get("owner"), provider_id)),
         "statusReason": {"text": "withdrawn from this provider"},
     }
+
+
+def _identifier_value(reference: Any, provider_id: str) -> str | None:
+    """The ODS code on a recorded owner reference, if it names this provider."""
+    if not isinstance(reference, dict) or reference.get("reference") != f"Organization/{provider_id}":
+        return None
+    identifier = reference.get("identifier")
+    return identifier.get("value") if isinstance(identifier, dict) else None
 
 
 def _item(definition: PathwayDefinition, field: HandoverField) -> dict[str, Any]:

@@ -129,6 +129,7 @@ class RunBase:
                 webhook=str(provider.webhook),
                 kind=kind,
                 version=handover.version,
+                portal=provider.portal,
             )
         )
 

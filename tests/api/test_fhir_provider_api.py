@@ -108,8 +108,12 @@ async def test_the_capability_statement_is_public_and_valid(http: httpx.AsyncCli
     assert statement.fhirVersion == "4.0.1" and statement.kind == "instance"
     (rest,) = statement.rest
     task = next(r for r in rest.resource if r.type == "Task")
-    assert {i.code for i in task.interaction} == {"read", "update", "search-type"}
-    assert {p.name for p in task.searchParam} == {"owner", "status", "_lastUpdated", "_count"}
+    assert {i.code for i in task.interaction} == {
+        "read", "vread", "update", "history-instance", "search-type"
+    }
+    assert {p.name for p in task.searchParam} == {
+        "owner", "status", "code", "_id", "_lastUpdated", "_count", "_sort"
+    }
     assert "Bearer" in rest.security.description
 
 
