@@ -129,7 +129,7 @@ handover_rows = Table(
     Column("task", Json),
     Index("ix_handovers_provider_updated", "provider_id", "updated_at"),
     Index("ix_handovers_pathway", "pathway_id"),
-    Index("ix_handovers_provider_step_updated", "provider_id", "step_id", "updated_at"),
+    Index("ix_handovers_provider_step_updated", "provider_id", "step_id", "updated_at", "task_id"),
 )
 
 pathway_rows = Table(

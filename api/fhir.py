@@ -441,15 +441,16 @@ async def search_tasks(
         "type": "searchset",
         "total": total,
         "link": links,
-        "entry": [
+    }
+    if tasks:  # FHIR JSON has no empty arrays (ele-1): no matches, no entry
+        bundle["entry"] = [
             {
                 "fullUrl": f"{base_url}/fhir/Task/{task['id']}",
                 "resource": task,
                 "search": {"mode": "match"},
             }
             for task in tasks
-        ],
-    }
+        ]
     return FhirResponse(bundle)
 
 
@@ -554,8 +555,9 @@ async def task_history(
         "type": "history",
         "total": total,
         "link": links,
-        "entry": [_history_entry(base_url, task_id, v, t, created) for v, t in page],
     }
+    if page:  # no empty arrays in FHIR JSON
+        bundle["entry"] = [_history_entry(base_url, task_id, v, t, created) for v, t in page]
     return FhirResponse(bundle)
 
 

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from api import context
 from api import coordinator as api
+from api import portal
 from api.console import render, session, worklist
 from api.console.session import CSRF_FIELD, SESSION_COOKIE, SIGNIN_COOKIE
 from api.problems import ApiError
@@ -373,6 +374,7 @@ async def _detail(
             "refused": refused,
             "unfinished": sorted(unfinished, key=lambda h: (h.ready_at, h.id)),
             "alternates": alternates,
+            "portal_links": portal.open_links(context.settings(request), state, now),
             "errors": errors or {},
             "done": request.query_params.get("done", ""),
             "temporal_ui": _temporal_ui(request, pathway_id),

@@ -8,6 +8,17 @@
     return t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName));
   }
 
+  // --- copy buttons (e.g. a portal page link): copy the named input's value ---------------------
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("button[data-copy]");
+    var field = button && document.getElementById(button.getAttribute("data-copy"));
+    if (!field) return;
+    field.select();
+    var done = function () { button.textContent = "Copied"; };
+    if (navigator.clipboard) navigator.clipboard.writeText(field.value).then(done, function () {});
+    else if (document.execCommand("copy")) done();
+  });
+
   // --- list navigation (worklist rows, inbox items) ---------------------------------------------
   function items() {
     return Array.prototype.slice.call(document.querySelectorAll("#worklist tr.row, #inbox li.esc"));
