@@ -25,9 +25,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
-from api import context
+from api import context, portal
 from api import coordinator as api
-from api import portal
 from api.console import render, session, worklist
 from api.console.session import CSRF_FIELD, SESSION_COOKIE, SIGNIN_COOKIE
 from api.problems import ApiError
