@@ -211,7 +211,7 @@ def check_questionnaire(body: dict[str, Any]) -> None:
 
 
 async def test_code_id_and_sort_search_a_providers_tasks(
-    client: httpx.AsyncClient, coordinator: dict[str, str], ortho: dict[str, str]
+    api: RunningApi, client: httpx.AsyncClient, coordinator: dict[str, str], ortho: dict[str, str]
 ) -> None:
     first = await _task(client, coordinator, ortho)
     second = await _task(client, coordinator, ortho)
@@ -220,6 +220,8 @@ async def test_code_id_and_sort_search_a_providers_tasks(
     by_ids = await _search(client, ortho, _id=both)
     assert sorted(e["resource"]["id"] for e in by_ids["entry"]) == sorted(both.split(","))
     assert by_ids["total"] == 2
+    hub = bearer(api.provider_token(HUB))
+    assert (await _search(client, hub, _id=both))["total"] == 0, "another provider's ids match nothing"
     for code in ("hip-replacement", f"{STEP_SYSTEM}|hip-replacement"):
         found = await _search(client, ortho, _id=both, code=code)
         assert found["total"] == 2
