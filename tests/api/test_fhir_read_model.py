@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from activities.store import EventStore
+from pathways.elements import Provider
 from pathways.events import HandoverRow, RecordBatch, TaskVersion
 from tests.activities.test_event_store import T0, handover, pathway
 
@@ -65,3 +67,13 @@ def test_task_history_is_every_recorded_version_newest_first(store: EventStore) 
     assert store.task_history("pw-1.gp-review.1")[0][1] == {"id": "x", "v": 4}
     assert [v for v, _ in store.task_history("pw-1.gp-review.1", limit=2)] == [4, 2]
     assert store.task_history("pw-2.gp-review.1") == []
+
+
+@pytest.mark.parametrize("code", ["rxq01", "RX", "RXQ-01", "ABCDEFGHI", ""])
+def test_a_providers_ods_code_must_look_like_one(code: str) -> None:
+    with pytest.raises(ValidationError, match="ods_code"):
+        Provider(id="p", name="P", ods_code=code)
+
+
+def test_ods_codes_of_trusts_sites_and_practices_are_accepted() -> None:
+    assert [Provider(id="p", name="P", ods_code=c).ods_code for c in ("RXH", "RXH01", "Y05123")]
