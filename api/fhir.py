@@ -1,8 +1,10 @@
-"""FHIR R4 for provider systems: read, search and update Tasks; read handover contracts.
+"""FHIR R4 for provider systems: read, search and update Tasks, read their history (and one
+version); read handover contracts.
 
 Reads of one Task are strongly consistent (a Query on its pathway); searches are served from the
 read model alone (each row keeps its Task as rendered at its latest version), so they may lag a
-change by a moment but cost one database read a page and answer while a worker is down.
+change by a moment but cost one database read a page and answer while a worker is down. History
+and vread are served from the Task versions the workflow recorded.
 A provider only ever sees its own handovers: another provider's Task is "not found", never
 "forbidden", so ids reveal nothing.
 """
