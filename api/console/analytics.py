@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
@@ -29,8 +29,10 @@ from pathways.analytics.report import Measures, Report
 from pathways.analytics.spc import Point, Rule, XmrChart
 from pathways.model import PathwayDefinition
 
+T = TypeVar("T")
 router = APIRouter(include_in_schema=False)
-templates.env.filters.update(secs=charts.seconds, pct=charts.percent, week=charts.week_label)
+templates.env.filters.update(secs=charts.seconds, pct=charts.percent, week=charts.week_label,
+                             moment=charts.moment)
 
 LONGEST_VALUE = 200
 """The API's own limit on an id or a date in the query."""
@@ -128,10 +130,12 @@ class View:
         self.filters = Filters.parse(request.query_params)
         self.errors = problems(self.filters, self.definitions)
         if need_definition and not self.errors and not self.filters.definition:
-            first = self.definitions[0].id if self.definitions else None
-            self.filters = replace(self.filters, definition=first)
+            if not self.definitions:
+                self.errors.append("Pathway: the catalogue has no definitions yet.")
+            else:
+                self.filters = replace(self.filters, definition=self.definitions[0].id)
 
-    def load(self, fetch: Callable[[Filters], Any]) -> Any:
+    def load(self, fetch: Callable[[Filters], T]) -> T | None:
         """The page's data from the API's functions, or None with the refusal in self.errors."""
         if self.errors:
             return None
@@ -142,8 +146,7 @@ class View:
             return None
 
     def report(self, provider: bool = True) -> Report | None:
-        f = self.filters
-        return self.load(lambda f=f: api.report_for(
+        return self.load(lambda f: api.report_for(
             self.request, f.definition, f.provider if provider else None, f.since, f.until))
 
     def render(self, name: str, values: dict[str, Any]) -> HTMLResponse:
@@ -184,9 +187,8 @@ def value_stream_page(request: Request) -> HTMLResponse:
     """One definition's value-stream map: steps in order with waiting and working time, flow
     efficiency, breach rate and handover gaps, the bottleneck highlighted; national standards."""
     view = View(request, need_definition=True)
-    f = view.filters
-    stream = view.load(lambda f=f: api.value_stream(
-        view.principal, request, f.definition, f.since, f.until))
+    stream = view.load(lambda f: api.value_stream(
+        view.principal, request, f.definition or "", f.since, f.until))
     report = view.report(provider=False) if stream is not None else None
     values: dict[str, Any] = {"stream": stream, "report": report}
     if stream is not None and report is not None:
@@ -246,11 +248,10 @@ def scorecard_page(request: Request) -> HTMLResponse:
     """Each provider's SLA attainment, breach rate, first-time-right, escalations per 100,
     reassignments, rejections and share of waiting; worst first (the bottleneck on top)."""
     view = View(request)
-    f = view.filters
     sort = request.query_params.get("sort", DEFAULT_SORT)
     if sort not in SCORE_COLUMNS:
         sort = DEFAULT_SORT
-    card = view.load(lambda f=f: api.providers(
+    card = view.load(lambda f: api.providers(
         view.principal, request, f.definition, f.provider, f.since, f.until))
     values: dict[str, Any] = {"card": card, "sort": sort, "columns": SCORE_COLUMNS,
                               "report": view.report() if card is not None else None}
@@ -355,8 +356,7 @@ def little_text(departure: float | None) -> str:
 def wip_page(request: Request) -> HTMLResponse:
     """Open handovers over time with arrivals and completions, and Little's law."""
     view = View(request)
-    f = view.filters
-    flow = view.load(lambda f=f: api.wip(
+    flow = view.load(lambda f: api.wip(
         view.principal, request, f.definition, f.provider, f.since, f.until))
     values: dict[str, Any] = {"flow": flow, "report": view.report() if flow else None}
     if flow is not None:
@@ -380,9 +380,8 @@ def export(request: Request) -> Response:
     kind = request.query_params.get("format", "csv")
     if kind not in {k.value for k in api.ExportFormat}:
         view.errors.append("Export: the format is csv, xes or ocel.")
-    f = view.filters
-    download = view.load(lambda f=f: api.export(
+    download: Response | None = view.load(lambda f: api.export(
         view.principal, request, api.ExportFormat(kind), f.definition, f.since, f.until))
     if download is None:
         return view.render("analytics.html", {"stream": None, "report": None})
-    return download  # type: ignore[no-any-return]
+    return download

@@ -10,7 +10,7 @@ numbered in the chart and explained in text by the page; colour never carries me
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from html import escape
 
 from markupsafe import Markup
@@ -38,6 +38,13 @@ def percent(value: float | None) -> str:
     return f"{share:.1f}%" if 0 < abs(share) < 10 else f"{share:.0f}%"
 
 
+def moment(value: datetime) -> str:
+    """A period's bound for people: '24 Aug 2026', or '23 Nov 2026 17:52 UTC' when not midnight."""
+    at = value.astimezone(UTC)
+    day = f"{at.day} {at.strftime('%b %Y')}"
+    return day if (at.hour, at.minute, at.second) == (0, 0, 0) else f"{day} {at:%H:%M} UTC"
+
+
 def week_label(monday: str) -> str:
     """'2026-10-05' as '5 Oct'."""
     day = date.fromisoformat(monday)
@@ -48,6 +55,23 @@ def _text(x: float, y: float, body: str, cls: str = "", anchor: str = "start") -
     klass = f' class="{cls}"' if cls else ""
     return (f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}"{klass}>'
             f"{escape(body)}</text>")
+
+
+def _spread(ys: Sequence[float], gap: float) -> list[float]:
+    """Label positions at least `gap` apart (pushed down in order), so labels of lines that lie
+    close together (a mean next to a limit) never print over each other."""
+    placed = list(ys)
+    order = sorted(range(len(ys)), key=lambda i: ys[i])
+    for before, after in zip(order, order[1:], strict=False):
+        placed[after] = max(placed[after], placed[before] + gap)
+    return placed
+
+
+def _ticks(n: int, most: int) -> list[int]:
+    """Indexes of at most about `most` axis labels, the last always, none crowding it."""
+    step = max(1, -(-n // most))
+    shown = [i for i in range(0, n, step) if n - 1 - i >= step / 2 or i == n - 1]
+    return shown if n - 1 in shown else [*shown, n - 1]
 
 
 def _open(cls: str, width: float, height: float, label: str, title: str,
@@ -166,7 +190,7 @@ def special_points(chart: XmrChart) -> list[tuple[int, Point]]:
 
 
 def xmr_svg(chart: XmrChart, title: str, fmt: Format, floor: float | None = 0.0,
-            width: int = 760, height: int = 300) -> Markup:
+            width: int = 960, height: int = 300) -> Markup:
     """Weekly values joined by a line, the mean (solid) and the process limits (dashed), each
     special-cause point enlarged, coloured by its variation and numbered as in the text."""
     left, right, top, bottom = 16.0, 190.0, 20.0, 44.0
@@ -190,20 +214,19 @@ def xmr_svg(chart: XmrChart, title: str, fmt: Format, floor: float | None = 0.0,
                                               if flagged else "common-cause variation only"))
     out = _open("xmr", width, height, label, title)
     out.append(f'<rect class="plot" x="{left}" y="{top}" width="{plot_w}" height="{plot_h}"/>')
-    for value, cls, name in ((chart.upper_limit, "limit", "Upper process limit"),
-                             (chart.mean, "mean", "Mean"),
-                             (lower, "limit", "Lower process limit")):
+    lines = ((chart.upper_limit, "limit", "Upper process limit"), (chart.mean, "mean", "Mean"),
+             (lower, "limit", "Lower process limit"))
+    labels = _spread([y(value) for value, _, _ in lines], 28)
+    for (value, cls, name), at in zip(lines, labels, strict=True):
         out.append(f'<line class="{cls}" x1="{left}" x2="{left + plot_w}" y1="{y(value):.1f}" '
                    f'y2="{y(value):.1f}"/>')
-        out.append(_text(left + plot_w + 8, y(value) - 2, name, "axis-name"))
-        out.append(_text(left + plot_w + 8, y(value) + 12, fmt(value), "axis-value"))
+        out.append(_text(left + plot_w + 8, at - 2, name, "axis-name"))
+        out.append(_text(left + plot_w + 8, at + 12, fmt(value), "axis-value"))
     path = " ".join(f"{'M' if i == 0 else 'L'}{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values))
     out.append(f'<path class="series" d="{path}"/>')
-    step = max(1, -(-n // 10))  # at most about ten week labels
-    for i, point in enumerate(chart.points):
-        if i % step == 0 or i == n - 1:
-            out.append(_text(x(i), height - bottom + 18, week_label(point.label), "tick",
-                             "middle"))
+    for i in _ticks(n, 10):
+        out.append(_text(x(i), height - bottom + 18, week_label(chart.points[i].label), "tick",
+                         "middle"))
     numbers = {id(p): k for k, p in flagged}
     for i, point in enumerate(chart.points):
         rules = " ".join(r.value for r in point.rules)
@@ -226,7 +249,7 @@ def xmr_svg(chart: XmrChart, title: str, fmt: Format, floor: float | None = 0.0,
 
 # --- work in progress ---------------------------------------------------------------------------
 def wip_svg(points: Sequence[WipPoint], predicted: float | None, title: str,
-            width: int = 760, height: int = 320) -> Markup:
+            width: int = 960, height: int = 320) -> Markup:
     """Open handovers at the end of each day (line), Little's law's predicted mean WIP (dashed),
     and under it each day's arrivals (solid bars) and completions (hatched bars)."""
     left, right, top = 16.0, 190.0, 20.0
@@ -252,12 +275,15 @@ def wip_svg(points: Sequence[WipPoint], predicted: float | None, title: str,
         path = " ".join(f"{'M' if i == 0 else 'L'}{x(i):.1f},{y(p.wip):.1f}"
                         for i, p in enumerate(points))
         out.append(f'<path class="series" d="{path}"/>')
-    for value, cls, name in ((high, "grid", "Most"), (observed, "mean", "Observed mean"),
-                             *(((predicted, "limit", "Little's law"),) if predicted is not None
-                               else ())):
+    lines = [(high, "grid", f"Most {high:.0f}"),
+             (observed, "mean", f"Observed mean {observed:.1f}")]
+    if predicted is not None:
+        lines.append((predicted, "limit", f"Little's law {predicted:.1f}"))
+    labels = _spread([y(value) + 4 for value, _, _ in lines], 15)
+    for (value, cls, name), at in zip(lines, labels, strict=True):
         out.append(f'<line class="{cls}" x1="{left}" x2="{left + plot_w}" y1="{y(value):.1f}" '
                    f'y2="{y(value):.1f}"/>')
-        out.append(_text(left + plot_w + 8, y(value) + 4, f"{name} {value:.1f}", "axis-name"))
+        out.append(_text(left + plot_w + 8, at, name, "axis-name"))
     base = top + wip_h + between + bars_h
     out.append(_text(left, top + wip_h + between - 8, "Arrivals and completions per day",
                      "axis-name"))
@@ -272,9 +298,7 @@ def wip_svg(points: Sequence[WipPoint], predicted: float | None, title: str,
                            f'y="{base - h:.1f}" width="{bar:.1f}" height="{h:.1f}"{fill}/>')
     out.append(f'<line class="grid" x1="{left}" x2="{left + plot_w}" y1="{base}" y2="{base}"/>')
     out.append(_text(left + plot_w + 8, base - bars_h + 8, f"Most {flow_high} a day", "axis-name"))
-    step = max(1, -(-n // 8))
-    for i, point in enumerate(points):
-        if i % step == 0 or i == n - 1:
-            out.append(_text(x(i), base + 18, week_label(point.day), "tick", "middle"))
+    for i in _ticks(n, 8):
+        out.append(_text(x(i), base + 18, week_label(points[i].day), "tick", "middle"))
     out.append("</svg>")
     return Markup("".join(out))
