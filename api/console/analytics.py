@@ -383,5 +383,6 @@ def export(request: Request) -> Response:
     download: Response | None = view.load(lambda f: api.export(
         view.principal, request, api.ExportFormat(kind), f.definition, f.since, f.until))
     if download is None:
-        return view.render("analytics.html", {"stream": None, "report": None})
+        return view.render("analytics.html", {"stream": None, "report": None,
+                                              "action": "/analytics"})
     return download

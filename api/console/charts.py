@@ -91,10 +91,13 @@ def _open(cls: str, width: float, height: float, label: str, title: str,
 
 
 # --- value-stream map ---------------------------------------------------------------------------
-BOX_W, BOX_H, GAP_W, TOP = 200.0, 132.0, 84.0, 34.0
+BOX_W, BOX_H, GAP_W, TOP, ROW_H = 184.0, 132.0, 70.0, 34.0, 244.0
+ONE_ROW = 5
+"""Up to this many steps on one row; longer chains wrap four to a row, so the map fits a laptop
+screen (arrows at a row's ends carry the flow on to the next row)."""
 
 
-def _wrap(title: str, width: int = 26) -> list[str]:
+def _wrap(title: str, width: int = 20) -> list[str]:
     """A step title on at most two lines of about `width` characters."""
     lines: list[str] = [""]
     for word in title.split():
@@ -114,54 +117,62 @@ def value_stream_svg(steps: Sequence[tuple[str, str, Measures | None, bool]],
     into waiting (hatched) and working (solid), to one scale. `steps` are (id, title, measures,
     bottleneck); the bottleneck's box is drawn heavier and labelled."""
     n = len(steps)
-    width = 20 + n * BOX_W + max(n - 1, 0) * GAP_W
-    height = TOP + BOX_H + 74
+    per_row = n if n <= ONE_ROW else ONE_ROW - 1
+    rows = -(-n // max(per_row, 1))
+    margin = GAP_W if rows > 1 else 10.0
+    width = 2 * margin + per_row * BOX_W + max(per_row - 1, 0) * GAP_W
+    height = rows * ROW_H
     longest = max((m.lead.mean or 0.0 for _, _, m, _ in steps if m is not None), default=0.0)
     bottleneck = next((t for _, t, _, b in steps if b), None)
     label = f"{title}: {n} steps in order" + (
         f"; the bottleneck is {bottleneck}" if bottleneck else "")
     out = _open("value-stream", width, height, label, title, hatch=True)
     for i, (step_id, step_title, measures, is_bottleneck) in enumerate(steps):
-        x = 10 + i * (BOX_W + GAP_W)
+        row, col = divmod(i, per_row)
+        x, top = margin + col * (BOX_W + GAP_W), TOP + row * ROW_H
         klass = "vs-step" + (" bottleneck" if is_bottleneck else "") + (
             " idle" if measures is None or measures.handovers == 0 else "")
         out.append(f'<g class="{klass}" data-step="{escape(step_id)}">')
         if is_bottleneck:
-            out.append(_text(x + BOX_W / 2, TOP - 12, "▼ Bottleneck: most waiting", "vs-flag",
+            out.append(_text(x + BOX_W / 2, top - 12, "▼ Bottleneck: most waiting", "vs-flag",
                              "middle"))
-        out.append(f'<rect x="{x:.1f}" y="{TOP}" width="{BOX_W}" height="{BOX_H}" rx="6"/>')
+        out.append(f'<rect x="{x:.1f}" y="{top}" width="{BOX_W}" height="{BOX_H}" rx="6"/>')
         for j, line in enumerate(_wrap(step_title)):
-            out.append(_text(x + 10, TOP + 20 + j * 16, line, "vs-title"))
+            out.append(_text(x + 10, top + 20 + j * 16, line, "vs-title"))
         if measures is None or measures.handovers == 0:
-            out.append(_text(x + 10, TOP + 72, "No handovers", "vs-line"))
-            out.append(_text(x + 10, TOP + 90, "in the period", "vs-line"))
+            out.append(_text(x + 10, top + 72, "No handovers", "vs-line"))
+            out.append(_text(x + 10, top + 90, "in the period", "vs-line"))
         else:
-            rows = [("Waiting", seconds(measures.waiting.mean)),
-                    ("Working", seconds(measures.working.mean)),
-                    ("Flow efficiency", percent(measures.flow_efficiency)),
-                    ("Breach rate", percent(measures.breach_rate))]
-            for j, (name, value) in enumerate(rows):
-                y = TOP + 58 + j * 18
+            lines = [("Waiting", seconds(measures.waiting.mean)),
+                     ("Working", seconds(measures.working.mean)),
+                     ("Flow efficiency", percent(measures.flow_efficiency)),
+                     ("Breach rate", percent(measures.breach_rate))]
+            for j, (name, value) in enumerate(lines):
+                y = top + 58 + j * 18
                 out.append(_text(x + 10, y, name, "vs-line"))
                 out.append(_text(x + BOX_W - 10, y, value, "vs-value", "end"))
-            out.append(_lead_bar(x, TOP + BOX_H + 16, measures, longest))
+            out.append(_lead_bar(x, top + BOX_H + 16, measures, longest))
         out.append("</g>")
         if i + 1 < n:
-            gap = steps[i + 1][2]
-            out.append(_arrow(x + BOX_W, gap))
+            following = steps[i + 1][2]
+            if col + 1 < per_row:
+                out.append(_arrow(x + BOX_W, top, following))
+            else:  # the row ends: out at its right, in again at the next row's left
+                out.append(_arrow(x + BOX_W, top, None, "next row"))
+                out.append(_arrow(0.0, top + ROW_H, following))
     out.append("</svg>")
     return Markup("".join(out))
 
 
-def _arrow(left: float, following: Measures | None) -> str:
-    y = TOP + BOX_H / 2
+def _arrow(left: float, top: float, following: Measures | None, note: str = "") -> str:
+    y = top + BOX_H / 2
     start, end = left + 6, left + GAP_W - 6
     gap = following.gap.mean if following is not None else None
     return "".join([
         f'<g class="vs-gap"><line x1="{start:.1f}" y1="{y:.1f}" x2="{end - 8:.1f}" y2="{y:.1f}"/>',
         f'<path d="M{end - 9:.1f},{y - 5:.1f} L{end:.1f},{y:.1f} L{end - 9:.1f},{y + 5:.1f} Z"/>',
-        _text(left + GAP_W / 2, y - 10, "gap", "vs-gap-name", "middle"),
-        _text(left + GAP_W / 2, y + 20, seconds(gap), "vs-gap-value", "middle"),
+        _text(left + GAP_W / 2, y - 10, "" if note else "gap", "vs-gap-name", "middle"),
+        _text(left + GAP_W / 2, y + 20, note or seconds(gap), "vs-gap-value", "middle"),
         "</g>",
     ])
 
