@@ -400,6 +400,11 @@ async def test_bad_filters_show_the_form_with_the_problem(seeded: Served) -> Non
 
 
 async def test_an_empty_store_gives_empty_states(empty: Served) -> None:
+    async with httpx.AsyncClient(base_url=empty.base, timeout=30) as anonymous:
+        for path in ("/analytics", "/analytics/providers", "/analytics/spc", "/analytics/wip"):
+            response = await anonymous.get(path, params={"definition": UCR})
+            assert response.status_code == 303, path
+            assert response.headers["location"].startswith("/signin?next=%2Fanalytics"), path
     client = await signed_in(empty)
     for path, message in (("/analytics", "No handovers of Two-hour urgent community response"),
                           ("/analytics/providers", "No provider held a handover"),
