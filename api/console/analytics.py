@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import date
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -152,7 +151,10 @@ class View:
     def render(self, name: str, values: dict[str, Any]) -> HTMLResponse:
         f = self.filters
         chosen = next((d for d in self.definitions if d.id == f.definition), None)
+        every = providers_of(self.definitions)
         names = providers_of([chosen] if chosen else self.definitions)
+        if f.provider in every:  # a provider of another pathway stays chosen, shown by name
+            names.setdefault(f.provider, every[f.provider])
         since, since_type = date_value(f.since)
         until, until_type = date_value(f.until)
         report: Report | None = values.get("report")
@@ -162,7 +164,7 @@ class View:
             "filters": f,
             "definitions": self.definitions,
             "definition": chosen,
-            "provider_names": providers_of(self.definitions),
+            "provider_names": every,
             "provider_choices": sorted(names.items(), key=lambda kv: kv[1].lower()),
             "since_value": since, "since_type": since_type,
             "until_value": until, "until_type": until_type,
@@ -174,7 +176,6 @@ class View:
             "query": f.query(),
             "exports": [(kind, "/analytics/export?" + urlencode(
                 {"format": kind, **f.params(provider=None)})) for kind in ("csv", "xes", "ocel")],
-            "today": date.today().isoformat(),
         }
         return page(self.request, name, base | values, 400 if self.errors else 200)
 
@@ -226,7 +227,8 @@ SCORE_COLUMNS: dict[str, tuple[str, Callable[[Measures, Ranked | None], Any], bo
 DEFAULT_SORT = "waiting"
 
 
-def ordered(providers: list[Measures], ranking: dict[str, Ranked], sort: str) -> list[Measures]:
+def ordered(providers: list[Measures], ranking: dict[str, Ranked], sort: str,
+            names: Mapping[str, str]) -> list[Measures]:
     """Worst first on the column (providers by name when sorting by provider), none last; ties
     in bottleneck order."""
     _, value, larger_worse = SCORE_COLUMNS[sort]
@@ -235,7 +237,7 @@ def ordered(providers: list[Measures], ranking: dict[str, Ranked], sort: str) ->
         v = value(m, ranking.get(m.key))
         rank = ranking[m.key].rank if m.key in ranking else len(ranking) + 1
         if sort == "provider":
-            return (0, str(v).lower(), rank)
+            return (0, names.get(m.key, m.key).lower(), rank)
         if v is None:
             return (1, 0, rank)
         return (0, -v if larger_worse else v, rank)
@@ -257,7 +259,9 @@ def scorecard_page(request: Request) -> HTMLResponse:
                               "report": view.report() if card is not None else None}
     if card is not None:
         ranking = {r.key: r for r in card.ranking}
-        values |= {"rows": ordered(list(card.providers), ranking, sort), "ranking": ranking}
+        names = providers_of(view.definitions)
+        values |= {"rows": ordered(list(card.providers), ranking, sort, names),
+                   "ranking": ranking}
     return view.render("analytics_providers.html", values)
 
 
