@@ -45,4 +45,4 @@ swagger-ui:
 
 # Refresh the README's console screenshots (the browser tests take them).
 screenshots: $(STAMP)
-	PATHWAYS_SCREENSHOTS_DIR=docs/screenshots $(BIN)/pytest -q tests/console/test_console_browser.py
+	PATHWAYS_SCREENSHOTS_DIR=docs/screenshots $(BIN)/pytest -q tests/console/test_console_browser.py tests/console/test_analytics_console.py

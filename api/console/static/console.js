@@ -73,7 +73,7 @@
     var key = event.key;
     if (pendingG) {
       pendingG = false;
-      var go = { w: "/", e: "/escalations", s: "/start", c: "/catalogue" }[key];
+      var go = { w: "/", e: "/escalations", s: "/start", c: "/catalogue", a: "/analytics" }[key];
       if (go) { window.location.href = go; event.preventDefault(); }
       return;
     }
