@@ -8,6 +8,7 @@ down gracefully on SIGTERM/SIGINT: no new tasks are polled, running ones finish.
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,14 @@ from contextlib import asynccontextmanager
 import httpx
 import structlog
 from temporalio.client import Client
-from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    PrometheusConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
 from temporalio.worker import Worker
 
 from activities.pathway_activities import PathwayActivities, StoreStatus
@@ -32,6 +40,36 @@ from workflows.sandbox import RUNNER
 log = structlog.get_logger("pathways.worker")
 
 
+SERVICE_NAME = "pathways-worker"
+"""The `service_name` label on every metric the worker exports (SDK and domain alike), so
+dashboards tell its series from other Temporal SDK users' (the SDK's default is
+`temporal-core-sdk`)."""
+
+CORE_LOGGER = logging.getLogger("temporalio.core")
+"""Where the SDK core's (Rust) log lines go: through the process's logging, so they follow
+PATHWAYS_LOG_FORMAT like every other line instead of core's own console format."""
+
+
+def telemetry(settings: Settings, metrics: PrometheusConfig | None = None) -> TelemetryConfig:
+    """Core logs forwarded to Python logging (WARN and up, DEBUG with PATHWAYS_LOG_LEVEL=DEBUG);
+    metrics, when exported, labelled service_name=pathways-worker (only once: the SDK's own
+    service_name label would otherwise be repeated, which Prometheus refuses)."""
+    core_level = "DEBUG" if settings.log_level.upper() == "DEBUG" else "WARN"
+    forwarding = LogForwardingConfig(
+        logger=CORE_LOGGER, append_target_to_name=False, prepend_target_on_message=False,
+        append_log_fields_to_message=False,  # fields become JSON keys (pathways.logs)
+    )
+    return TelemetryConfig(
+        logging=LoggingConfig(
+            filter=TelemetryFilter(core_level=core_level, other_level="ERROR"),
+            forwarding=forwarding,
+        ),
+        metrics=metrics,
+        global_tags={"service_name": SERVICE_NAME},
+        attach_service_name=False,
+    )
+
+
 def metrics_runtime(settings: Settings) -> Runtime | None:
     """A runtime exporting SDK and domain metrics to Prometheus, or None when disabled.
 
@@ -42,10 +80,15 @@ def metrics_runtime(settings: Settings) -> Runtime | None:
         return None
     bind = f"{settings.metrics_host}:{settings.metrics_port}"
     try:
-        return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind)))
+        return Runtime(telemetry=telemetry(settings, PrometheusConfig(bind_address=bind)))
     except ValueError as error:  # "Failed starting Prometheus exporter: Address already in use"
         _port_unavailable("metrics", bind, "PATHWAYS_METRICS_PORT", error)
         return None
+
+
+def logging_runtime(settings: Settings) -> Runtime:
+    """A runtime without metrics whose core logs still follow PATHWAYS_LOG_FORMAT."""
+    return Runtime(telemetry=telemetry(settings))
 
 
 async def health_endpoint(
@@ -102,7 +145,8 @@ async def running_worker(
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run until `stop` is set or SIGTERM/SIGINT arrives."""
     stop = stop or _stop_on_signals()
-    runtime = metrics_runtime(settings)
+    metered = metrics_runtime(settings)
+    runtime = metered or logging_runtime(settings)
     client = await connect_or_fail(settings, runtime=runtime)
     store_status = StoreStatus()
     async with running_worker(client, settings, store_status):
@@ -110,7 +154,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         reconcile_store = EventStore(settings.event_store)
         reconciler = asyncio.ensure_future(reconcile_forever(client, reconcile_store))
         gauges = asyncio.ensure_future(
-            refresh_forever(runtime.metric_meter, reconcile_store) if runtime else asyncio.sleep(0)
+            refresh_forever(metered.metric_meter, reconcile_store) if metered else asyncio.sleep(0)
         )
         log.info(
             "worker started",
