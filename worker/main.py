@@ -8,7 +8,6 @@ down gracefully on SIGTERM/SIGINT: no new tasks are polled, running ones finish.
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,14 +16,7 @@ from contextlib import asynccontextmanager
 import httpx
 import structlog
 from temporalio.client import Client
-from temporalio.runtime import (
-    LogForwardingConfig,
-    LoggingConfig,
-    PrometheusConfig,
-    Runtime,
-    TelemetryConfig,
-    TelemetryFilter,
-)
+from temporalio.runtime import PrometheusConfig, Runtime
 from temporalio.worker import Worker
 
 from activities.pathway_activities import PathwayActivities, StoreStatus
@@ -34,40 +26,11 @@ from worker.connection import connect_or_fail
 from worker.health import HealthServer, serve_health
 from worker.metrics import refresh_forever
 from worker.reconcile import reconcile_forever
+from worker.telemetry import logging_runtime, telemetry
 from workflows.pathway import PathwayWorkflow
 from workflows.sandbox import RUNNER
 
 log = structlog.get_logger("pathways.worker")
-
-
-SERVICE_NAME = "pathways-worker"
-"""The `service_name` label on every metric the worker exports (SDK and domain alike), so
-dashboards tell its series from other Temporal SDK users' (the SDK's default is
-`temporal-core-sdk`)."""
-
-CORE_LOGGER = logging.getLogger("temporalio.core")
-"""Where the SDK core's (Rust) log lines go: through the process's logging, so they follow
-PATHWAYS_LOG_FORMAT like every other line instead of core's own console format."""
-
-
-def telemetry(settings: Settings, metrics: PrometheusConfig | None = None) -> TelemetryConfig:
-    """Core logs forwarded to Python logging (WARN and up, DEBUG with PATHWAYS_LOG_LEVEL=DEBUG);
-    metrics, when exported, labelled service_name=pathways-worker (only once: the SDK's own
-    service_name label would otherwise be repeated, which Prometheus refuses)."""
-    core_level = "DEBUG" if settings.log_level.upper() == "DEBUG" else "WARN"
-    forwarding = LogForwardingConfig(
-        logger=CORE_LOGGER, append_target_to_name=False, prepend_target_on_message=False,
-        append_log_fields_to_message=False,  # fields become JSON keys (pathways.logs)
-    )
-    return TelemetryConfig(
-        logging=LoggingConfig(
-            filter=TelemetryFilter(core_level=core_level, other_level="ERROR"),
-            forwarding=forwarding,
-        ),
-        metrics=metrics,
-        global_tags={"service_name": SERVICE_NAME},
-        attach_service_name=False,
-    )
 
 
 def metrics_runtime(settings: Settings) -> Runtime | None:
@@ -84,11 +47,6 @@ def metrics_runtime(settings: Settings) -> Runtime | None:
     except ValueError as error:  # "Failed starting Prometheus exporter: Address already in use"
         _port_unavailable("metrics", bind, "PATHWAYS_METRICS_PORT", error)
         return None
-
-
-def logging_runtime(settings: Settings) -> Runtime:
-    """A runtime without metrics whose core logs still follow PATHWAYS_LOG_FORMAT."""
-    return Runtime(telemetry=telemetry(settings))
 
 
 async def health_endpoint(
@@ -147,6 +105,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     stop = stop or _stop_on_signals()
     metered = metrics_runtime(settings)
     runtime = metered or logging_runtime(settings)
+    Runtime.set_default(runtime, error_if_already_set=False)  # any other client in the process
     client = await connect_or_fail(settings, runtime=runtime)
     store_status = StoreStatus()
     async with running_worker(client, settings, store_status):
