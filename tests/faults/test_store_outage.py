@@ -134,8 +134,11 @@ async def test_event_store_unavailable_for_a_while_then_back(
     try:
         await drive.start_pathways()
         drive.run_providers()
-        while len(drive.traffic.completed) < PATHWAYS:  # a third of the handovers done
+        for _ in range(300):  # a third of the handovers done
+            if len(drive.traffic.completed) >= PATHWAYS:
+                break
             await asyncio.sleep(0.2)
+        assert drive.traffic.completed, "no handover was completed before the outage"
         done_task = next(iter(drive.traffic.completed))
         await asyncio.to_thread(database.down)
         began = time.monotonic()
