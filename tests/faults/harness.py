@@ -335,11 +335,13 @@ class Traffic:
     unexplained: list[str] = field(default_factory=list)
     unavailable: Counter[str] = field(default_factory=Counter)
     """What each 503 said (its message), so a test can check it told the truth."""
+    without_retry_after: int = 0
 
     def saw(self, response: httpx.Response) -> None:
         self.statuses[response.status_code] += 1
         if response.status_code == 503:
             self.unavailable[_message(response)] += 1
+            self.without_retry_after += "retry-after" not in response.headers
 
 
 class Drive:
