@@ -26,7 +26,7 @@ from worker.connection import connect_or_fail
 from worker.health import HealthServer, serve_health
 from worker.metrics import refresh_forever
 from worker.reconcile import reconcile_forever
-from worker.telemetry import logging_runtime, telemetry
+from worker.telemetry import logging_runtime, structured_sdk_logs, telemetry
 from workflows.pathway import PathwayWorkflow
 from workflows.sandbox import RUNNER
 
@@ -103,6 +103,7 @@ async def running_worker(
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run until `stop` is set or SIGTERM/SIGINT arrives."""
     stop = stop or _stop_on_signals()
+    structured_sdk_logs()
     metered = metrics_runtime(settings)
     runtime = metered or logging_runtime(settings)
     Runtime.set_default(runtime, error_if_already_set=False)  # any other client in the process

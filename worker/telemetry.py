@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from temporalio import activity, workflow
 from temporalio.runtime import (
     LogForwardingConfig,
     LoggingConfig,
@@ -59,3 +60,10 @@ def core_logs_follow_settings(settings: Settings) -> None:
     """Make the SDK's default runtime (used by every client made without one: the API, setup,
     start) forward core logs, before any client is made."""
     Runtime.set_default(logging_runtime(settings), error_if_already_set=False)
+
+
+def structured_sdk_logs() -> None:
+    """The SDK's workflow and activity loggers keep their ids as record extras (keys of a JSON
+    line, see pathways.logs) instead of also appending them to every message as text."""
+    workflow.logger.workflow_info_on_message = False
+    activity.logger.activity_info_on_message = False

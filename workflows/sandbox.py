@@ -4,10 +4,10 @@
 validation uses, reads os.environ at import): importing them once, outside the sandbox, is both
 safe and much faster than re-importing them for every workflow run.
 
-The logging renderers (structlog, and rich, which structlog's console renderer uses to format
-tracebacks) run inside the sandbox whenever the SDK logs a workflow task failure from there: they
-are passed through, or their first import (rich reads os.getcwd()) raises
-RestrictedWorkflowAccessError and hides the failure being logged.
+The logging renderers (structlog, and rich, which structlog can use to format tracebacks) run
+inside the sandbox whenever the SDK logs a workflow task failure from there: they are passed
+through, or a first import there (rich reads os.getcwd()) raises RestrictedWorkflowAccessError
+and hides the failure being logged.
 """
 
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions

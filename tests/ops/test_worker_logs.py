@@ -74,6 +74,10 @@ async def test_json_worker_output_is_all_json_core_lines_included(
     failed = [line for line in lines if line["event"].startswith("Failed activation")]
     assert failed and "ValidationError" in failed[0]["exception"], failed
     assert "Traceback (most recent call last)" in failed[0]["exception"]
+    # the SDK's ids as keys of the line, not text appended to its message
+    assert failed[0]["workflow_id"].startswith("broken-"), failed[0]
+    assert failed[0]["workflow_type"] == "PathwayWorkflow"
+    assert "{" not in failed[0]["event"], failed[0]["event"]
     assert "RestrictedWorkflowAccessError" not in text
 
 
@@ -85,3 +89,4 @@ async def test_a_failed_workflow_task_shows_its_real_exception_on_the_console(
     assert "ValidationError" in text, text[-3000:]
     assert "RestrictedWorkflowAccessError" not in text, text[-3000:]
     assert "Logging error" not in text, text[-3000:]
+    assert "DeadlockError" not in text, text[-3000:]
