@@ -10,7 +10,9 @@ import structlog
 _configured = False
 
 
-_RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+_RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {
+    "message", "asctime", "color_message",  # uvicorn's ANSI copy of its message
+}
 _SDK_DETAILS = ("temporal_workflow", "temporal_activity")
 """Dicts of ids (workflow id, run id, type, attempt) the Temporal SDK's loggers attach."""
 
