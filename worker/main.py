@@ -106,7 +106,6 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     structured_sdk_logs()
     metered = metrics_runtime(settings)
     runtime = metered or logging_runtime(settings)
-    Runtime.set_default(runtime, error_if_already_set=False)  # any other client in the process
     client = await connect_or_fail(settings, runtime=runtime)
     store_status = StoreStatus()
     async with running_worker(client, settings, store_status):
