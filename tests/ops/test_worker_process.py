@@ -9,7 +9,7 @@ import httpx
 from temporalio.testing import WorkflowEnvironment
 
 from pathways.settings import Settings
-from pathways.state import TaskStatus
+from pathways.state import Patient, TaskStatus
 from tests.ops.processes import PATHWAYS, env_for, free_port
 from tests.workflows.support import TWO_DAY, provider, refused, start, state_of, wait_until
 
@@ -64,7 +64,7 @@ async def test_worker_serves_health_and_metrics_and_stops_cleanly(
     assert "9990000" not in stdout + stderr
 
 
-def _patient():  # type: ignore[no-untyped-def]
+def _patient() -> Patient:
     from pathways.demo import DEMO_PATIENTS
 
     return DEMO_PATIENTS[3]
