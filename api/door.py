@@ -20,7 +20,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.problems import ApiError, error_response
+from api.problems import STORE_DOWN, ApiError, error_response, unavailable
 from api.tokens import TokenStore
 from pathways.settings import Settings
 
@@ -108,7 +108,11 @@ class Door:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, ["a bearer token is required (Authorization: Bearer <token>)"])
-        principal = await asyncio.to_thread(self.tokens.authenticate, token.strip())
+        try:
+            principal = await asyncio.to_thread(self.tokens.authenticate, token.strip())
+        except STORE_DOWN:  # the tokens live in the event store; nothing was read or changed
+            raise unavailable("the event store is unavailable: nothing was changed; "
+                              "retry in a few seconds") from None
         if principal is None:
             raise ApiError(401, ["the bearer token is unknown or revoked"])
         scope.setdefault("state", {})["principal"] = principal

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy import exc as sql
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pathways.commands import Refusal
@@ -94,6 +95,27 @@ def outcome_unknown() -> ApiError:
     return ApiError(
         503,
         [f"{OUTCOME_UNKNOWN} (the pathway engine did not confirm the change in time; "
+         "the same request is applied at most once)"],
+        {"Retry-After": "5"},
+    )
+
+
+STORE_DOWN = (sql.OperationalError, sql.InterfaceError, sql.DisconnectionError, sql.TimeoutError)
+"""The event store not answering (connection refused or dropped, pool exhausted, database
+locked): an outage, not a bug, so 503 and a retry rather than 500."""
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def store_unavailable(method: str) -> ApiError:
+    """503 while the event store is down: a read changed nothing; a write may have reached the
+    engine before the store failed, so its outcome is unknown and the same request is retried."""
+    if method in SAFE_METHODS:
+        return unavailable("the event store is unavailable: nothing was changed; "
+                           "retry in a few seconds")
+    return ApiError(
+        503,
+        [f"{OUTCOME_UNKNOWN} (the event store did not answer; "
          "the same request is applied at most once)"],
         {"Retry-After": "5"},
     )
@@ -183,6 +205,10 @@ def install(app: FastAPI) -> None:
     async def contain_bugs(request: Request, call_next: Any) -> Any:
         try:
             return await call_next(request)
+        except STORE_DOWN as error:
+            log.warning("event store unavailable", path=request.url.path,
+                        error_type=type(error).__name__)
+            return error_response(request, store_unavailable(request.method))
         except Exception as error:  # a bug: its message or traceback could quote patient data
             log.error("request failed", path=request.url.path, error_type=type(error).__name__)
             return error_response(request, ApiError(500, ["internal error"]))

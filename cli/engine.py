@@ -14,7 +14,10 @@ from pathways.settings import Settings
 
 
 def _ready(settings: Settings) -> Settings:
+    from worker.telemetry import core_logs_follow_settings
+
     configure_logging(settings.log_format, settings.log_level)
+    core_logs_follow_settings(settings)  # the SDK core's lines in the same format
     return settings
 
 

@@ -10,19 +10,56 @@ import structlog
 _configured = False
 
 
+_RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {
+    "message", "asctime", "color_message",  # uvicorn's ANSI copy of its message
+}
+_SDK_DETAILS = ("temporal_workflow", "temporal_activity")
+"""Dicts of ids (workflow id, run id, type, attempt) the Temporal SDK's loggers attach."""
+
+
+def _sdk_fields(
+    _logger: object, _name: str, event: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """A stdlib record's extras as keys of the line: what code passed in `extra=`, the Temporal
+    SDK's workflow and activity ids, and for a line forwarded from the SDK core (its record
+    carries `temporal_log`) the core's target and fields, rather than text in the message."""
+    record = event.get("_record")
+    if record is None:
+        return event
+    for key, value in record.__dict__.items():
+        if key in _SDK_DETAILS and isinstance(value, dict):
+            for name, detail in value.items():
+                event.setdefault(name, detail)
+        elif key not in _RECORD_ATTRIBUTES and key != "temporal_log" and not key.startswith("_"):
+            event.setdefault(key, value)
+    core = getattr(record, "temporal_log", None)
+    if core is not None:
+        event["target"] = core.target
+        for key, value in (getattr(core, "fields", None) or {}).items():
+            event.setdefault(key, value)
+    return event
+
+
 def configure_logging(log_format: str = "auto", level: str = "INFO") -> None:
     """Route structlog and stdlib logging through one renderer (idempotent)."""
     global _configured
     if _configured:
         return
     use_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
-    renderer = (
-        structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer()
+    # A traceback is plain text (one string member of a JSON line): structlog's default rich
+    # traceback prints every frame's local variables (patient data) and, rendered inside the
+    # workflow sandbox when the SDK logs a failed workflow task, took longer than the SDK's
+    # 2 s deadlock limit, turning the real failure into a _DeadlockError.
+    renderers: list[structlog.types.Processor] = (
+        [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+        if use_json
+        else [structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)]
     )
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _sdk_fields,
     ]
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -34,11 +71,12 @@ def configure_logging(log_format: str = "auto", level: str = "INFO") -> None:
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderers],
         )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
+    logging.captureWarnings(True)  # Python warnings too are lines in the chosen format
     _configured = True

@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 import httpx
 import structlog
 from temporalio.client import Client
-from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.runtime import PrometheusConfig, Runtime
 from temporalio.worker import Worker
 
 from activities.pathway_activities import PathwayActivities, StoreStatus
@@ -26,6 +26,7 @@ from worker.connection import connect_or_fail
 from worker.health import HealthServer, serve_health
 from worker.metrics import refresh_forever
 from worker.reconcile import reconcile_forever
+from worker.telemetry import logging_runtime, structured_sdk_logs, telemetry
 from workflows.pathway import PathwayWorkflow
 from workflows.sandbox import RUNNER
 
@@ -42,7 +43,7 @@ def metrics_runtime(settings: Settings) -> Runtime | None:
         return None
     bind = f"{settings.metrics_host}:{settings.metrics_port}"
     try:
-        return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind)))
+        return Runtime(telemetry=telemetry(settings, PrometheusConfig(bind_address=bind)))
     except ValueError as error:  # "Failed starting Prometheus exporter: Address already in use"
         _port_unavailable("metrics", bind, "PATHWAYS_METRICS_PORT", error)
         return None
@@ -102,7 +103,9 @@ async def running_worker(
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run until `stop` is set or SIGTERM/SIGINT arrives."""
     stop = stop or _stop_on_signals()
-    runtime = metrics_runtime(settings)
+    structured_sdk_logs()
+    metered = metrics_runtime(settings)
+    runtime = metered or logging_runtime(settings)
     client = await connect_or_fail(settings, runtime=runtime)
     store_status = StoreStatus()
     async with running_worker(client, settings, store_status):
@@ -110,7 +113,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         reconcile_store = EventStore(settings.event_store)
         reconciler = asyncio.ensure_future(reconcile_forever(client, reconcile_store))
         gauges = asyncio.ensure_future(
-            refresh_forever(runtime.metric_meter, reconcile_store) if runtime else asyncio.sleep(0)
+            refresh_forever(metered.metric_meter, reconcile_store) if metered else asyncio.sleep(0)
         )
         log.info(
             "worker started",

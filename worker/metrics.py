@@ -69,13 +69,25 @@ CLOSED_OUTSIDE = GaugeSpec(
     "pathways_closed_outside",
     "Pathways whose workflow Temporal terminated or failed before they finished, by definition",
 )
+ATTENTION_RECORDED = GaugeSpec(
+    "pathways_attention_recorded",
+    "Escalations, SLA breaches, refused and failed deliveries in the event log, by definition "
+    "and kind: a running total from the store, so a worker restart does not reset it (delta())",
+)
 REFRESHED = GaugeSpec(
     "pathways_metrics_refreshed_timestamp_seconds",
     "Unix time of the last successful read of these gauges from the event store",
     "s",
 )
 ALL = (OPEN_PATHWAYS, OPEN_ESCALATIONS, OLDEST_ESCALATION, HANDOVERS_WAITING,
-       NOTIFICATIONS_FAILED, CLOSED_OUTSIDE, REFRESHED)
+       NOTIFICATIONS_FAILED, CLOSED_OUTSIDE, ATTENTION_RECORDED, REFRESHED)
+
+ATTENTION_KINDS = (EventKind.ESCALATED, EventKind.BREACHED, EventKind.REFUSED_DELIVERY,
+                   EventKind.NOTIFICATION_FAILED)
+"""What on-call counts over time (breach rate, failing providers). Counted from the event log
+rather than in a worker's memory: a counter restarts at zero with its worker, misses what
+happened while no worker was scraped, and counts twice what a killed worker's successor
+redoes. The rate-only counters (events recorded, deliveries, store failures) stay counters."""
 NAMES = tuple(spec.name for spec in ALL)
 
 
@@ -112,6 +124,12 @@ def read_gauges(store: EventStore, now: datetime) -> dict[str, Values]:
         )
         for definition, status, count in conn.execute(query.group_by(p.definition_id, p.status)):
             values[CLOSED_OUTSIDE.name][_labels(definition=definition, status=status)] = count
+        query = select(e.definition_id, e.kind, func.count()).where(
+            e.kind.in_([kind.value for kind in ATTENTION_KINDS])
+        )
+        for definition, kind, count in conn.execute(query.group_by(e.definition_id, e.kind)):
+            values[ATTENTION_RECORDED.name][_labels(definition=definition, kind=kind)] = count
+    _zero_attention(values)
     _zero_where_absent(values, NOTIFICATIONS_FAILED, "provider", values[HANDOVERS_WAITING.name])
     _zero_where_absent(values, CLOSED_OUTSIDE, "definition", values[OPEN_PATHWAYS.name],
                        status="terminated")
@@ -127,6 +145,16 @@ def read_gauges(store: EventStore, now: datetime) -> dict[str, Values]:
     values[OLDEST_ESCALATION.name][()] = age
     values[REFRESHED.name][()] = now.timestamp()
     return values
+
+
+def _zero_attention(values: dict[str, Values]) -> None:
+    """0 for each kind of each running definition not yet seen: the series exists before its
+    first event, so delta() over it counts that first one."""
+    recorded = values[ATTENTION_RECORDED.name]
+    for labels in values[OPEN_PATHWAYS.name]:
+        definition = dict(labels)["definition"]
+        for kind in ATTENTION_KINDS:
+            recorded.setdefault(_labels(definition=definition, kind=kind.value), 0)
 
 
 def _zero_where_absent(

@@ -333,6 +333,15 @@ class Traffic:
     """Task ids a client knows it completed (200, or a refusal whose re-read shows it done)."""
     applied_before_refusal: int = 0
     unexplained: list[str] = field(default_factory=list)
+    unavailable: Counter[str] = field(default_factory=Counter)
+    """What each 503 said (its message), so a test can check it told the truth."""
+    without_retry_after: int = 0
+
+    def saw(self, response: httpx.Response) -> None:
+        self.statuses[response.status_code] += 1
+        if response.status_code == 503:
+            self.unavailable[_message(response)] += 1
+            self.without_retry_after += "retry-after" not in response.headers
 
 
 class Drive:
@@ -371,7 +380,7 @@ class Drive:
             async with semaphore:
                 for _ in range(60):  # the same request again while the outcome is unknown
                     response = await self.http.post("/api/pathways", json=body, headers=headers)
-                    self.traffic.statuses[response.status_code] += 1
+                    self.traffic.saw(response)
                     if response.status_code != 503:
                         break
                     await asyncio.sleep(0.5)
@@ -417,7 +426,7 @@ class Drive:
                 self.traffic.retried += 1
                 await asyncio.sleep(0.5)
                 continue
-            self.traffic.statuses[response.status_code] += 1
+            self.traffic.saw(response)
             if response.status_code == 503:
                 self.traffic.retried += 1
                 await asyncio.sleep(0.5)
@@ -440,7 +449,7 @@ class Drive:
             except httpx.TransportError:
                 await asyncio.sleep(0.5)
                 continue
-            self.traffic.statuses[now.status_code] += 1
+            self.traffic.saw(now)
             if now.status_code == 200:
                 if now.json()["status"] == "completed":
                     self.traffic.completed.add(task["id"])
@@ -481,6 +490,17 @@ class Drive:
                 break
             await asyncio.sleep(0.5)
         return time.monotonic() - began
+
+
+def _message(response: httpx.Response) -> str:
+    """The problem a refusal states: FHIR OperationOutcome diagnostics or problem detail."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(body, dict) and "issue" in body:
+        return "; ".join(str(i.get("diagnostics", "")) for i in body["issue"])[:200]
+    return str(body.get("detail", body) if isinstance(body, dict) else body)[:200]
 
 
 def nhs_number(n: int) -> str:

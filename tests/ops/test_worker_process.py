@@ -9,7 +9,7 @@ import httpx
 from temporalio.testing import WorkflowEnvironment
 
 from pathways.settings import Settings
-from pathways.state import TaskStatus
+from pathways.state import Patient, TaskStatus
 from tests.ops.processes import PATHWAYS, env_for, free_port
 from tests.workflows.support import TWO_DAY, provider, refused, start, state_of, wait_until
 
@@ -49,6 +49,10 @@ async def test_worker_serves_health_and_metrics_and_stops_cleanly(
             text = await wait_until(scraped, timeout=30)
             assert "temporal_workflow_task_schedule_to_start_latency" in text or "temporal_" in text
             assert "9990000" not in text  # no patient data in metric labels
+            samples = [line for line in text.splitlines() if line and not line.startswith("#")]
+            for line in samples:  # SDK and domain series alike, the label once (valid format)
+                assert line.count('service_name="pathways-worker"') == 1, line
+                assert line.count("service_name=") == 1, line
             missing = await http.get(f"http://127.0.0.1:{health}/nope")
             assert missing.status_code == 404
         await handle.cancel()
@@ -60,7 +64,7 @@ async def test_worker_serves_health_and_metrics_and_stops_cleanly(
     assert "9990000" not in stdout + stderr
 
 
-def _patient():  # type: ignore[no-untyped-def]
+def _patient() -> Patient:
     from pathways.demo import DEMO_PATIENTS
 
     return DEMO_PATIENTS[3]
