@@ -106,7 +106,7 @@ class Outgoing(BaseModel):
     """One engine step's effects not yet written to the event store: the batch, and the
     notifications to send once the batch (which holds their Task bodies) is written."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     batch: RecordBatch
     notifications: list[Notification] = []
@@ -114,9 +114,10 @@ class Outgoing(BaseModel):
 
 class PathwayInput(BaseModel):
     """Start (or continue-as-new) input: the pinned definition, the patient, and carried state
-    (the run's state, event-store batches not yet written, notifications not yet delivered)."""
+    (the run's state, event-store batches not yet written, notifications not yet delivered).
+    Validation errors hide the input: it holds the patient, and a failed workflow task is logged."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     definition: PathwayDefinition
     patient: Patient

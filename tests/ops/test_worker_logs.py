@@ -18,6 +18,8 @@ from temporalio.testing import WorkflowEnvironment
 from pathways.settings import Settings
 from tests.ops.processes import PATHWAYS, env_for, free_port
 
+PATIENT_NAME = "Ada Lovelace"
+
 
 async def _worker_output(settings: Settings, dev_env: WorkflowEnvironment, tmp_path: Path,
                          log_format: str, until: str) -> str:
@@ -41,7 +43,9 @@ async def _worker_output(settings: Settings, dev_env: WorkflowEnvironment, tmp_p
                     pass
                 await asyncio.sleep(0.3)
         handle = await dev_env.client.start_workflow(
-            "PathwayWorkflow", {"definition": {"id": "broken"}, "patient": None},
+            "PathwayWorkflow",
+            {"definition": {"title": PATIENT_NAME},
+             "patient": {"name": PATIENT_NAME, "nhs_number": "943 476 5919"}},
             id=f"broken-{uuid.uuid4().hex[:8]}", task_queue=own.task_queue,
         )
         try:
@@ -90,3 +94,5 @@ async def test_a_failed_workflow_task_shows_its_real_exception_on_the_console(
     assert "RestrictedWorkflowAccessError" not in text, text[-3000:]
     assert "Logging error" not in text, text[-3000:]
     assert "DeadlockError" not in text, text[-3000:]
+    # the failing input holds a patient: the logged error names fields, never their values
+    assert PATIENT_NAME not in text and "943 476 5919" not in text, text[-3000:]
