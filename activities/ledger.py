@@ -331,6 +331,11 @@ class LedgerStore:
         with self.store.engine.connect() as conn:
             return _inputs(conn)
 
+    def periods(self) -> list[str]:
+        """Periods with entries, in order."""
+        with self.store.engine.connect() as conn:
+            return sorted(conn.execute(select(entry_rows.c.period).distinct()).scalars())
+
     def closed_periods(self) -> set[str]:
         with self.store.engine.connect() as conn:
             return _closed(conn)

@@ -60,15 +60,33 @@ _LOCAL_MINUTE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$")
 # --- links --------------------------------------------------------------------------------------
 
 
-def _key(settings: Settings) -> OctKey:
-    return OctKey.import_key(hmac.new(settings.key, b"portal-link", hashlib.sha256).digest())
+def _key(settings: Settings, purpose: bytes = b"portal-link") -> OctKey:
+    return OctKey.import_key(hmac.new(settings.key, purpose, hashlib.sha256).digest())
+
+
+def sign(settings: Settings, claims: dict[str, Any], purpose: bytes = b"portal-link") -> str:
+    """A signed, expiring link token (HS256 under a key derived from the settings' key for
+    `purpose`, so a token for one kind of page never opens another)."""
+    return jwt.encode({"alg": "HS256"}, claims, _key(settings, purpose), algorithms=["HS256"])
+
+
+def verify(settings: Settings, token: str, essential: tuple[str, ...],
+           purpose: bytes = b"portal-link") -> dict[str, Any] | None:
+    """The token's claims when its signature holds, it has not expired and it names each of
+    `essential`; else None."""
+    try:
+        claims = jwt.decode(token, _key(settings, purpose), algorithms=["HS256"]).claims
+        options: dict[str, Any] = {name: {"essential": True} for name in ("exp", *essential)}
+        jwt.JWTClaimsRegistry(**options).validate(claims)
+    except (JoseError, ValueError):
+        return None
+    return claims
 
 
 def link(settings: Settings, task_id: str, provider_id: str, expires: datetime) -> str:
     """The signed page URL for one provider's one handover."""
     claims = {"task": task_id, "sub": provider_id, "exp": int(expires.timestamp())}
-    token = jwt.encode({"alg": "HS256"}, claims, _key(settings), algorithms=["HS256"])
-    return f"{settings.base_url}/portal/{token}"
+    return f"{settings.base_url}/portal/{sign(settings, claims)}"
 
 
 @dataclass(frozen=True)
@@ -78,14 +96,8 @@ class Grant:
 
 
 def _grant(settings: Settings, token: str) -> Grant | None:
-    try:
-        claims = jwt.decode(token, _key(settings), algorithms=["HS256"]).claims
-        jwt.JWTClaimsRegistry(
-            exp={"essential": True}, sub={"essential": True}, task={"essential": True}
-        ).validate(claims)
-    except (JoseError, ValueError):
-        return None
-    return Grant(str(claims["task"]), str(claims["sub"]))
+    claims = verify(settings, token, ("sub", "task"))
+    return None if claims is None else Grant(str(claims["task"]), str(claims["sub"]))
 
 
 def _is_portal(state: PathwayState, provider_id: str) -> bool:
