@@ -283,13 +283,17 @@ class LedgerStore:
                                         answers)
 
     def _issue_on_completion(self, conn: Connection, completed: set[str], now: datetime) -> None:
-        """A link for each pathway that completed and has none yet (what the coordinator
-        passes on to the patient)."""
+        """A link for each pathway that completed and has none yet, while its outcome deadline
+        is ahead (the coordinator passes it on to the patient)."""
         if not completed:
             return
+        assert self._cache is not None
+        pathways = self._cache.replay.pathways
         have = set(conn.execute(select(link_rows.c.pathway_id).distinct()).scalars())
         for pid in sorted(completed - have):
-            self._issue(conn, pid, "ledger", now)
+            due = pathways[pid].due if pid in pathways else None
+            if due is not None and due > now:  # after the deadline only on request
+                self._issue(conn, pid, "ledger", now)
 
     # --- posting --------------------------------------------------------------------------
     def post(self, as_of: datetime) -> list[LedgerEntry]:

@@ -30,6 +30,7 @@ RESULTS = Path(__file__).with_name("RESULTS.md")
 SPACING = timedelta(minutes=50)
 WRITES = 6
 """Store writes per pathway (start, accept, complete, accept, complete and end)."""
+EPSILON = timedelta(microseconds=1)
 BEFORE = "whole log replayed per posting (before)"
 AFTER = "on top of the watermark (after)"
 
@@ -52,22 +53,23 @@ def _time(ledger: LedgerStore, as_of: datetime) -> float:
 
 def run(pathways: int, rounds: int) -> dict[str, list[float]]:
     """Times of one posting after each round's writes (a pathway's worth: WRITES batches)."""
-    writes = _batches(pathways + 2 * rounds)
-    prime, rest = writes[: -2 * rounds * WRITES], writes[-2 * rounds * WRITES:]
+    writes = _batches(pathways + 2 * rounds + 1)
+    prime, rest = writes[: -(2 * rounds + 1) * WRITES], writes[-(2 * rounds + 1) * WRITES:]
     with tempfile.TemporaryDirectory() as folder:
         store = EventStore(f"sqlite:///{Path(folder) / 'bench.db'}")
         store.migrate()
         LedgerStore(store, CONTRACTS).migrate()
         for scenario, batch in prime:
             record(store, scenario, batch)
-        LedgerStore(store, CONTRACTS).post(prime[-1][1][-1].at)
+        LedgerStore(store, CONTRACTS).post(rest[0][1][0].at - EPSILON)
         kept = LedgerStore(store, CONTRACTS)
         figures: dict[str, list[float]] = {BEFORE: [], AFTER: []}
         for r in range(2 * rounds):
             chunk = rest[r * WRITES:(r + 1) * WRITES]
             for scenario, batch in chunk:
                 record(store, scenario, batch)
-            as_of = chunk[-1][1][-1].at
+            # posted between this round's writes and the next's, as a request at "now" is
+            as_of = rest[(r + 1) * WRITES][1][0].at - EPSILON
             if r < rounds:
                 figures[BEFORE].append(_time(LedgerStore(store, CONTRACTS), as_of))
             else:
