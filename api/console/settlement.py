@@ -164,7 +164,8 @@ def _at_risk(values: dict[str, Any]) -> dict[str, int]:
         "base": sum(h.base for h in rows if h.status == "completed"),
         "top_up": sum(h.top_up for h in rows),
         "top_up_at_risk": sum(h.top_up_at_risk for h in rows),
-        "withheld_pending": sum(h.withheld for h in rows if h.released is None),
+        "withheld_pending": sum(h.withheld for h in rows
+                                if h.status == "completed" and h.released is None),
         "released": sum(h.released or 0 for h in rows),
     }
 
