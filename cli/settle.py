@@ -101,14 +101,13 @@ def statements(
         raise typer.Exit(2)
     wanted = _period(period)
     ledger = open_ledger(ctx, contracts)
-    ledger.post(datetime.now(UTC))
+    events = ledger.settled_events(datetime.now(UTC))  # posts up to now first
     entries = ledger.entries(period=str(wanted))
     closed = str(wanted) in ledger.closed_periods()
     providers = [provider] if provider else providers_in(entries, str(wanted))
     if provider and provider not in _known_providers(ledger):
         typer.echo(f"error: no provider {provider!r} in the contracts' definitions", err=True)
         raise typer.Exit(1)
-    events = ledger.events()
     found = [statement(entries, p, str(wanted), closed,
                        missed=missed_top_ups(events, ledger.contracts, p, wanted))
              for p in providers]
@@ -177,8 +176,8 @@ def alliance_share(
     until the period is closed)."""
     wanted = _period(period)
     ledger = open_ledger(ctx, contracts)
-    ledger.post(datetime.now(UTC))
-    views = [alliance_view(r) for r in alliance(ledger.events(), ledger.inputs(),
+    events = ledger.settled_events(datetime.now(UTC))  # posts up to now first
+    views = [alliance_view(r) for r in alliance(events, ledger.inputs(),
                                                 ledger.contracts, wanted, ledger.entries())]
     if output is Format.JSON:
         typer.echo(json.dumps([v.model_dump(mode="json") for v in views], indent=2))
