@@ -327,9 +327,10 @@ class LedgerStore:
     def settled_events(self, as_of: datetime) -> list[PathwayEvent]:
         """The events of the pathways settled under a contract, posted up to `as_of` first
         (from the replay kept in memory: no second read of the log)."""
-        self.post(as_of)
-        assert self._cache is not None
-        return self._cache.replay.events()
+        with self._locked() as conn:  # the replay is only read or changed under the lock
+            self._post(conn, as_of)
+            assert self._cache is not None
+            return self._cache.replay.events()
 
     def inputs(self) -> list[LedgerInput]:
         with self.store.engine.connect() as conn:
@@ -351,7 +352,10 @@ class LedgerStore:
             try:
                 return self._post_on_top(conn, cache, as_of)
             except LateFact:
-                pass
+                pass  # nothing applied yet: replay from the start
+            except BaseException:
+                self._cache = None  # the replay may be ahead of what was stored
+                raise
         return self._post_from_start(conn, as_of, closing)
 
     def _post_on_top(self, conn: Connection, cache: _Cache, as_of: datetime
