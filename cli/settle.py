@@ -5,6 +5,7 @@
     pathways settle close --period 2026-Q4                 (books the alliance share; final)
     pathways settle alliance --period 2026-Q4              (the alliance's gain or loss share)
     pathways settle verify                                 (stored ledger == replayed log?)
+    pathways settle link PATHWAY_ID [--new]                (the patient's questionnaire link)
 
 Contracts are read from --contracts (default: `contracts/` beside the catalogue directory). Every
 run first appends what the event log gives up to now (entries are never changed). Exit codes: 0
@@ -25,6 +26,7 @@ import typer
 
 from activities.ledger import LedgerRefused, LedgerStore, adjustments
 from activities.store import EventStore
+from api.settlement import questionnaire_url
 from cli.app import app, load_settings
 from pathways.catalogue import load_catalogue
 from pathways.settings import Settings
@@ -145,6 +147,31 @@ def record_outcome(
         typer.echo(f"error: {refused}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"recorded {item.input_id}: {score.value}")
+
+
+@settle_app.command("link")
+def questionnaire_link(
+    ctx: typer.Context,
+    pathway_id: Annotated[str, typer.Argument(help="pathway id (pw-...)")],
+    new: Annotated[bool, typer.Option("--new", help="issue a new link (older unused ones stop "
+                                                     "working)")] = False,
+    name: Annotated[str | None, typer.Option("--as", help="coordinator name recorded")] = None,
+    contracts: Contracts = None,
+) -> None:
+    """Print the patient's single-use questionnaire link to pass on: the one that still works
+    (issued when the pathway completed), else a new one."""
+    ledger = open_ledger(ctx, contracts)
+    now = datetime.now(UTC)
+    ledger.post(now)
+    link = None if new else ledger.live_link(pathway_id, now)
+    if link is None:
+        try:
+            link = ledger.issue_link(pathway_id, _actor(name), now)
+        except LedgerRefused as refused:
+            typer.echo(f"error: {refused}", err=True)
+            raise typer.Exit(1) from None
+    typer.echo(questionnaire_url(load_settings(ctx), link))
+    typer.echo(f"works once; expires {link.expires_at.isoformat()}", err=True)
 
 
 @settle_app.command("close")
