@@ -145,6 +145,7 @@ async def test_statements_alliance_position_and_the_patient_link(
     await patient.get_by_role("button", name="Send my answers").click()
     assert "There is a problem" in await patient.get_by_role("alert").inner_text()
     await _no_violations(patient)
+    await screenshot(patient, "settlement-patient-error")
     await patient.get_by_label("Very good").check()
     await patient.get_by_role("group", name="Did you feel involved").get_by_label(
         "Yes, definitely").check()
