@@ -198,9 +198,14 @@ class LedgerStore:
     # --- inputs ---------------------------------------------------------------------------
     def record_outcome(self, pathway_id: str, outcome: Outcome, actor: str,
                        at: datetime, answers: dict[str, str] | None = None) -> LedgerInput:
-        """Record a pathway's outcome score (a later one replaces it from its time on)."""
+        """Record a pathway's outcome score (a later one replaces it from its time on); the
+        patient's unused links stop working (answered on their behalf)."""
         with self._locked() as conn:
-            return self._record_outcome(conn, pathway_id, outcome, actor, at, answers or {})
+            item = self._record_outcome(conn, pathway_id, outcome, actor, at, answers or {})
+            conn.execute(update(link_rows).where(
+                link_rows.c.pathway_id == pathway_id, link_rows.c.used_at.is_(None),
+                link_rows.c.revoked_at.is_(None)).values(revoked_at=at))
+            return item
 
     def _record_outcome(self, conn: Connection, pathway_id: str, outcome: Outcome, actor: str,
                         at: datetime, answers: dict[str, str]) -> LedgerInput:
@@ -531,7 +536,8 @@ def _usable(conn: Connection, link_id: str, now: datetime) -> Link:
     if link.used_at is not None:
         raise LinkGone("This link has already been used: your answer was recorded.")
     if link.revoked_at is not None:
-        raise LinkGone("This link has been replaced by a newer one.")
+        raise LinkGone("This link no longer works: a newer link was sent to you, or your "
+                       "answer was recorded by the team that looked after you.")
     if link.expires_at <= now:
         raise LinkGone("This link has expired.")
     return link

@@ -144,7 +144,7 @@ def test_replaced_expired_and_the_default_after_the_deadline(
         second = http.post("/api/settlement/pathways/pw-old/questionnaire-link",
                            headers=coordinator).json()
         replaced = http.get("/questionnaire/" + first.json()["url"].rsplit("/", 1)[1])
-        assert replaced.status_code == 410 and "replaced" in replaced.text
+        assert replaced.status_code == 410 and "a newer link was sent" in replaced.text
         done = http.post("/questionnaire/" + second["url"].rsplit("/", 1)[1],
                          data={"score": "poor"})
         assert done.status_code == 200
@@ -153,9 +153,16 @@ def test_replaced_expired_and_the_default_after_the_deadline(
         trued = [e for e in old["entries"] if e["rule"] == "withhold-release" and e["amount"] < 0]
         assert sorted(e["amount"] for e in trued) == [-900, -350]
 
-        # an open pathway: a link on request; unknown pathway: 404
-        assert http.post("/api/settlement/pathways/pw-open/questionnaire-link",
-                         headers=coordinator).status_code == 201
+        # an open pathway: a link on request; answered on the patient's behalf, it stops working
+        opened = http.post("/api/settlement/pathways/pw-open/questionnaire-link",
+                           headers=coordinator)
+        assert opened.status_code == 201
+        open_url = "/questionnaire/" + opened.json()["url"].rsplit("/", 1)[1]
+        assert http.get(open_url).status_code == 200
+        assert http.post("/api/settlement/outcomes", headers=coordinator,
+                         json={"pathway_id": "pw-open", "score": "good"}).status_code == 201
+        assert http.get(open_url).status_code == 410
+        # unknown pathway: 404
         assert http.post("/api/settlement/pathways/pw-none/questionnaire-link",
                          headers=coordinator).status_code == 404
 
