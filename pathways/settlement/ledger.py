@@ -8,7 +8,9 @@ adjusting entry (`adjusts` names the earlier period it trues up); closed periods
 edited. Closing a period books its alliance shares (alliance.reconcile) into it.
 
 The same events, inputs and contracts give the same entries, ids and order: `derive` is what the
-stored ledger is checked against.
+stored ledger is checked against. `Replay` is the same replay kept open: facts timed after the
+horizon it reached are added and it advances again, giving exactly the entries one `derive` over
+all of them gives (what incremental posting, activities/ledger.py, relies on).
 """
 
 from __future__ import annotations
