@@ -19,8 +19,6 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from joserfc import jwt
-from joserfc.errors import JoseError
 from pydantic import BaseModel, ValidationError
 
 from api import context
@@ -29,7 +27,7 @@ from api.problems import ApiError, api_errors
 from pathways.commands import ProviderCommand
 from pathways.elements import FieldType, HandoverField, Step
 from pathways.lifecycle import PROVIDER_MOVES
-from pathways.portal_link import expiry, link, signing_key
+from pathways.portal_link import expiry, link, verify
 from pathways.settings import Settings
 from pathways.state import Handover, PathwayState, TaskStatus, parse_task_id
 from workflows.pathway import PathwayWorkflow
@@ -63,14 +61,8 @@ class Grant:
 
 
 def _grant(settings: Settings, token: str) -> Grant | None:
-    try:
-        claims = jwt.decode(token, signing_key(settings), algorithms=["HS256"]).claims
-        jwt.JWTClaimsRegistry(
-            exp={"essential": True}, sub={"essential": True}, task={"essential": True}
-        ).validate(claims)
-    except (JoseError, ValueError):
-        return None
-    return Grant(str(claims["task"]), str(claims["sub"]))
+    claims = verify(settings, token, ("sub", "task"))
+    return None if claims is None else Grant(str(claims["task"]), str(claims["sub"]))
 
 
 def _is_portal(state: PathwayState, provider_id: str) -> bool:

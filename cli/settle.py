@@ -5,6 +5,7 @@
     pathways settle close --period 2026-Q4                 (books the alliance share; final)
     pathways settle alliance --period 2026-Q4              (the alliance's gain or loss share)
     pathways settle verify                                 (stored ledger == replayed log?)
+    pathways settle link PATHWAY_ID [--new]                (the patient's questionnaire link)
 
 Contracts are read from --contracts (default: `contracts/` beside the catalogue directory). Every
 run first appends what the event log gives up to now (entries are never changed). Exit codes: 0
@@ -25,6 +26,7 @@ import typer
 
 from activities.ledger import LedgerRefused, LedgerStore, adjustments
 from activities.store import EventStore
+from api.settlement import questionnaire_url
 from cli.app import app, load_settings
 from pathways.catalogue import load_catalogue
 from pathways.settings import Settings
@@ -101,14 +103,13 @@ def statements(
         raise typer.Exit(2)
     wanted = _period(period)
     ledger = open_ledger(ctx, contracts)
-    ledger.post(datetime.now(UTC))
+    events = ledger.settled_events(datetime.now(UTC))  # posts up to now first
     entries = ledger.entries(period=str(wanted))
     closed = str(wanted) in ledger.closed_periods()
     providers = [provider] if provider else providers_in(entries, str(wanted))
     if provider and provider not in _known_providers(ledger):
         typer.echo(f"error: no provider {provider!r} in the contracts' definitions", err=True)
         raise typer.Exit(1)
-    events = ledger.events()
     found = [statement(entries, p, str(wanted), closed,
                        missed=missed_top_ups(events, ledger.contracts, p, wanted))
              for p in providers]
@@ -148,6 +149,31 @@ def record_outcome(
     typer.echo(f"recorded {item.input_id}: {score.value}")
 
 
+@settle_app.command("link")
+def questionnaire_link(
+    ctx: typer.Context,
+    pathway_id: Annotated[str, typer.Argument(help="pathway id (pw-...)")],
+    new: Annotated[bool, typer.Option("--new", help="issue a new link (older unused ones stop "
+                                                     "working)")] = False,
+    name: Annotated[str | None, typer.Option("--as", help="coordinator name recorded")] = None,
+    contracts: Contracts = None,
+) -> None:
+    """Print the patient's single-use questionnaire link to pass on: the one that still works
+    (issued when the pathway completed), else a new one."""
+    ledger = open_ledger(ctx, contracts)
+    now = datetime.now(UTC)
+    ledger.post(now)
+    link = None if new else ledger.live_link(pathway_id, now)
+    if link is None:
+        try:
+            link = ledger.issue_link(pathway_id, _actor(name), now)
+        except LedgerRefused as refused:
+            typer.echo(f"error: {refused}", err=True)
+            raise typer.Exit(1) from None
+    typer.echo(questionnaire_url(load_settings(ctx), link))
+    typer.echo(f"works once; expires {link.expires_at.isoformat()}", err=True)
+
+
 @settle_app.command("close")
 def close_period(
     ctx: typer.Context,
@@ -177,8 +203,8 @@ def alliance_share(
     until the period is closed)."""
     wanted = _period(period)
     ledger = open_ledger(ctx, contracts)
-    ledger.post(datetime.now(UTC))
-    views = [alliance_view(r) for r in alliance(ledger.events(), ledger.inputs(),
+    events = ledger.settled_events(datetime.now(UTC))  # posts up to now first
+    views = [alliance_view(r) for r in alliance(events, ledger.inputs(),
                                                 ledger.contracts, wanted, ledger.entries())]
     if output is Format.JSON:
         typer.echo(json.dumps([v.model_dump(mode="json") for v in views], indent=2))

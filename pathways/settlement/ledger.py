@@ -8,11 +8,14 @@ adjusting entry (`adjusts` names the earlier period it trues up); closed periods
 edited. Closing a period books its alliance shares (alliance.reconcile) into it.
 
 The same events, inputs and contracts give the same entries, ids and order: `derive` is what the
-stored ledger is checked against.
+stored ledger is checked against. `Replay` is the same replay kept open: facts timed after the
+horizon it reached are added and it advances again, giving exactly the entries one `derive` over
+all of them gives (what incremental posting, activities/ledger.py, relies on).
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -54,12 +57,112 @@ class _Books:
             {**entry, "entry_id": f"{stem}:{self.counts[stem]}", "seq": len(self.entries) + 1}))
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Pathway:
     pathway_id: str
     events: list[PathwayEvent]
     outcomes: list[LedgerInput]
     contract: Contract
+    due: datetime | None = None
+
+
+EVENTS, OUTCOMES, DEADLINE, CLOSE = range(4)
+"""What is learnt at one instant, in this order: the engine's events, then outcomes recorded,
+then a deadline passing, then a period closing (each sees what came before it)."""
+
+
+class LateFact(ValueError):
+    """A fact timed at or before the replay's horizon: resuming cannot place it (replay from
+    the start instead)."""
+
+
+class Replay:
+    """The ledger replay, resumable: facts are added, then the replay advances to a horizon,
+    settling every moment up to it in time order. Advancing in steps over facts that each come
+    after the horizon reached gives exactly the entries of one replay over all of them."""
+
+    def __init__(self, contracts: Contracts) -> None:
+        self.contracts = contracts
+        self.books = _Books()
+        self.pathways: dict[str, _Pathway] = {}
+        self.horizon: datetime | None = None
+        self._skipped: set[str] = set()
+        self._closes: dict[str, LedgerInput] = {}
+        self._pending: list[tuple[datetime, int, str]] = []
+        self._scheduled: set[tuple[datetime, int, str]] = set()
+
+    @property
+    def entries(self) -> list[LedgerEntry]:
+        return self.books.entries
+
+    def events(self) -> list[PathwayEvent]:
+        """The events of the pathways settled (under a contract), by pathway and seq."""
+        return [e for pid in sorted(self.pathways) for e in self.pathways[pid].events]
+
+    def add(self, events: Iterable[PathwayEvent], inputs: Iterable[LedgerInput]) -> None:
+        """Take facts not seen before; LateFact (nothing taken) when one is timed at or before
+        the horizon, except a close exactly at it (closes come last at an instant)."""
+        by_id: dict[str, list[PathwayEvent]] = defaultdict(list)
+        for event in events:
+            self._check(event.at, event.event_id, strict=True)
+            by_id[event.pathway_id].append(event)
+        items = sorted(inputs, key=lambda i: (i.at, i.input_id))
+        for item in items:
+            self._check(item.at, item.input_id, strict=item.kind is not InputKind.CLOSE)
+        for pid, evs in sorted(by_id.items()):
+            self._add_events(pid, sorted(evs, key=lambda e: e.seq))
+        for item in items:
+            if item.kind is InputKind.CLOSE:
+                self._closes[item.input_id] = item
+                self._schedule(item.at, CLOSE, item.input_id)
+            elif item.kind is InputKind.OUTCOME and item.pathway_id in self.pathways:
+                p = self.pathways[item.pathway_id]
+                p.outcomes.append(item)
+                p.outcomes.sort(key=lambda i: (i.at, i.input_id))
+                self._schedule(item.at, OUTCOMES, p.pathway_id)
+
+    def _check(self, at: datetime, what: str, strict: bool) -> None:
+        if self.horizon is not None and (at <= self.horizon if strict else at < self.horizon):
+            raise LateFact(f"{what} at {at.isoformat()} is not after {self.horizon.isoformat()}")
+
+    def _add_events(self, pid: str, evs: list[PathwayEvent]) -> None:
+        if pid in self._skipped:
+            return
+        p = self.pathways.get(pid)
+        if p is None:
+            first = evs[0]
+            contract = self.contracts.for_pathway(
+                f"{first.definition_id}@{first.definition_version}", first.at)
+            if contract is None:
+                self._skipped.add(pid)
+                return
+            p = self.pathways[pid] = _Pathway(pid, [], [], contract)
+        p.events.extend(evs)
+        for e in evs:
+            self._schedule(e.at, EVENTS, pid)
+        if p.due is None and (due := deadline(p.contract, p.events)) is not None:
+            p.due = due
+            self._schedule(due, DEADLINE, pid)
+
+    def _schedule(self, at: datetime, kind: int, subject: str) -> None:
+        point = (at, kind, subject)
+        if point not in self._scheduled:
+            self._scheduled.add(point)
+            heapq.heappush(self._pending, point)
+
+    def advance(self, as_of: datetime) -> list[LedgerEntry]:
+        """Settle every moment up to `as_of`, in time order; return the entries booked."""
+        before = len(self.books.entries)
+        while self._pending and self._pending[0][0] <= as_of:
+            point = heapq.heappop(self._pending)
+            self._scheduled.discard(point)
+            at, kind, subject = point
+            if kind == CLOSE:
+                _close(self.books, self._closes[subject], self.pathways, self.contracts)
+            else:
+                _settle(self.books, self.pathways[subject], at, kind, self.contracts)
+        self.horizon = as_of if self.horizon is None else max(as_of, self.horizon)
+        return self.books.entries[before:]
 
 
 def derive(
@@ -69,55 +172,17 @@ def derive(
     as_of: datetime,
 ) -> list[LedgerEntry]:
     """The whole ledger as of `as_of`, from the event log and the settlement inputs."""
-    pathways = _pathways(events, inputs, contracts)
-    books = _Books()
-    for at, kind, subject in _timeline(pathways, inputs, as_of):
-        if isinstance(subject, _Pathway):
-            _settle(books, subject, at, kind, contracts)
-        else:
-            _close(books, subject, pathways, contracts)
-    return books.entries
+    replay = Replay(contracts)
+    replay.add(events, inputs)
+    replay.advance(as_of)
+    return replay.entries
 
 
 def _pathways(events: Iterable[PathwayEvent], inputs: Iterable[LedgerInput],
               contracts: Contracts) -> dict[str, _Pathway]:
-    by_id: dict[str, list[PathwayEvent]] = defaultdict(list)
-    for event in events:
-        by_id[event.pathway_id].append(event)
-    outcomes: dict[str, list[LedgerInput]] = defaultdict(list)
-    for item in inputs:
-        if item.kind is InputKind.OUTCOME and item.pathway_id:
-            outcomes[item.pathway_id].append(item)
-    found = {}
-    for pid, evs in sorted(by_id.items()):
-        evs.sort(key=lambda e: e.seq)
-        first = evs[0]
-        key = f"{first.definition_id}@{first.definition_version}"
-        contract = contracts.for_pathway(key, first.at)
-        if contract is not None:
-            mine = sorted(outcomes[pid], key=lambda i: (i.at, i.input_id))
-            found[pid] = _Pathway(pid, evs, mine, contract)
-    return found
-
-
-EVENTS, OUTCOMES, DEADLINE, CLOSE = range(4)
-"""What is learnt at one instant, in this order: the engine's events, then outcomes recorded,
-then a deadline passing, then a period closing (each sees what came before it)."""
-
-
-def _timeline(pathways: dict[str, _Pathway], inputs: Iterable[LedgerInput], as_of: datetime
-              ) -> list[tuple[datetime, int, _Pathway | LedgerInput]]:
-    """Moments to settle at, in time order, and at one instant in the order above."""
-    points: list[tuple[datetime, int, str, _Pathway | LedgerInput]] = []
-    for p in pathways.values():
-        moments = {(e.at, EVENTS) for e in p.events} | {(o.at, OUTCOMES) for o in p.outcomes}
-        if (due := deadline(p.contract, p.events)) is not None:
-            moments.add((due, DEADLINE))
-        points.extend((t, kind, p.pathway_id, p) for t, kind in moments if t <= as_of)
-    points.extend((i.at, CLOSE, i.input_id, i) for i in inputs
-                  if i.kind is InputKind.CLOSE and i.at <= as_of)
-    points.sort(key=lambda point: point[:3])
-    return [(at, kind, subject) for at, kind, _, subject in points]
+    replay = Replay(contracts)
+    replay.add(events, inputs)
+    return replay.pathways
 
 
 def _settle(books: _Books, p: _Pathway, at: datetime, kind: int, contracts: Contracts) -> None:

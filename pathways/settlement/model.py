@@ -30,6 +30,8 @@ class LedgerInput(Model):
     period: str | None = None
     outcome: Outcome | None = None
     actor: str | None = None
+    answers: dict[str, str] = Field(
+        default_factory=dict, description="the questionnaire's other items: item id -> answer")
 
 
 class Rule(StrEnum):

@@ -6,7 +6,8 @@ A contract prices one pathway definition version for its subcontractors, per rol
 - `top_up`: a best-practice payment, only when every listed criterion holds for the handover;
 - `withhold_percent` (0, or 5-20): that share of the base is held back and released by the
   pathway's outcome score (`outcome.release`, percent of the withheld share per answer); an answer
-  not recorded `outcome.deadline` after the pathway ended counts as `outcome.default`.
+  not recorded `outcome.deadline` after the pathway ended counts as `outcome.default`;
+  `outcome.items` are the pathway's own questions, asked after the Friends and Family Test one.
 The `alliance` section sets the per-pathway target price, the members' weights, the quality
 adjustment (at most +-10%) and the stop-loss / stop-gain caps (percent of the period's target).
 """
@@ -78,17 +79,31 @@ class RolePrice(Strict):
         return self
 
 
+class QuestionItem(Strict):
+    """One of the pathway's own questions, asked after the Friends and Family Test question
+    (recorded with the answer; the score alone moves money)."""
+
+    id: Slug
+    text: str = Field(min_length=1, max_length=300)
+    answers: tuple[str, ...] = Field(min_length=2, max_length=10)
+    required: bool = False
+
+
 class OutcomeTerms(Strict):
     measure: str = "friends-and-family-test"
     deadline: timedelta = Field(gt=timedelta(0), description="from the pathway's end")
     default: Outcome
     release: dict[Outcome, Percent]
+    items: tuple[QuestionItem, ...] = Field(default=(), max_length=10)
 
     @model_validator(mode="after")
     def _every_answer(self) -> OutcomeTerms:
         missing = [o.value for o in Outcome if o not in self.release]
         if missing:
             raise ValueError(f"release must give a percent for every answer; missing {missing}")
+        ids = [item.id for item in self.items]
+        if len(set(ids)) != len(ids):
+            raise ValueError("questionnaire item ids must be unique")
         return self
 
 

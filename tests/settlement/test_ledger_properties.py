@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +19,7 @@ from activities.ledger import LedgerStore
 from activities.store import EventStore
 from pathways.events import PathwayEvent
 from pathways.settlement import LedgerInput, Outcome, Period, derive
+from pathways.settlement.ledger import LateFact, Replay
 from pathways.settlement.rules import obligations
 from tests.settlement.support import (
     CONTRACTS,
@@ -161,6 +163,28 @@ def test_booked_lines_add_up_to_what_is_owed(drawn: tuple[list[Plan], int, rando
                 booked[key] = booked.get(key, 0) + e.amount
         assert {k: v for k, v in booked.items() if v} == {
             (h, p, r.value): o.amount for (h, p, r), o in owed.items()}
+
+
+@FAST
+@given(runs, st.lists(st.integers(0, 200 * 24 * 60), max_size=8))
+def test_replay_resumed_at_any_horizons_equals_one_replay(
+    drawn: tuple[list[Plan], int, random.Random], cuts: list[int]
+) -> None:
+    """What incremental posting relies on: facts added only once the replay has passed the
+    previous horizon, advanced horizon by horizon, give the entries of one whole replay."""
+    _, events, inputs, end = world(drawn)
+    replay = Replay(CONTRACTS)
+    previous: datetime | None = None
+    for horizon in [*sorted({T0 + c * MINUTE for c in cuts}), end]:
+        def new(at: datetime, h: datetime = horizon, p: datetime | None = previous) -> bool:
+            return (p is None or at > p) and at <= h
+        replay.add([e for e in events if new(e.at)], [i for i in inputs if new(i.at)])
+        replay.advance(horizon)
+        previous = horizon
+    assert replay.entries == derive(events, inputs, CONTRACTS, end)
+    late = events[0].model_copy(update={"event_id": "pw-0:999", "seq": 999})
+    with pytest.raises(LateFact):
+        replay.add([late], [])
 
 
 SAME_INSTANT = ([Plan(start=0, response=20, refused=False,

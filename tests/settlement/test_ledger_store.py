@@ -34,8 +34,8 @@ def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LedgerSto
     store = EventStore(url)
     store.migrate()
     ledger = LedgerStore(store, CONTRACTS)
-    assert ledger.migrate() == 1
-    assert ledger.migrate() == 1  # idempotent
+    assert ledger.migrate() == 2
+    assert ledger.migrate() == 2  # idempotent
     yield ledger
     store.close()
 

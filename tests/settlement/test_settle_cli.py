@@ -95,6 +95,13 @@ def test_statements_outcome_close_and_verify(env: dict[str, str]) -> None:
     assert settle(env, "--period", "2026-Q5").returncode == 2
     assert settle(env, "--period", "2026-Q3", "--provider", "nobody").returncode == 1
 
+    linked = settle(env, "link", "pw-1")  # past its deadline: none by itself, a new one
+    assert linked.returncode == 0, linked.stderr
+    assert "/questionnaire/" in linked.stdout and "works once" in linked.stderr
+    assert settle(env, "link", "pw-1").stdout == linked.stdout  # the one that still works
+    assert settle(env, "link", "pw-1", "--new").stdout != linked.stdout
+    assert settle(env, "link", "pw-nope").returncode == 1
+
     verified = settle(env, "verify")
     assert verified.returncode == 0, verified.stderr
     assert "matches its replay line for line" in verified.stdout
