@@ -1,0 +1,374 @@
+"""FHIR Subscriptions in the event store: each subscription, its numbered events and its cursor.
+
+Delivery is driven from the event store's Task versions (`task_versions`, found through the
+`handovers` read model's per-provider change index), not from memory: each pass of the delivery
+loop takes a lease on a subscription, turns the Task versions changed since its cursor that
+match its filter into numbered events (once each: unique per subscription, Task and version),
+and sends what is not yet delivered, in number order. The event counter, the delivered number,
+the retry schedule and the heartbeat clock are columns here, so a worker restart (or another
+worker taking over the lease) carries on exactly where the last one stopped. Like the client
+tables, these are created on first use (`migrate`, idempotent).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+
+from activities.store import EventStore, Json, UtcDateTime, handover_rows, task_versions
+from pathways.subscriptions import Event, Spec, Status, matches
+
+MAX_PER_PROVIDER = 20
+"""Subscriptions one provider may hold (each costs a delivery pass)."""
+LOOKBACK = timedelta(seconds=60)
+"""How far before its cursor a pass looks again: a batch recorded late (a retried local
+activity) is still found; the unique key keeps it from being numbered twice."""
+
+metadata = MetaData()
+subscriptions = Table(
+    "fhir_subscriptions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("provider_id", String(128), nullable=False),
+    Column("spec", Json, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("error", String(500), nullable=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("events_count", Integer, nullable=False, default=0),
+    Column("delivered_through", Integer, nullable=False, default=0),
+    Column("scanned_until", UtcDateTime(), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UtcDateTime(), nullable=True),
+    Column("last_sent_at", UtcDateTime(), nullable=True),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", UtcDateTime(), nullable=True),
+    Index("ix_fhir_subscriptions_provider", "provider_id"),
+    Index("ix_fhir_subscriptions_status", "status"),
+)
+subscription_events = Table(
+    "fhir_subscription_events",
+    metadata,
+    Column("subscription_id", String(64), primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("task_id", String(), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    UniqueConstraint("subscription_id", "task_id", "version", name="uq_fhir_subscription_event"),
+)
+
+LIVE = (Status.REQUESTED.value, Status.ACTIVE.value)
+
+
+@dataclass(frozen=True)
+class Record:
+    """A stored subscription and where its delivery stands."""
+
+    id: str
+    spec: Spec
+    status: Status
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    events_count: int
+    delivered_through: int
+    attempts: int
+    next_attempt_at: datetime | None
+    last_sent_at: datetime | None
+
+
+class TooMany(Exception):
+    """The provider already holds MAX_PER_PROVIDER subscriptions."""
+
+
+class SubscriptionStore:
+    """Subscriptions per provider, their events, and the delivery loop's bookkeeping."""
+
+    def __init__(self, url: str) -> None:
+        self.store = EventStore(url)
+        self.engine = self.store.engine
+
+    def close(self) -> None:
+        self.store.close()
+
+    def migrate(self) -> None:
+        """Create the subscription tables if they are missing (idempotent)."""
+        metadata.create_all(self.engine, checkfirst=True)
+
+    # --- the API side: a provider's own subscriptions --------------------------------------
+
+    def create(self, spec: Spec, now: datetime) -> Record:
+        """Store a new subscription, `requested` (or `off`); events count from now."""
+        record_id = f"sub-{secrets.token_hex(8)}"
+        status = Status.OFF if spec.off else Status.REQUESTED
+        with self.store.write() as conn:
+            held = conn.execute(
+                select(func.count()).where(subscriptions.c.provider_id == spec.provider_id)
+            ).scalar_one()
+            if held >= MAX_PER_PROVIDER:
+                raise TooMany(spec.provider_id)
+            conn.execute(
+                insert(subscriptions).values(
+                    id=record_id, provider_id=spec.provider_id, spec=spec.to_json(),
+                    status=status.value, created_at=now, updated_at=now, events_count=0,
+                    delivered_through=0, scanned_until=now, attempts=0,
+                )
+            )
+        found = self.get(spec.provider_id, record_id)
+        assert found is not None
+        return found
+
+    def get(self, provider_id: str, record_id: str) -> Record | None:
+        """A provider's subscription; None for another provider's (as if it did not exist)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(subscriptions).where(
+                    subscriptions.c.id == record_id, subscriptions.c.provider_id == provider_id
+                )
+            ).first()
+        return None if row is None else _record(row)
+
+    def list_for(self, provider_id: str) -> list[Record]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(subscriptions)
+                .where(subscriptions.c.provider_id == provider_id)
+                .order_by(subscriptions.c.created_at, subscriptions.c.id)
+            ).all()
+        return [_record(row) for row in rows]
+
+    def replace(self, provider_id: str, record_id: str, spec: Spec, now: datetime) -> Record | None:
+        """Update a subscription: a new endpoint, headers or filter (or turning it back on)
+        needs a new handshake; `off` stops delivery. Event numbers carry on."""
+        current = self.get(provider_id, record_id)
+        if current is None:
+            return None
+        values: dict[str, Any] = {"spec": spec.to_json(), "updated_at": now}
+        if spec.off:
+            values["status"] = Status.OFF.value
+        elif current.status is not Status.ACTIVE or not spec.same_channel(current.spec):
+            values |= {"status": Status.REQUESTED.value, "error": None, "attempts": 0,
+                       "next_attempt_at": None}
+        with self.store.write() as conn:
+            conn.execute(
+                update(subscriptions)
+                .where(subscriptions.c.id == record_id, subscriptions.c.provider_id == provider_id)
+                .values(**values)
+            )
+        return self.get(provider_id, record_id)
+
+    def delete(self, provider_id: str, record_id: str) -> bool:
+        with self.store.write() as conn:
+            gone = conn.execute(
+                delete(subscriptions).where(
+                    subscriptions.c.id == record_id, subscriptions.c.provider_id == provider_id
+                )
+            ).rowcount
+            if gone:
+                conn.execute(
+                    delete(subscription_events).where(
+                        subscription_events.c.subscription_id == record_id
+                    )
+                )
+        return bool(gone)
+
+    def events(self, record_id: str, low: int, high: int) -> list[Event]:
+        """Events numbered low..high (inclusive), in number order."""
+        e = subscription_events.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(e.number, e.task_id, e.version, e.at)
+                .where(e.subscription_id == record_id, e.number >= low, e.number <= high)
+                .order_by(e.number)
+            ).all()
+        return [Event(row.number, row.task_id, row.version, row.at) for row in rows]
+
+    def task_at(self, task_id: str, version: int) -> dict[str, Any] | None:
+        return self.store.task_at(task_id, version)
+
+    # --- the delivery loop's side ------------------------------------------------------------
+
+    def due(self, now: datetime) -> list[str]:
+        """Live subscriptions no other worker holds a lease on."""
+        c = subscriptions.c
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    select(c.id)
+                    .where(c.status.in_(LIVE), or_(c.lease_until.is_(None), c.lease_until < now))
+                    .order_by(c.id)
+                ).scalars()
+            )
+
+    def claim(self, record_id: str, owner: str, now: datetime, lease: timedelta) -> Record | None:
+        """Take the subscription's lease (None if another worker holds it or it is not live)."""
+        c = subscriptions.c
+        with self.store.write() as conn:
+            taken = conn.execute(
+                update(subscriptions)
+                .where(
+                    c.id == record_id,
+                    c.status.in_(LIVE),
+                    or_(c.lease_until.is_(None), c.lease_until < now, c.lease_owner == owner),
+                )
+                .values(lease_owner=owner, lease_until=now + lease)
+            ).rowcount
+            if not taken:
+                return None
+            row = conn.execute(select(subscriptions).where(c.id == record_id)).first()
+        return None if row is None else _record(row)
+
+    def release(self, record_id: str, owner: str) -> None:
+        c = subscriptions.c
+        with self.store.write() as conn:
+            conn.execute(
+                update(subscriptions)
+                .where(c.id == record_id, c.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None)
+            )
+
+    def current(self, record_id: str) -> Record | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(subscriptions).where(subscriptions.c.id == record_id)).first()
+        return None if row is None else _record(row)
+
+    def set_status(self, record_id: str, status: Status, now: datetime,
+                   error: str | None = None) -> None:
+        """A life-cycle move (active after a handshake, error, off at its end)."""
+        values: dict[str, Any] = {"status": status.value, "error": error, "updated_at": now}
+        if status is Status.ACTIVE:
+            values |= {"attempts": 0, "next_attempt_at": None, "last_sent_at": now}
+        self._set(record_id, **values)
+
+    def delivered(self, record_id: str, number: int, now: datetime) -> None:
+        """Event `number` reached the endpoint: the next one goes next; the error clears."""
+        c = subscriptions.c
+        with self.store.write() as conn:
+            conn.execute(
+                update(subscriptions)
+                .where(c.id == record_id, c.delivered_through < number)
+                .values(delivered_through=number, attempts=0, next_attempt_at=None,
+                        last_sent_at=now, error=None)
+            )
+
+    def failed(self, record_id: str, attempts: int, retry_at: datetime, error: str) -> None:
+        """A delivery failed: try again at `retry_at`, the same event first."""
+        self._set(record_id, attempts=attempts, next_attempt_at=retry_at, error=error[:500])
+
+    def heartbeat(self, record_id: str, now: datetime, error: str | None) -> None:
+        self._set(record_id, last_sent_at=now, error=error)
+
+    def _set(self, record_id: str, **values: Any) -> None:
+        with self.store.write() as conn:
+            conn.execute(
+                update(subscriptions).where(subscriptions.c.id == record_id).values(**values)
+            )
+
+    def discover(self, record_id: str, lookback: timedelta = LOOKBACK) -> int:
+        """Number the Task versions changed since the cursor that match the filter; return how
+        many new events. One transaction: the events, the counter and the cursor move together."""
+        h, tv, e = handover_rows.c, task_versions.c, subscription_events.c
+        with self.store.write() as conn:
+            row = conn.execute(select(subscriptions).where(subscriptions.c.id == record_id)).first()
+            if row is None:
+                return 0
+            record = _record(row)
+            changed = conn.execute(
+                select(h.task_id, h.updated_at).where(
+                    h.provider_id == record.spec.filter.owner,
+                    h.updated_at >= row.scanned_until - lookback,
+                )
+            ).all()
+            if not changed:
+                return 0
+            task_ids = sorted({r.task_id for r in changed})
+            seen: dict[str, int] = dict(
+                conn.execute(
+                    select(e.task_id, func.max(e.version))
+                    .where(e.subscription_id == record_id, e.task_id.in_(task_ids))
+                    .group_by(e.task_id)
+                ).all()
+            )
+            versions = conn.execute(
+                select(tv.task_id, tv.version, tv.task).where(tv.task_id.in_(task_ids))
+            ).all()
+            found = _new_events(record, versions, seen)
+            number = record.events_count
+            for at, task_id, version in found:
+                number += 1
+                conn.execute(
+                    insert(subscription_events).values(
+                        subscription_id=record_id, number=number, task_id=task_id,
+                        version=version, at=at,
+                    )
+                )
+            cursor = max([row.scanned_until, *(r.updated_at for r in changed)])
+            conn.execute(
+                update(subscriptions)
+                .where(subscriptions.c.id == record_id)
+                .values(events_count=number, scanned_until=cursor)
+            )
+            return len(found)
+
+
+def _new_events(
+    record: Record, versions: Any, seen: dict[str, int]
+) -> list[tuple[datetime, str, int]]:
+    """The Task versions newer than any already numbered for their Task, changed after the
+    subscription began, that match its filter: (time, Task id, version), in time order."""
+    found = []
+    for task_id, version, task in versions:
+        if version <= seen.get(task_id, 0):
+            continue
+        body = dict(task)
+        at = _last_updated(body)
+        if at is None or at < record.created_at or not matches(record.spec.filter, body):
+            continue
+        found.append((at, task_id, version))
+    return sorted(found)
+
+
+def _last_updated(task: dict[str, Any]) -> datetime | None:
+    value = (task.get("meta") or {}).get("lastUpdated")
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _record(row: Any) -> Record:
+    spec = row.spec if isinstance(row.spec, dict) else {}
+    return Record(
+        id=row.id,
+        spec=Spec.from_json(spec),
+        status=Status(row.status),
+        error=row.error,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        events_count=row.events_count,
+        delivered_through=row.delivered_through,
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at,
+        last_sent_at=row.last_sent_at,
+    )
