@@ -295,6 +295,14 @@ async def test_a_provider_subscribes_and_its_system_follows_its_handovers(
         assert len(notification["bundle"]["entry"]) == 1
 
 
+async def counters(http: httpx.AsyncClient, auth: dict[str, str], sub_id: str) -> dict[str, int]:
+    """$status's events generated and delivered so far."""
+    bundle = (await http.get(f"/fhir/Subscription/{sub_id}/$status", headers=auth)).json()
+    parameters = bundle["entry"][0]["resource"]["parameter"]
+    names = ("events-since-subscription-start", "events-delivered")
+    return {p["name"]: int(p["valueString"]) for p in parameters if p["name"] in names}
+
+
 async def test_a_worker_restart_mid_stream_loses_nothing_and_doubles_nothing(
     api: RunningApi, http: httpx.AsyncClient, coordinator: dict[str, str], tmp_path: Path,
     delivery: Callable[[], Delivery],
@@ -308,8 +316,15 @@ async def test_a_worker_restart_mid_stream_loses_nothing_and_doubles_nothing(
         await active(http, ortho, sub_id)
         pathways = [await start_pathway(http, coordinator) for _ in range(4)]
         tasks = [await read_task(http, f"{p}.hip-replacement.1", ortho) for p in pathways]
+        for _ in range(100):  # every Task numbered before the first notification is out
+            if (await counters(http, ortho, sub_id))["events-since-subscription-start"] >= 4:
+                break
+            await asyncio.sleep(0.1)
         await until(lambda: events_of(slow.received("/s")), what="the first notification")
-        first.stop.set()  # a graceful worker stop, as on SIGTERM
+        first.stop.set()  # a graceful worker stop, as on SIGTERM: the POST in flight finishes
+        await asyncio.sleep(1)
+        counts = await counters(http, ortho, sub_id)
+        assert counts["events-delivered"] < counts["events-since-subscription-start"]  # mid-stream
         for task in tasks:
             assert (await put_status(http, task, "accepted", ortho)).status_code == 200
         delivery()  # the worker comes back
@@ -347,7 +362,8 @@ async def test_subscriptions_are_validated_owned_and_scoped(
     assert (await http.delete(f"/fhir/Subscription/{sub_id}", headers=hub)).status_code == 404
     assert (await http.get(f"/fhir/Subscription/{sub_id}/$events", headers=hub)).status_code == 404
     assert (await http.get("/fhir/Subscription", headers=coordinator)).status_code == 403
-    assert sub_id not in {e["resource"]["id"] for e in (await http.get("/fhir/Subscription", headers=hub)).json()["entry"]}
+    theirs = (await http.get("/fhir/Subscription", headers=hub)).json()
+    assert sub_id not in {e["resource"]["id"] for e in theirs["entry"]}
 
     delivery()
     errored = await active(http, ortho, sub_id)
