@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -20,8 +21,10 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from activities.clients import ClientStore
 from activities.notify import verify
 from activities.subscriptions import SubscriptionStore
+from api.smart import issue_access_token
 from pathways.catalogue import Catalogue
 from pathways.subscriptions import FILTER_CRITERIA, HEARTBEAT_PERIOD, PAYLOAD_CONTENT, topic_url
 from tests.api.conftest import RunningApi, free_port
@@ -230,8 +233,8 @@ async def test_a_provider_subscribes_and_its_system_follows_its_handovers(
     handshake = subscriber.received("/ortho")[0]
     assert kind(handshake) == "handshake" and status_of(handshake)["status"]["valueCode"] == "requested"
     assert handshake["headers"]["authorization"] == "Bearer subscriber-secret"
-    secrets = [s.whsec for s in api.settings.webhook_secrets(ORTHO)]
-    verify(handshake["raw"].encode(), handshake["headers"], secrets)  # Standard Webhooks signed
+    whsecs = [s.whsec for s in api.settings.webhook_secrets(ORTHO)]
+    verify(handshake["raw"].encode(), handshake["headers"], whsecs)  # Standard Webhooks signed
 
     pathway_id = await start_pathway(http, coordinator)
     mine = f"{pathway_id}.hip-replacement.1"
@@ -377,3 +380,25 @@ async def test_subscriptions_are_validated_owned_and_scoped(
 
     assert (await http.delete(f"/fhir/Subscription/{sub_id}", headers=ortho)).status_code == 204
     assert (await http.get(f"/fhir/Subscription/{sub_id}", headers=ortho)).status_code == 404
+
+
+async def test_smart_tokens_need_the_subscription_scopes(api: RunningApi, http: httpx.AsyncClient) -> None:
+    """SMART access tokens are held to system/Subscription.* as Task routes are to system/Task.*."""
+    clients = ClientStore(api.settings.event_store)
+    clients.migrate()
+    client = clients.register(f"subs-{secrets.token_hex(4)}", ORTHO, ["system/Subscription.rs", "system/Task.rs"],
+                              jwks={"keys": []})
+    reader = bearer(issue_access_token(api.settings, client, ["system/Subscription.rs"]))
+    tasks_only = bearer(issue_access_token(api.settings, client, ["system/Task.rs"]))
+    body = subscription(api, "https://ehr.example.org/hook")
+    refused = await http.post("/fhir/Subscription", json=body, headers=reader)
+    assert refused.status_code == 403 and "system/Subscription.c" in refused.text
+    assert (await http.get("/fhir/Subscription", headers=reader)).status_code == 200
+    assert (await http.get("/fhir/Subscription", headers=tasks_only)).status_code == 403
+    creator = bearer(issue_access_token(api.settings, client, ["system/Subscription.cruds"]))
+    created = await http.post("/fhir/Subscription", json=body, headers=creator)
+    assert created.status_code == 201, created.text
+    sub_id = created.json()["id"]
+    assert (await http.get(f"/fhir/Subscription/{sub_id}/$status", headers=reader)).status_code == 200
+    assert (await http.delete(f"/fhir/Subscription/{sub_id}", headers=reader)).status_code == 403
+    assert (await http.delete(f"/fhir/Subscription/{sub_id}", headers=creator)).status_code == 204
