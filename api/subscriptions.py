@@ -255,7 +255,7 @@ async def update_subscription(
 @router.delete(
     "/Subscription/{subscription_id}",
     status_code=204,
-    response_class=Response,
+    response_model=None,
     responses=fhir_errors(401, 403, 404),
     summary="Delete one of your subscriptions (no further notifications)",
 )
