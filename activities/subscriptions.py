@@ -206,16 +206,13 @@ class SubscriptionStore:
 
     # --- the delivery loop's side ------------------------------------------------------------
 
-    def due(self, now: datetime) -> list[str]:
+    def due(self, now: datetime, owner: str) -> list[str]:
         """Live subscriptions no other worker holds a lease on."""
         c = subscriptions.c
+        free = or_(c.lease_until.is_(None), c.lease_until < now, c.lease_owner == owner)
         with self.engine.connect() as conn:
             return list(
-                conn.execute(
-                    select(c.id)
-                    .where(c.status.in_(LIVE), or_(c.lease_until.is_(None), c.lease_until < now))
-                    .order_by(c.id)
-                ).scalars()
+                conn.execute(select(c.id).where(c.status.in_(LIVE), free).order_by(c.id)).scalars()
             )
 
     def claim(self, record_id: str, owner: str, now: datetime, lease: timedelta) -> Record | None:
@@ -236,12 +233,13 @@ class SubscriptionStore:
             row = conn.execute(select(subscriptions).where(c.id == record_id)).first()
         return None if row is None else _record(row)
 
-    def release(self, record_id: str, owner: str) -> None:
+    def release_all(self, owner: str) -> None:
+        """Give back every lease `owner` holds (a worker stopping)."""
         c = subscriptions.c
         with self.store.write() as conn:
             conn.execute(
                 update(subscriptions)
-                .where(c.id == record_id, c.lease_owner == owner)
+                .where(c.lease_owner == owner)
                 .values(lease_owner=None, lease_until=None)
             )
 
@@ -284,9 +282,10 @@ class SubscriptionStore:
 
     def discover(self, record_id: str, lookback: timedelta = LOOKBACK) -> int:
         """Number the Task versions changed since the cursor that match the filter; return how
-        many new events. One transaction: the events, the counter and the cursor move together."""
+        many new events. Read first (an idle pass writes nothing); then one transaction moves
+        the events, the counter and the cursor together. The caller holds the lease."""
         h, tv, e = handover_rows.c, task_versions.c, subscription_events.c
-        with self.store.write() as conn:
+        with self.engine.connect() as conn:
             row = conn.execute(select(subscriptions).where(subscriptions.c.id == record_id)).first()
             if row is None:
                 return 0
@@ -310,8 +309,14 @@ class SubscriptionStore:
             versions = conn.execute(
                 select(tv.task_id, tv.version, tv.task).where(tv.task_id.in_(task_ids))
             ).all()
-            found = _new_events(record, versions, seen)
-            number = record.events_count
+        found = _new_events(record, versions, seen)
+        cursor = max([row.scanned_until, *(r.updated_at for r in changed)])
+        if not found and cursor == row.scanned_until:
+            return 0
+        with self.store.write() as conn:
+            number = conn.execute(
+                select(subscriptions.c.events_count).where(subscriptions.c.id == record_id)
+            ).scalar_one()
             for at, task_id, version in found:
                 number += 1
                 conn.execute(
@@ -320,13 +325,12 @@ class SubscriptionStore:
                         version=version, at=at,
                     )
                 )
-            cursor = max([row.scanned_until, *(r.updated_at for r in changed)])
             conn.execute(
                 update(subscriptions)
                 .where(subscriptions.c.id == record_id)
                 .values(events_count=number, scanned_until=cursor)
             )
-            return len(found)
+        return len(found)
 
 
 def _new_events(

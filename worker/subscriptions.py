@@ -14,6 +14,7 @@ Logs name subscriptions, providers and status classes only: never a Task's conte
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import secrets
 import time
@@ -51,6 +52,7 @@ class Timing:
     max_backoff_seconds: float = 300.0
     lease: timedelta = timedelta(seconds=120)
     batch: int = 50
+    concurrency: int = 20
     lookback: timedelta = LOOKBACK
 
 
@@ -74,9 +76,13 @@ class Delivery:
         self.timing = timing
         self.worker_id = f"w-{secrets.token_hex(6)}"
         self.stop = asyncio.Event()
+        self.held: dict[str, datetime] = {}
+        self.inflight: dict[str, asyncio.Task[None]] = {}
+        self.slots = asyncio.Semaphore(timing.concurrency)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Pass after pass until stopped; a failing pass is logged and the next one tries again."""
+        """Pass after pass until stopped; a failing pass is logged and the next one tries again.
+        On stop, notifications in flight finish and the leases are given back."""
         if stop is not None:
             self.stop = stop
         await asyncio.to_thread(self.store.migrate)
@@ -89,22 +95,52 @@ class Delivery:
                 await asyncio.wait_for(self.stop.wait(), self.timing.poll_seconds)
             except TimeoutError:
                 pass
+        await asyncio.gather(*self.inflight.values(), return_exceptions=True)
+        await asyncio.to_thread(self.store.release_all, self.worker_id)
 
     async def tick(self) -> None:
-        """One pass over every live subscription, concurrently."""
-        due = await asyncio.to_thread(self.store.due, utcnow())
-        await asyncio.gather(*(self._one(record_id) for record_id in due))
+        """Start a step for every live subscription that is not already being served: each goes
+        at its own pace, so a slow endpoint holds up only its own subscription."""
+        due = await asyncio.to_thread(self.store.due, utcnow(), self.worker_id)
+        for record_id in due:
+            if record_id not in self.inflight:
+                task = asyncio.ensure_future(self._one(record_id))
+                self.inflight[record_id] = task
+                task.add_done_callback(functools.partial(self._done, record_id))
+
+    def _done(self, record_id: str, task: asyncio.Task[None]) -> None:
+        self.inflight.pop(record_id, None)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("subscription step failed", subscription=record_id,
+                        error=type(task.exception()).__name__)
 
     async def _one(self, record_id: str) -> None:
+        async with self.slots:
+            if self.stop.is_set():
+                return
+            record = await self._lease(record_id)
+            if record is not None:
+                await self.step(record)
+
+    async def _lease(self, record_id: str) -> Record | None:
+        """The subscription if this worker holds (or now takes) its lease; a lease with more
+        than half its time left is not written again, so an idle pass costs reads only."""
+        now = utcnow()
+        expiry = self.held.get(record_id)
+        if expiry is not None and expiry - now > self.timing.lease / 2:
+            record = await asyncio.to_thread(self.store.current, record_id)
+            if record is not None and record.status in (Status.REQUESTED, Status.ACTIVE):
+                return record
+            self.held.pop(record_id, None)
+            return None
         record = await asyncio.to_thread(
-            self.store.claim, record_id, self.worker_id, utcnow(), self.timing.lease
+            self.store.claim, record_id, self.worker_id, now, self.timing.lease
         )
         if record is None:
-            return
-        try:
-            await self.step(record)
-        finally:
-            await asyncio.to_thread(self.store.release, record_id, self.worker_id)
+            self.held.pop(record_id, None)
+            return None
+        self.held[record_id] = now + self.timing.lease
+        return record
 
     async def step(self, record: Record) -> None:
         now = utcnow()
@@ -148,8 +184,8 @@ class Delivery:
             self.store.events, record.id, low, low + self.timing.batch - 1
         )
         for event in events:
-            if self.stop.is_set():
-                return
+            if self.stop.is_set() or await self._lease(record.id) is None:
+                return  # stopping, or the lease is lost: the next holder sends it
             error = await self._send_event(record, event)
             now = utcnow()
             if error is not None:
