@@ -14,6 +14,7 @@ import secrets
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -402,3 +403,47 @@ async def test_smart_tokens_need_the_subscription_scopes(api: RunningApi, http: 
     assert (await http.get(f"/fhir/Subscription/{sub_id}/$status", headers=reader)).status_code == 200
     assert (await http.delete(f"/fhir/Subscription/{sub_id}", headers=reader)).status_code == 403
     assert (await http.delete(f"/fhir/Subscription/{sub_id}", headers=creator)).status_code == 204
+
+
+async def test_a_worker_killed_mid_notification_resends_it_under_the_same_number(
+    api: RunningApi, http: httpx.AsyncClient, coordinator: dict[str, str], tmp_path: Path,
+) -> None:
+    """At least once, never renumbered: a worker killed while a POST is in flight leaves its
+    lease to run out; the next worker sends that event again, same number, same webhook-id."""
+    slow = Subscriber(tmp_path, delay=1.0)
+    await slow.start()
+    store = SubscriptionStore(api.settings.event_store)
+    timing = Timing(poll_seconds=0.2, first_backoff_seconds=0.3, max_backoff_seconds=1.0,
+                    lease=timedelta(seconds=2))
+    try:
+        async with httpx.AsyncClient() as client:
+            ortho = bearer(api.provider_token(ORTHO))
+            sub_id = await subscribe(http, ortho, subscription(api, slow.url("/k"), "Task?status=requested,accepted"))
+            doomed = Delivery(api.settings, store, client, timing)
+            running = asyncio.ensure_future(doomed.run())
+            await active(http, ortho, sub_id)
+            task = await read_task(http, f"{await start_pathway(http, coordinator)}.hip-replacement.1", ortho)
+            for _ in range(100):
+                if (await counters(http, ortho, sub_id))["events-since-subscription-start"] >= 1:
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)  # the first notification is in flight (the subscriber takes 1 s)
+            for doing in [running, *doomed.inflight.values()]:
+                doing.cancel()  # the process dies: no bookkeeping, its lease stays behind
+            await asyncio.gather(running, *doomed.inflight.values(), return_exceptions=True)
+            assert (await counters(http, ortho, sub_id))["events-delivered"] == 0
+
+            successor = Delivery(api.settings, store, client, timing)
+            resumed = asyncio.ensure_future(successor.run())
+            assert (await put_status(http, task, "accepted", ortho)).status_code == 200
+            await until(lambda: len(events_of(slow.received("/k"))) >= 3, 30, "the resent and the new event")
+            successor.stop.set()
+            await resumed
+        received = [n for n in slow.received("/k") if kind(n) == "event-notification"]
+        assert [n for n, _ in events_of(received)] == [1, 1, 2]
+        assert received[0]["headers"]["webhook-id"] == received[1]["headers"]["webhook-id"]
+        first, again, _ = events_of(received)
+        assert first == again
+    finally:
+        slow.stop()
+        store.close()
