@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -30,6 +31,7 @@ from pathways.catalogue import Catalogue
 from pathways.subscriptions import FILTER_CRITERIA, HEARTBEAT_PERIOD, PAYLOAD_CONTENT, topic_url
 from tests.api.conftest import RunningApi, free_port
 from tests.api.flow import HIP, bearer, fhir_outputs, put_status, read_task, start_pathway
+from tests.ops.processes import PATHWAYS, env_for
 from worker.subscriptions import Delivery, Timing
 
 pytestmark = pytest.mark.devserver
@@ -447,3 +449,25 @@ async def test_a_worker_killed_mid_notification_resends_it_under_the_same_number
     finally:
         slow.stop()
         store.close()
+
+
+async def test_the_worker_process_runs_the_delivery_loop(
+    api: RunningApi, http: httpx.AsyncClient, coordinator: dict[str, str], subscriber: Subscriber,
+) -> None:
+    """`pathways worker` (the deployed process) handshakes and notifies, and stops cleanly."""
+    env = env_for(api.settings, PATHWAYS_API_PORT=str(api.settings.api_port))
+    worker = subprocess.Popen([PATHWAYS, "worker"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        await subscriber.start()
+        ortho = bearer(api.provider_token(ORTHO))
+        sub_id = await subscribe(http, ortho, subscription(api, subscriber.url("/w"), "Task?status=requested"))
+        assert (await active(http, ortho, sub_id))["status"] == "active"
+        task = await read_task(http, f"{await start_pathway(http, coordinator)}.hip-replacement.1", ortho)
+        url = f"{api.settings.base_url}/fhir/Task/{task['id']}"
+        await until(lambda: url in {f for _, f in events_of(subscriber.received("/w"))}, 30, "the notification")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, errors = worker.communicate(timeout=60)
+    assert worker.returncode == 0, errors[-3000:]
+    assert (await http.delete(f"/fhir/Subscription/{sub_id}", headers=ortho)).status_code == 204
