@@ -110,9 +110,9 @@ class Delivery:
 
     def _done(self, record_id: str, task: asyncio.Task[None]) -> None:
         self.inflight.pop(record_id, None)
-        if not task.cancelled() and task.exception() is not None:
+        if not task.cancelled() and (error := task.exception()) is not None:
             log.warning("subscription step failed", subscription=record_id,
-                        error=type(task.exception()).__name__)
+                        error=type(error).__name__, where=_where(error))
 
     async def _one(self, record_id: str) -> None:
         async with self.slots:
@@ -276,3 +276,11 @@ async def deliver_forever(settings: Settings, stop: asyncio.Event) -> None:
             await Delivery(settings, store, http).run(stop)
     finally:
         store.close()
+
+
+def _where(error: BaseException) -> str:
+    """file:line of the innermost frame: enough to find a bug, no values."""
+    trace = error.__traceback__
+    while trace is not None and trace.tb_next is not None:
+        trace = trace.tb_next
+    return "" if trace is None else f"{trace.tb_frame.f_code.co_filename}:{trace.tb_lineno}"

@@ -313,19 +313,15 @@ async def test_a_worker_restart_mid_stream_loses_nothing_and_doubles_nothing(
     api: RunningApi, http: httpx.AsyncClient, coordinator: dict[str, str], tmp_path: Path,
     delivery: Callable[[], Delivery],
 ) -> None:
-    slow = Subscriber(tmp_path, delay=0.3)  # a notification takes a while: stop lands mid-stream
+    slow = Subscriber(tmp_path, delay=0.5)  # a notification takes a while: stop lands mid-stream
     await slow.start()
     try:
         ortho = bearer(api.provider_token(ORTHO))
         sub_id = await subscribe(http, ortho, subscription(api, slow.url("/s"), "Task?status=requested,accepted"))
-        first = delivery()
-        await active(http, ortho, sub_id)
         pathways = [await start_pathway(http, coordinator) for _ in range(4)]
         tasks = [await read_task(http, f"{p}.hip-replacement.1", ortho) for p in pathways]
-        for _ in range(100):  # every Task numbered before the first notification is out
-            if (await counters(http, ortho, sub_id))["events-since-subscription-start"] >= 4:
-                break
-            await asyncio.sleep(0.1)
+        first = delivery()  # four events wait for it (numbered from the subscription's creation)
+        await active(http, ortho, sub_id)
         await until(lambda: events_of(slow.received("/s")), what="the first notification")
         first.stop.set()  # a graceful worker stop, as on SIGTERM: the POST in flight finishes
         await asyncio.sleep(1)
