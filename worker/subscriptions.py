@@ -196,7 +196,7 @@ class Delivery:
                 retry_at = now + timedelta(seconds=wait)
                 await asyncio.to_thread(self.store.failed, record.id, attempts, retry_at, error)
                 log.warning("subscription notification failed", subscription=record.id,
-                            event=event.number, attempts=attempts, error=error)
+                            event_number=event.number, attempts=attempts, error=error)
                 return
             await asyncio.to_thread(self.store.delivered, record.id, event.number, now)
 
