@@ -30,6 +30,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     update,
 )
 
@@ -75,6 +76,9 @@ subscription_events = Table(
     UniqueConstraint("subscription_id", "task_id", "version", name="uq_fhir_subscription_event"),
 )
 
+_PG_MIGRATION_LOCK = 724_170_012
+"""Advisory lock id serialising concurrent `migrate()` calls on PostgreSQL."""
+
 LIVE = (Status.REQUESTED.value, Status.ACTIVE.value)
 
 
@@ -110,8 +114,12 @@ class SubscriptionStore:
         self.store.close()
 
     def migrate(self) -> None:
-        """Create the subscription tables if they are missing (idempotent)."""
-        metadata.create_all(self.engine, checkfirst=True)
+        """Create the subscription tables if they are missing (idempotent; on PostgreSQL under
+        an advisory lock, so API and worker processes starting together don't race)."""
+        with self.store.write() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_MIGRATION_LOCK})
+            metadata.create_all(conn, checkfirst=True)
 
     # --- the API side: a provider's own subscriptions --------------------------------------
 

@@ -85,7 +85,10 @@ class Delivery:
         On stop, notifications in flight finish and the leases are given back."""
         if stop is not None:
             self.stop = stop
-        await asyncio.to_thread(self.store.migrate)
+        try:
+            await asyncio.to_thread(self.store.migrate)
+        except Exception as error:  # another process may be creating them: passes retry
+            log.warning("subscription tables not migrated", error=type(error).__name__)
         while not self.stop.is_set():
             try:
                 await self.tick()
