@@ -76,7 +76,7 @@ subscription_events = Table(
     UniqueConstraint("subscription_id", "task_id", "version", name="uq_fhir_subscription_event"),
 )
 
-_PG_MIGRATION_LOCK = 724_170_012
+_PG_MIGRATION_LOCK = 724_170_212
 """Advisory lock id serialising concurrent `migrate()` calls on PostgreSQL."""
 
 LIVE = (Status.REQUESTED.value, Status.ACTIVE.value)
