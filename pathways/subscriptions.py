@@ -549,11 +549,12 @@ def status_parameters(
     parameter: list[dict[str, Any]] = [
         {"name": "subscription",
          "valueReference": {"reference": subscription_url(base_url, subscription_id)}},
-        {"name": "topic", "valueCanonical": topic_url(base_url)},
         {"name": "status", "valueCode": status.value},
         {"name": "type", "valueCode": kind},
         {"name": "events-since-subscription-start", "valueString": str(events_since_start)},
     ]
+    if content is not Content.EMPTY:  # the IG: no topic with empty payloads
+        parameter.insert(1, {"name": "topic", "valueCanonical": topic_url(base_url)})
     for event in events:
         parts: list[dict[str, Any]] = [
             {"name": "event-number", "valueString": str(event.number)},

@@ -219,3 +219,12 @@ def test_event_ranges_are_bounded_and_numeric() -> None:
     assert event_range("9", None, 5, 100) == (9, 5)  # nothing yet
     with pytest.raises(ValueError):
         event_range("-1", None, 5, 100)
+
+
+def test_an_empty_payload_names_neither_the_topic_nor_the_focus() -> None:
+    event = Event(2, "pw-1.discharge.1", 2, NOW)
+    empty = status_parameters("p", "sub-1", BASE, Status.ACTIVE, "event-notification", 2, [event], Content.EMPTY)
+    names = [p["name"] for p in empty["parameter"]]
+    assert "topic" not in names
+    parts = [p["name"] for p in empty["parameter"][-1]["part"]]
+    assert parts == ["event-number", "timestamp"]
