@@ -14,6 +14,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -22,6 +23,8 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.parameters import Parameters
 
 from activities.clients import ClientStore
 from activities.notify import verify
@@ -52,7 +55,7 @@ class Hook(BaseHTTPRequestHandler):
         raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         time.sleep(delay)
         line = {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
-                "raw": raw.decode()}
+                "raw": raw.decode(), "at": time.time()}
         with lock, open(out, "a") as f:
             f.write(json.dumps(line) + "\n")
         self.send_response(200)
@@ -113,15 +116,15 @@ def subscriber(tmp_path: Path) -> Iterator[Subscriber]:
 
 
 @pytest_asyncio.fixture
-async def delivery(api: RunningApi) -> AsyncIterator[Callable[[], Delivery]]:
+async def delivery(api: RunningApi) -> AsyncIterator[Callable[..., Delivery]]:
     """Start the worker's delivery loop (as `pathways worker` runs it); each call starts a new
     one (a restarted worker); all are stopped at the end."""
     running: list[tuple[Delivery, asyncio.Task[None]]] = []
     http = httpx.AsyncClient()
     store = SubscriptionStore(api.settings.event_store)
 
-    def start() -> Delivery:
-        loop = Delivery(api.settings, store, http, FAST)
+    def start(timing: Timing = FAST) -> Delivery:
+        loop = Delivery(api.settings, store, http, timing)
         running.append((loop, asyncio.ensure_future(loop.run())))
         return loop
 
@@ -299,6 +302,9 @@ async def test_a_provider_subscribes_and_its_system_follows_its_handovers(
     assert all(not focus.endswith(f"/Task/{mine}") for focus in hub_focus)
     for notification in subscriber.received("/hub"):  # id-only: the status Parameters alone
         assert len(notification["bundle"]["entry"]) == 1
+    for notification in subscriber.received("/ortho") + subscriber.received("/hub"):
+        Bundle.model_validate(notification["bundle"])  # valid FHIR (R4B models) as sent
+        Parameters.model_validate(notification["bundle"]["entry"][0]["resource"])
 
 
 async def counters(http: httpx.AsyncClient, auth: dict[str, str], sub_id: str) -> dict[str, int]:
@@ -467,3 +473,32 @@ async def test_the_worker_process_runs_the_delivery_loop(
         _, errors = worker.communicate(timeout=60)
     assert worker.returncode == 0, errors[-3000:]
     assert (await http.delete(f"/fhir/Subscription/{sub_id}", headers=ortho)).status_code == 204
+
+
+async def test_notifications_follow_a_change_within_seconds_at_the_default_pace(
+    api: RunningApi, http: httpx.AsyncClient, coordinator: dict[str, str], subscriber: Subscriber,
+    delivery: Callable[..., Delivery],
+) -> None:
+    """Just in time: with the worker's default timing (a pass a second), a provider's system
+    hears of a change to its Task within a couple of seconds. Prints the figures (-s)."""
+    await subscriber.start()
+    ortho = bearer(api.provider_token(ORTHO))
+    sub_id = await subscribe(http, ortho, subscription(api, subscriber.url("/l"), "Task?status=accepted"))
+    delivery(Timing())
+    await active(http, ortho, sub_id)
+    tasks = [await read_task(http, f"{await start_pathway(http, coordinator)}.hip-replacement.1", ortho)
+             for _ in range(10)]
+    sent: dict[str, float] = {}
+    for task in tasks:
+        sent[task["id"]] = time.time()
+        assert (await put_status(http, task, "accepted", ortho)).status_code == 200
+        await asyncio.sleep(0.3)
+    await until(lambda: len(events_of(subscriber.received("/l"))) >= len(tasks), 30, "every acceptance")
+    latencies = sorted(
+        n["at"] - sent[focus.rsplit("/", 1)[1]]
+        for n in subscriber.received("/l") if kind(n) == "event-notification"
+        for _, focus in events_of([n])
+    )
+    p50, worst = latencies[len(latencies) // 2], latencies[-1]
+    print(f"\nsubscription latency over {len(latencies)} changes: p50 {p50:.2f} s, max {worst:.2f} s")
+    assert worst < 3.0
