@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Column,
     Index,
     Integer,
@@ -33,9 +34,19 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.engine import Connection
 
-from activities.store import EventStore, Json, UtcDateTime, handover_rows, task_versions
-from pathways.subscriptions import Event, Spec, Status, matches
+from activities.store import (
+    EventStore,
+    Json,
+    UtcDateTime,
+    event_rows,
+    handover_rows,
+    task_versions,
+)
+from pathways.events import EventKind
+from pathways.state import task_id as make_task_id
+from pathways.subscriptions import Event, Spec, Status, task_events
 
 MAX_PER_PROVIDER = 20
 """Subscriptions one provider may hold (each costs a delivery pass)."""
@@ -73,6 +84,7 @@ subscription_events = Table(
     Column("task_id", String(), nullable=False),
     Column("version", Integer, nullable=False),
     Column("at", UtcDateTime(), nullable=False),
+    Column("withdrawn", Boolean, nullable=False, default=False),
     UniqueConstraint("subscription_id", "task_id", "version", name="uq_fhir_subscription_event"),
 )
 
@@ -203,11 +215,11 @@ class SubscriptionStore:
         e = subscription_events.c
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(e.number, e.task_id, e.version, e.at)
+                select(e.number, e.task_id, e.version, e.at, e.withdrawn)
                 .where(e.subscription_id == record_id, e.number >= low, e.number <= high)
                 .order_by(e.number)
             ).all()
-        return [Event(row.number, row.task_id, row.version, row.at) for row in rows]
+        return [Event(row.number, row.task_id, row.version, row.at, row.withdrawn) for row in rows]
 
     def task_at(self, task_id: str, version: int) -> dict[str, Any] | None:
         return self.store.task_at(task_id, version)
@@ -288,49 +300,44 @@ class SubscriptionStore:
                 update(subscriptions).where(subscriptions.c.id == record_id).values(**values)
             )
 
-    def discover(self, record_id: str, lookback: timedelta = LOOKBACK) -> int:
-        """Number the Task versions changed since the cursor that match the filter; return how
-        many new events. Read first (an idle pass writes nothing); then one transaction moves
-        the events, the counter and the cursor together. The caller holds the lease."""
-        h, tv, e = handover_rows.c, task_versions.c, subscription_events.c
+    def discover(
+        self, record_id: str, lookback: timedelta = LOOKBACK, now: datetime | None = None
+    ) -> int:
+        """Number the Task versions changed since the cursor that are events for the
+        subscription; return how many new events. Read first (an idle pass writes nothing but
+        a cursor move now and then); then one transaction moves the events, the counter and the
+        cursor together. The caller holds the lease.
+
+        Candidates: the provider's handovers changed since the cursor, and handovers it acted on
+        or lost (events naming it: a rejection, a reassignment away) in that time, which the
+        read model files under their new provider."""
+        now = now or datetime.now(UTC)
         with self.engine.connect() as conn:
             row = conn.execute(select(subscriptions).where(subscriptions.c.id == record_id)).first()
             if row is None:
                 return 0
             record = _record(row)
-            changed = conn.execute(
-                select(h.task_id, h.updated_at).where(
-                    h.provider_id == record.spec.filter.owner,
-                    h.updated_at >= row.scanned_until - lookback,
-                )
-            ).all()
-            if not changed:
-                return 0
-            task_ids = sorted({r.task_id for r in changed})
-            seen: dict[str, int] = dict(
-                conn.execute(
-                    select(e.task_id, func.max(e.version))
-                    .where(e.subscription_id == record_id, e.task_id.in_(task_ids))
-                    .group_by(e.task_id)
-                ).all()
-            )
-            versions = conn.execute(
-                select(tv.task_id, tv.version, tv.task).where(tv.task_id.in_(task_ids))
-            ).all()
-        found = _new_events(record, versions, seen)
-        cursor = max([row.scanned_until, *(r.updated_at for r in changed)])
-        if not found and cursor == row.scanned_until:
-            return 0
+            since = row.scanned_until - lookback
+            owner = record.spec.filter.owner
+            changed, moved = _candidates(conn, owner, since)
+            task_ids = sorted({t for t, _ in changed} | {t for t, _ in moved})
+            found: list[tuple[datetime, str, int, bool]] = []
+            if task_ids:
+                found = _new_events(record, _versions(conn, task_ids), _seen(conn, record_id, task_ids))
+        latest = [at for _, at in changed + moved]
+        cursor = max([row.scanned_until, now - lookback, *latest])
+        if not found and cursor - row.scanned_until < lookback / 2:
+            return 0  # nothing new, and the cursor may lag a little: scanning again finds nothing
         with self.store.write() as conn:
             number = conn.execute(
                 select(subscriptions.c.events_count).where(subscriptions.c.id == record_id)
             ).scalar_one()
-            for at, task_id, version in found:
+            for at, task_id, version, withdrawn in found:
                 number += 1
                 conn.execute(
                     insert(subscription_events).values(
                         subscription_id=record_id, number=number, task_id=task_id,
-                        version=version, at=at,
+                        version=version, at=at, withdrawn=withdrawn,
                     )
                 )
             conn.execute(
@@ -341,32 +348,64 @@ class SubscriptionStore:
         return len(found)
 
 
+def _candidates(
+    conn: Connection, owner: str, since: datetime
+) -> tuple[list[tuple[str, datetime]], list[tuple[str, datetime]]]:
+    """(Task id, time) of the owner's handovers changed since `since`, and of handovers whose
+    events since then name the owner (it acted on them, or they were reassigned from it)."""
+    h, ev = handover_rows.c, event_rows.c
+    changed = conn.execute(
+        select(h.task_id, h.updated_at).where(h.provider_id == owner, h.updated_at >= since)
+    ).all()
+    named = conn.execute(
+        select(ev.pathway_id, ev.handover_id, ev.provider_id, ev.kind, ev.detail, ev.at).where(
+            ev.at >= since,
+            ev.handover_id.is_not(None),
+            or_(ev.provider_id == owner, ev.kind == EventKind.REASSIGNED.value),
+        )
+    ).all()
+    moved = [
+        (make_task_id(row.pathway_id, row.handover_id), row.at)
+        for row in named
+        if row.provider_id == owner or (row.detail or {}).get("from") == owner
+    ]
+    return [(row.task_id, row.updated_at) for row in changed], moved
+
+
+def _seen(conn: Connection, record_id: str, task_ids: list[str]) -> dict[str, int]:
+    """Per Task, the newest version already numbered for this subscription."""
+    e = subscription_events.c
+    rows = conn.execute(
+        select(e.task_id, func.max(e.version))
+        .where(e.subscription_id == record_id, e.task_id.in_(task_ids))
+        .group_by(e.task_id)
+    ).all()
+    return {row[0]: row[1] for row in rows}
+
+
+def _versions(conn: Connection, task_ids: list[str]) -> list[Any]:
+    tv = task_versions.c
+    return list(
+        conn.execute(select(tv.task_id, tv.version, tv.task).where(tv.task_id.in_(task_ids))).all()
+    )
+
+
 def _new_events(
     record: Record, versions: Any, seen: dict[str, int]
-) -> list[tuple[datetime, str, int]]:
-    """The Task versions newer than any already numbered for their Task, changed after the
-    subscription began, that match its filter: (time, Task id, version), in time order."""
-    found = []
+) -> list[tuple[datetime, str, int, bool]]:
+    """The events among these Task versions not numbered yet: (time, Task id, version,
+    withdrawn), in time order."""
+    by_task: dict[str, list[tuple[int, dict[str, Any]]]] = {}
     for task_id, version, task in versions:
-        if version <= seen.get(task_id, 0):
-            continue
-        body = dict(task)
-        at = _last_updated(body)
-        if at is None or at < record.created_at or not matches(record.spec.filter, body):
-            continue
-        found.append((at, task_id, version))
+        by_task.setdefault(task_id, []).append((version, dict(task)))
+    found = []
+    for task_id, recorded in by_task.items():
+        recorded.sort(key=lambda pair: pair[0])
+        for version, at, withdrawn in task_events(
+            record.spec.filter, recorded, seen.get(task_id, 0), record.created_at
+        ):
+            found.append((at, task_id, version, withdrawn))
     return sorted(found)
-
-
-def _last_updated(task: dict[str, Any]) -> datetime | None:
-    value = (task.get("meta") or {}).get("lastUpdated")
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _record(row: Any) -> Record:

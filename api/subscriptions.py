@@ -33,6 +33,7 @@ from pathways.subscriptions import (
     Content,
     Spec,
     SubscriptionInvalid,
+    as_seen,
     event_range,
     notification_bundle,
     parse_subscription,
@@ -340,7 +341,7 @@ async def subscription_events(
         for event in events:
             task = await asyncio.to_thread(store.task_at, event.task_id, event.version)
             if task is not None:
-                tasks.append((event, task))
+                tasks.append((event, as_seen(task, principal.subject, event.withdrawn)))
     base_url = context.settings(request).base_url
     parameters = status_parameters(
         str(uuid.uuid4()), record.id, base_url, record.status, "query-event",

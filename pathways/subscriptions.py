@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import parse_qsl
 
-from pathways.fhir import STEP_SYSTEM, instant
+from pathways.fhir import STEP_SYSTEM, instant, withdrawn_task
 from pathways.webhook_url import webhook_url_problem
 
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
@@ -489,12 +489,56 @@ def matches(the_filter: Filter, task: dict[str, Any]) -> bool:
 
 @dataclass(frozen=True)
 class Event:
-    """One numbered event of a subscription: a Task version that matched."""
+    """One numbered event of a subscription: a Task version that matched (`withdrawn`: the
+    version at which the Task left the subscriber, seen by it as cancelled)."""
 
     number: int
     task_id: str
     version: int
     at: datetime
+    withdrawn: bool = False
+
+
+def last_updated(task: dict[str, Any]) -> datetime | None:
+    """A rendered Task's meta.lastUpdated as a UTC instant (None if missing or malformed)."""
+    value = (task.get("meta") or {}).get("lastUpdated")
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def task_events(
+    the_filter: Filter, versions: Sequence[tuple[int, dict[str, Any]]], after: int, since: datetime
+) -> list[tuple[int, datetime, bool]]:
+    """Of one Task's recorded versions (ascending), those that are events for a subscription:
+    (version, time, withdrawn), newer than version `after` and not before `since`.
+
+    A version is an event when the subscriber sees it and the filter matches: its own Task, or
+    the version at which the Task moved from it to another provider (reassigned, or handed on
+    after a rejection), seen as `withdrawn_task`, cancelled and still addressed to it, so it
+    learns the Task is gone without learning who has it now.
+    """
+    found = []
+    previous_owner: str | None = None
+    for version, task in versions:
+        owner = task_owner(task)
+        withdrawn = previous_owner == the_filter.owner and owner != the_filter.owner
+        previous_owner = owner
+        at = last_updated(task)
+        if version <= after or at is None or at < since:
+            continue
+        if matches(the_filter, as_seen(task, the_filter.owner, withdrawn)):
+            found.append((version, at, withdrawn))
+    return found
+
+
+def as_seen(task: dict[str, Any], provider_id: str, withdrawn: bool) -> dict[str, Any]:
+    """The Task as the subscribing provider may see it at an event."""
+    return withdrawn_task(task, provider_id) if withdrawn else task
 
 
 def subscription_resource(

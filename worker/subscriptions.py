@@ -33,6 +33,7 @@ from pathways.subscriptions import (
     Content,
     Event,
     Status,
+    as_seen,
     backoff_seconds,
     header_pairs,
     notification_bundle,
@@ -208,7 +209,7 @@ class Delivery:
         if record.spec.content is Content.FULL_RESOURCE:
             task = await asyncio.to_thread(self.store.task_at, event.task_id, event.version)
             if task is not None:
-                tasks.append((event, task))
+                tasks.append((event, as_seen(task, record.spec.provider_id, event.withdrawn)))
         parameters = self._status(record, Status.ACTIVE, "event-notification", [event])
         return await self._post(record, parameters, tasks, f"{record.id}.event.{event.number}")
 

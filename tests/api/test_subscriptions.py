@@ -41,6 +41,7 @@ pytestmark = pytest.mark.devserver
 
 ORTHO = "elmshire-elective-ortho-centre"
 HUB = "elmshire-care-transfer-hub"
+KINGSBRIDGE = "kingsbridge-treatment-centre"  # the next orthopaedic centre of the role
 FAST = Timing(poll_seconds=0.2, first_backoff_seconds=0.3, max_backoff_seconds=1.0)
 
 SUBSCRIBER = r"""
@@ -502,3 +503,32 @@ async def test_notifications_follow_a_change_within_seconds_at_the_default_pace(
     p50, worst = latencies[len(latencies) // 2], latencies[-1]
     print(f"\nsubscription latency over {len(latencies)} changes: p50 {p50:.2f} s, max {worst:.2f} s")
     assert worst < 3.0
+
+
+async def test_a_task_handed_on_after_a_rejection_is_withdrawn_from_the_rejecter_only(
+    api: RunningApi, http: httpx.AsyncClient, coordinator: dict[str, str], subscriber: Subscriber,
+    delivery: Callable[..., Delivery],
+) -> None:
+    """The rejecting provider hears its Task is gone (cancelled, still addressed to it) and
+    never who has it now; the next provider's own subscription gets it as requested."""
+    await subscriber.start()
+    ortho, next_one = bearer(api.provider_token(ORTHO)), bearer(api.provider_token(KINGSBRIDGE))
+    mine = await subscribe(http, ortho, subscription(api, subscriber.url("/a"), content="full-resource"))
+    theirs = await subscribe(http, next_one, subscription(api, subscriber.url("/b"), content="full-resource"))
+    delivery()
+    await active(http, ortho, mine)
+    await active(http, next_one, theirs)
+    task = await read_task(http, f"{await start_pathway(http, coordinator)}.hip-replacement.1", ortho)
+    rejected = await put_status(http, task, "rejected", ortho, statusReason={"text": "no theatre capacity"})
+    assert rejected.status_code == 200, rejected.text
+
+    def seen(path: str) -> list[dict[str, Any]]:
+        return [e["resource"] for n in subscriber.received(path) for e in n["bundle"]["entry"][1:]
+                if e["resource"]["id"] == task["id"]]
+
+    await until(lambda: any(t["status"] == "cancelled" for t in seen("/a")), 20, "the withdrawal")
+    await until(lambda: seen("/b"), 20, "the next provider's notification")
+    assert all(t["owner"] == {"reference": f"Organization/{ORTHO}"} for t in seen("/a"))
+    assert all(KINGSBRIDGE not in n["raw"] for n in subscriber.received("/a"))
+    assert seen("/b")[-1]["status"] == "requested"
+    assert seen("/b")[-1]["owner"] == {"reference": f"Organization/{KINGSBRIDGE}"}

@@ -12,12 +12,13 @@ import pytest
 
 from activities.store import EventStore
 from activities.subscriptions import SubscriptionStore, TooMany
-from pathways.events import HandoverRow, PathwayRow, RecordBatch, TaskVersion
+from pathways.events import EventKind, HandoverRow, PathwayEvent, PathwayRow, RecordBatch, TaskVersion
 from pathways.subscriptions import Filter, Spec, Status
 
 T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
 ME, OTHER = "gp-north", "gp-south"
 LEASE = timedelta(seconds=30)
+SOON = T0 + timedelta(seconds=10)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -35,7 +36,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Subscripti
 
 
 def record(store: SubscriptionStore, pathway: str, provider: str, version: int, status: str,
-           at: datetime) -> str:
+           at: datetime, events: list[PathwayEvent] | None = None) -> str:
     """What the workflow's record activity writes for one handover change."""
     task_id = f"{pathway}.discharge.1"
     task = {
@@ -55,7 +56,7 @@ def record(store: SubscriptionStore, pathway: str, provider: str, version: int, 
         status="active", sla_state="on-track", open_steps=["discharge"], open_providers=[provider],
         open_step_titles=["Discharge"], started_at=T0, updated_at=at,
     )
-    store.store.record(RecordBatch(handovers=[row], pathway=path,
+    store.store.record(RecordBatch(events=events or [], handovers=[row], pathway=path,
                                    tasks=[TaskVersion(task_id=task_id, version=version, task=task)]))
     return task_id
 
@@ -75,17 +76,33 @@ def test_matching_task_versions_become_numbered_events_once(store: SubscriptionS
     record(store, "pw-2", OTHER, 1, "requested", T0 + timedelta(seconds=1))  # not mine
     record(store, before.split(".")[0], ME, 2, "accepted", T0 + timedelta(seconds=4))
 
-    assert store.discover(sub.id) == 3
-    assert store.discover(sub.id) == 0  # a second pass numbers nothing again
+    assert store.discover(sub.id, now=SOON) == 3
+    assert store.discover(sub.id, now=SOON) == 0  # a second pass numbers nothing again
     events = store.events(sub.id, 1, 100)
     assert [(e.number, e.task_id, e.version) for e in events] == [
         (1, mine, 1), (2, mine, 2), (3, before, 2),
     ]
 
     late = record(store, "pw-3", ME, 1, "requested", T0 + timedelta(seconds=1))  # recorded late
-    assert store.discover(sub.id) == 1
+    assert store.discover(sub.id, now=SOON) == 1
     assert store.events(sub.id, 4, 4)[0].task_id == late
     assert store.current(sub.id).events_count == 4  # type: ignore[union-attr]
+
+
+def test_a_task_reassigned_away_is_one_withdrawal_event(store: SubscriptionStore) -> None:
+    sub = store.create(Spec(provider_id=ME, endpoint="https://ehr.example.org/hook", filter=Filter(ME)), T0)
+    mine = record(store, "pw-9", ME, 1, "requested", T0 + timedelta(seconds=1))
+    moved = PathwayEvent(
+        event_id="pw-9:3", pathway_id="pw-9", definition_id="d", definition_version=1, seq=3,
+        kind=EventKind.REASSIGNED, at=T0 + timedelta(seconds=2), handover_id="discharge.1",
+        step_id="discharge", provider_id=OTHER, detail={"from": ME, "to": OTHER, "reason": "timeout"},
+    )
+    record(store, "pw-9", OTHER, 2, "requested", T0 + timedelta(seconds=2), [moved])
+    record(store, "pw-9", OTHER, 3, "accepted", T0 + timedelta(seconds=3))
+    assert store.discover(sub.id, now=SOON) == 2
+    events = store.events(sub.id, 1, 10)
+    assert [(e.task_id, e.version, e.withdrawn) for e in events] == [(mine, 1, False), (mine, 2, True)]
+    assert store.discover(sub.id, now=SOON) == 0
 
 
 def test_a_subscription_is_its_providers_alone(store: SubscriptionStore) -> None:

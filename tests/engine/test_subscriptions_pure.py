@@ -26,6 +26,7 @@ from pathways.subscriptions import (
     Spec,
     Status,
     SubscriptionInvalid,
+    as_seen,
     backoff_seconds,
     event_range,
     matches,
@@ -35,6 +36,7 @@ from pathways.subscriptions import (
     parse_subscription,
     status_parameters,
     subscription_resource,
+    task_events,
     topic_resource,
     topic_url,
 )
@@ -228,3 +230,21 @@ def test_an_empty_payload_names_neither_the_topic_nor_the_focus() -> None:
     assert "topic" not in names
     parts = [p["name"] for p in empty["parameter"][-1]["part"]]
     assert parts == ["event-number", "timestamp"]
+
+
+def test_a_task_that_leaves_the_subscriber_is_one_withdrawal_event_naming_no_one_else() -> None:
+    def at(version: int, owner: str, status: str) -> tuple[int, dict[str, Any]]:
+        stamp = (NOW + timedelta(minutes=version)).isoformat().replace("+00:00", "Z")
+        return version, {**task(status, owner), "meta": {"lastUpdated": stamp}}
+
+    versions = [at(1, ME, "requested"), at(2, ME, "accepted"), at(3, "gp-south", "requested"),
+                at(4, "gp-south", "accepted"), at(5, ME, "requested")]
+    found = task_events(Filter(ME), versions, 0, NOW)
+    assert [(v, withdrawn) for v, _, withdrawn in found] == [(1, False), (2, False), (3, True), (5, False)]
+    assert task_events(Filter(ME), versions, 2, NOW)[0][0] == 3  # after what was numbered
+    assert task_events(Filter(ME), versions, 0, NOW + timedelta(minutes=4))[0][0] == 5  # since
+    cancelled = task_events(Filter(ME, frozenset({"cancelled"})), versions, 0, NOW)
+    assert [v for v, _, _ in cancelled] == [3]
+    seen = as_seen(versions[2][1], ME, True)
+    assert seen["status"] == "cancelled" and seen["owner"] == {"reference": f"Organization/{ME}"}
+    assert "gp-south" not in str(seen)
