@@ -25,10 +25,11 @@ import pytest
 import pytest_asyncio
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.parameters import Parameters
+from sqlalchemy import update
 
 from activities.clients import ClientStore
 from activities.notify import verify
-from activities.subscriptions import SubscriptionStore
+from activities.subscriptions import LIVE, SubscriptionStore, subscriptions
 from api.smart import issue_access_token
 from pathways.catalogue import Catalogue
 from pathways.subscriptions import FILTER_CRITERIA, HEARTBEAT_PERIOD, PAYLOAD_CONTENT, topic_url
@@ -133,6 +134,8 @@ async def delivery(api: RunningApi) -> AsyncIterator[Callable[..., Delivery]]:
     for loop, task in running:
         loop.stop.set()
         await asyncio.wait_for(task, 30)
+    with store.store.write() as conn:  # no later worker process in the session sends for them
+        conn.execute(update(subscriptions).where(subscriptions.c.status.in_(LIVE)).values(status="off"))
     await http.aclose()
     store.close()
 
