@@ -1,7 +1,8 @@
 """FHIR Subscriptions in the event store: each subscription, its numbered events and its cursor.
 
 Delivery is driven from the event store's Task versions (`task_versions`, found through the
-`handovers` read model's per-provider change index), not from memory: each pass of the delivery
+`handovers` read model's per-provider change index and, for Tasks that moved away from the
+provider, the event log's time index), not from memory: each pass of the delivery
 loop takes a lease on a subscription, turns the Task versions changed since its cursor that
 match its filter into numbered events (once each: unique per subscription, Task and version),
 and sends what is not yet delivered, in number order. The event counter, the delivered number,
