@@ -218,6 +218,29 @@ async def search_subscriptions(
 
 
 @router.get(
+    "/Subscription/$status",
+    response_model=NotificationBundleModel,
+    responses=fhir_errors(401, 403),
+    summary="Status of all your subscriptions, or of those with the given ids and statuses",
+)
+async def subscriptions_status(
+    principal: Annotated[Principal, scoped("system/Subscription.r", provider)],
+    request: Request,
+    ids: Annotated[list[str] | None, Query(alias="id", max_length=20)] = None,
+    statuses: Annotated[list[str] | None, Query(alias="status", max_length=4)] = None,
+) -> FhirResponse:
+    """The type-level $status: one status Parameters per subscription of yours (ids and statuses
+    each ORed, as the IG says)."""
+    records = await asyncio.to_thread(_store(request).list_for, principal.subject)
+    chosen = [
+        r for r in records
+        if (not ids or r.id in ids) and (not statuses or r.status.value in statuses)
+    ]
+    base_url = context.settings(request).base_url
+    return FhirResponse(_searchset([_status_entry(r, base_url) for r in chosen]))
+
+
+@router.get(
     "/Subscription/{subscription_id}",
     response_model=SubscriptionModel,
     responses=fhir_errors(401, 403, 404),
@@ -273,6 +296,24 @@ async def delete_subscription(
 # --- $status and $events -------------------------------------------------------------------------
 
 
+def _status_entry(record: Record, base_url: str) -> dict[str, Any]:
+    """One searchset entry: the subscription's status Parameters (type query-status), with the
+    events generated and delivered so far and the last delivery error if any."""
+    parameters = status_parameters(
+        str(uuid.uuid4()), record.id, base_url, record.status, "query-status",
+        record.events_count, error=record.error,
+    )
+    parameters["parameter"].append(
+        {"name": "events-delivered", "valueString": str(record.delivered_through)}
+    )
+    return {"fullUrl": f"urn:uuid:{parameters['id']}", "resource": parameters,
+            "search": {"mode": "match"}}
+
+
+def _searchset(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries}
+
+
 @router.get(
     "/Subscription/{subscription_id}/$status",
     response_model=NotificationBundleModel,
@@ -284,24 +325,9 @@ async def subscription_status(
     principal: Annotated[Principal, scoped("system/Subscription.r", provider)],
     request: Request,
 ) -> FhirResponse:
-    """A searchset Bundle with one status Parameters (type query-status): the status, the
-    events generated so far, and the last delivery error if any."""
+    """A searchset Bundle with the subscription's status Parameters."""
     record = await _own(request, principal, subscription_id)
-    base_url = context.settings(request).base_url
-    parameters = status_parameters(
-        str(uuid.uuid4()), record.id, base_url, record.status, "query-status",
-        record.events_count, error=record.error,
-    )
-    parameters["parameter"].append(
-        {"name": "events-delivered", "valueString": str(record.delivered_through)}
-    )
-    return FhirResponse({
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": 1,
-        "entry": [{"fullUrl": f"urn:uuid:{parameters['id']}", "resource": parameters,
-                   "search": {"mode": "match"}}],
-    })
+    return FhirResponse(_searchset([_status_entry(record, context.settings(request).base_url)]))
 
 
 @router.get(

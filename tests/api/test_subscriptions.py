@@ -381,6 +381,16 @@ async def test_subscriptions_are_validated_owned_and_scoped(
     errored = await active(http, ortho, sub_id)
     assert errored["status"] == "error" and "handshake failed" in errored["error"]
 
+    def subscriptions_in(bundle: dict[str, Any]) -> set[str]:
+        return {p["valueReference"]["reference"].rsplit("/", 1)[1]
+                for e in bundle["entry"] for p in e["resource"]["parameter"] if p["name"] == "subscription"}
+
+    all_mine = await http.get("/fhir/Subscription/$status", headers=ortho, params={"status": "error"})
+    assert all_mine.status_code == 200 and sub_id in subscriptions_in(all_mine.json())
+    active_only = await http.get("/fhir/Subscription/$status", headers=ortho, params={"status": "active"})
+    assert sub_id not in subscriptions_in(active_only.json())
+    assert sub_id not in subscriptions_in((await http.get("/fhir/Subscription/$status", headers=hub)).json())
+
     topic = await http.get("/fhir/SubscriptionTopic/handover-task")
     assert topic.status_code == 200 and topic.json()["resourceType"] == "Basic"
     metadata = (await http.get("/fhir/metadata")).json()
