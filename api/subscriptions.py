@@ -220,7 +220,7 @@ async def search_subscriptions(
 @router.get(
     "/Subscription/$status",
     response_model=NotificationBundleModel,
-    responses=fhir_errors(401, 403),
+    responses=fhir_errors(400, 401, 403),
     summary="Status of all your subscriptions, or of those with the given ids and statuses",
 )
 async def subscriptions_status(
