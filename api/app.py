@@ -19,6 +19,7 @@ from api import analytics, codec, console, coordinator, fhir, portal, problems, 
 from api.door import Door
 from api.gateway import Gateway
 from api.idempotency import IdempotencyKeys
+from api.subscriptions import install as install_subscriptions
 from pathways.catalogue import load_catalogue
 from pathways.model import DURATION_SCHEMA
 from pathways.settings import Settings
@@ -97,6 +98,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     problems.install(app)
     _install_docs(app)
     app.include_router(fhir.router)
+    install_subscriptions(app, settings)  # FHIR Subscriptions (backport IG)
     app.include_router(coordinator.router)
     app.include_router(analytics.router)
     app.include_router(settlement.router)

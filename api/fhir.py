@@ -46,6 +46,7 @@ from pathways.contract import check_fields
 from pathways.events import HandoverRow
 from pathways.lifecycle import PROVIDER_MOVES
 from pathways.state import Handover, PathwayState, TaskStatus, parse_task_id
+from pathways.subscriptions import subscription_capabilities
 from workflows.pathway import PathwayWorkflow
 
 PROVIDER_STATUSES: frozenset[TaskStatus] = frozenset().union(*PROVIDER_MOVES.values())
@@ -161,6 +162,7 @@ def capability_statement(base_url: str) -> dict[str, Any]:
                         "searchParam": [_search_param(*param) for param in TASK_SEARCH],
                     },
                     {"type": "Questionnaire", "interaction": [{"code": "read"}]},
+                    *subscription_capabilities(base_url),
                 ],
             }
         ],

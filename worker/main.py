@@ -26,6 +26,7 @@ from worker.connection import connect_or_fail
 from worker.health import HealthServer, serve_health
 from worker.metrics import refresh_forever
 from worker.reconcile import reconcile_forever
+from worker.subscriptions import deliver_forever
 from worker.telemetry import logging_runtime, structured_sdk_logs, telemetry
 from workflows.pathway import PathwayWorkflow
 from workflows.sandbox import RUNNER
@@ -112,6 +113,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         health = await health_endpoint(settings, client, store_status)
         reconcile_store = EventStore(settings.event_store)
         reconciler = asyncio.ensure_future(reconcile_forever(client, reconcile_store))
+        deliveries_stop = asyncio.Event()  # FHIR Subscription notifications, from the store
+        deliveries = asyncio.ensure_future(deliver_forever(settings, deliveries_stop))
         gauges = asyncio.ensure_future(
             refresh_forever(metered.metric_meter, reconcile_store) if metered else asyncio.sleep(0)
         )
@@ -126,6 +129,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         log.info("worker stopping: finishing running tasks")
         reconciler.cancel()
         gauges.cancel()
+        deliveries_stop.set()  # the notification in flight finishes; no new one starts
+        await asyncio.wait([deliveries], timeout=settings.shutdown_grace.total_seconds())
         reconcile_store.close()
         await health.shutdown()
     log.info("worker stopped")

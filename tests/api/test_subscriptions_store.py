@@ -1,0 +1,141 @@
+"""The subscription store on SQLite and PostgreSQL: Task versions recorded by the engine become
+numbered events once each, in order, only the subscriber's own and only those its filter
+matches; a batch recorded late is still found; leases keep two workers off one subscription."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from activities.store import EventStore
+from activities.subscriptions import SubscriptionStore, TooMany
+from pathways.events import EventKind, HandoverRow, PathwayEvent, PathwayRow, RecordBatch, TaskVersion
+from pathways.subscriptions import Filter, Spec, Status
+
+T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
+ME, OTHER = "gp-north", "gp-south"
+LEASE = timedelta(seconds=30)
+SOON = T0 + timedelta(seconds=10)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SubscriptionStore]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'events.db'}"
+    else:
+        url = request.getfixturevalue("postgres_database")
+    EventStore(url).migrate()
+    made = SubscriptionStore(url)
+    made.migrate()
+    made.migrate()  # idempotent
+    yield made
+    made.close()
+
+
+def record(store: SubscriptionStore, pathway: str, provider: str, version: int, status: str,
+           at: datetime, events: list[PathwayEvent] | None = None) -> str:
+    """What the workflow's record activity writes for one handover change."""
+    task_id = f"{pathway}.discharge.1"
+    task = {
+        "resourceType": "Task", "id": task_id, "status": status, "intent": "order",
+        "meta": {"versionId": str(version), "lastUpdated": at.isoformat().replace("+00:00", "Z")},
+        "owner": {"reference": f"Organization/{provider}"},
+        "code": {"coding": [{"system": "urn:pathways:step", "code": "discharge"}]},
+    }
+    row = HandoverRow(
+        task_id=task_id, pathway_id=pathway, definition_id="d", handover_id="discharge.1",
+        step_id="discharge", occurrence=1, provider_id=provider, status=status,
+        business_status="on-track", version=version, ready_at=T0, complete_by=T0 + timedelta(days=1),
+        updated_at=at,
+    )
+    path = PathwayRow(
+        pathway_id=pathway, definition_id="d", definition_version=1, lead_provider="lead",
+        status="active", sla_state="on-track", open_steps=["discharge"], open_providers=[provider],
+        open_step_titles=["Discharge"], started_at=T0, updated_at=at,
+    )
+    store.store.record(RecordBatch(events=events or [], handovers=[row], pathway=path,
+                                   tasks=[TaskVersion(task_id=task_id, version=version, task=task)]))
+    return task_id
+
+
+def spec(provider: str = ME) -> Spec:
+    return Spec(provider_id=provider, endpoint="https://ehr.example.org/hook",
+                filter=Filter(provider, frozenset({"requested", "accepted"})))
+
+
+def test_matching_task_versions_become_numbered_events_once(store: SubscriptionStore) -> None:
+    before = record(store, "pw-0", ME, 1, "requested", T0 - timedelta(minutes=5))
+    sub = store.create(spec(), T0)
+    assert sub.status is Status.REQUESTED and sub.events_count == 0
+    mine = record(store, "pw-1", ME, 1, "requested", T0 + timedelta(seconds=1))
+    record(store, "pw-1", ME, 2, "accepted", T0 + timedelta(seconds=2))
+    record(store, "pw-1", ME, 3, "completed", T0 + timedelta(seconds=3))  # filtered out
+    record(store, "pw-2", OTHER, 1, "requested", T0 + timedelta(seconds=1))  # not mine
+    record(store, before.split(".")[0], ME, 2, "accepted", T0 + timedelta(seconds=4))
+
+    assert store.discover(sub.id, now=SOON) == 3
+    assert store.discover(sub.id, now=SOON) == 0  # a second pass numbers nothing again
+    events = store.events(sub.id, 1, 100)
+    assert [(e.number, e.task_id, e.version) for e in events] == [
+        (1, mine, 1), (2, mine, 2), (3, before, 2),
+    ]
+
+    late = record(store, "pw-3", ME, 1, "requested", T0 + timedelta(seconds=1))  # recorded late
+    assert store.discover(sub.id, now=SOON) == 1
+    assert store.events(sub.id, 4, 4)[0].task_id == late
+    assert store.current(sub.id).events_count == 4  # type: ignore[union-attr]
+
+
+def test_a_task_reassigned_away_is_one_withdrawal_event(store: SubscriptionStore) -> None:
+    sub = store.create(Spec(provider_id=ME, endpoint="https://ehr.example.org/hook", filter=Filter(ME)), T0)
+    mine = record(store, "pw-9", ME, 1, "requested", T0 + timedelta(seconds=1))
+    moved = PathwayEvent(
+        event_id="pw-9:3", pathway_id="pw-9", definition_id="d", definition_version=1, seq=3,
+        kind=EventKind.REASSIGNED, at=T0 + timedelta(seconds=2), handover_id="discharge.1",
+        step_id="discharge", provider_id=OTHER, detail={"from": ME, "to": OTHER, "reason": "timeout"},
+    )
+    record(store, "pw-9", OTHER, 2, "requested", T0 + timedelta(seconds=2), [moved])
+    record(store, "pw-9", OTHER, 3, "accepted", T0 + timedelta(seconds=3))
+    assert store.discover(sub.id, now=SOON) == 2
+    events = store.events(sub.id, 1, 10)
+    assert [(e.task_id, e.version, e.withdrawn) for e in events] == [(mine, 1, False), (mine, 2, True)]
+    assert store.discover(sub.id, now=SOON) == 0
+
+
+def test_a_subscription_is_its_providers_alone(store: SubscriptionStore) -> None:
+    sub = store.create(spec(), T0)
+    assert store.get(OTHER, sub.id) is None
+    assert store.replace(OTHER, sub.id, spec(OTHER), T0) is None
+    assert not store.delete(OTHER, sub.id)
+    assert [r.id for r in store.list_for(ME)] == [sub.id]
+    for _ in range(19):
+        store.create(spec(), T0)
+    with pytest.raises(TooMany):
+        store.create(spec(), T0)
+
+
+def test_a_lease_keeps_a_second_worker_off(store: SubscriptionStore) -> None:
+    sub = store.create(spec(), T0)
+    assert store.claim(sub.id, "w1", T0, LEASE) is not None
+    assert store.claim(sub.id, "w2", T0, LEASE) is None
+    assert store.due(T0, "w2") == [] and store.due(T0, "w1") == [sub.id]
+    assert store.due(T0 + LEASE * 2, "w2") == [sub.id]  # a crashed worker's lease runs out
+    store.release_all("w1")
+    assert store.claim(sub.id, "w2", T0, LEASE) is not None
+
+
+def test_delivery_bookkeeping_survives_a_new_store(store: SubscriptionStore) -> None:
+    sub = store.create(spec(), T0)
+    store.set_status(sub.id, Status.ACTIVE, T0)
+    store.delivered(sub.id, 2, T0)
+    store.delivered(sub.id, 1, T0)  # never goes back
+    store.failed(sub.id, 3, T0 + timedelta(seconds=8), "endpoint answered 503")
+    again = SubscriptionStore(str(store.engine.url.render_as_string(hide_password=False)))
+    now = again.current(sub.id)
+    assert now is not None and now.status is Status.ACTIVE
+    assert (now.delivered_through, now.attempts, now.error) == (2, 3, "endpoint answered 503")
+    assert now.next_attempt_at == T0 + timedelta(seconds=8)
+    again.close()

@@ -1,0 +1,290 @@
+"""The FHIR Subscription delivery loop, run in the worker process beside the Temporal worker.
+
+Each pass, per live subscription (under a lease in the event store, so two workers never send
+for the same one): a `requested` subscription gets its handshake (2xx: `active`, else `error`);
+an `active` one has its new matching Task versions numbered, then its undelivered events sent in
+number order, one notification each, stopping at the first failure and retrying it with
+exponential backoff; with nothing to send, a heartbeat when its period has passed. All of it is
+kept in the event store, so a restarted worker carries on where the last one stopped. A stop
+lets the notification in flight finish and sends no further one. Notifications carry the
+subscriber's channel headers and a Standard Webhooks signature (webhook-id is stable per event).
+Logs name subscriptions, providers and status classes only: never a Task's content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import structlog
+
+from activities.notify import sign
+from activities.subscriptions import LOOKBACK, Record, SubscriptionStore
+from pathways.settings import Settings
+from pathways.subscriptions import (
+    Content,
+    Event,
+    Status,
+    as_seen,
+    backoff_seconds,
+    header_pairs,
+    notification_bundle,
+    status_parameters,
+)
+from pathways.webhook_url import webhook_url_problem
+
+log = structlog.get_logger("pathways.subscriptions")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How often the loop looks, how it backs off, how many events a pass sends at most."""
+
+    poll_seconds: float = 1.0
+    first_backoff_seconds: float = 2.0
+    max_backoff_seconds: float = 300.0
+    lease: timedelta = timedelta(seconds=120)
+    batch: int = 50
+    concurrency: int = 20
+    lookback: timedelta = LOOKBACK
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Delivery:
+    """Sends every subscription's notifications; `run` until `stop` is set."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: SubscriptionStore,
+        http: httpx.AsyncClient,
+        timing: Timing = Timing(),
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.http = http
+        self.timing = timing
+        self.worker_id = f"w-{secrets.token_hex(6)}"
+        self.stop = asyncio.Event()
+        self.held: dict[str, datetime] = {}
+        self.inflight: dict[str, asyncio.Task[None]] = {}
+        self.slots = asyncio.Semaphore(timing.concurrency)
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Pass after pass until stopped; a failing pass is logged and the next one tries again.
+        On stop, notifications in flight finish and the leases are given back."""
+        if stop is not None:
+            self.stop = stop
+        try:
+            await asyncio.to_thread(self.store.migrate)
+        except Exception as error:  # another process may be creating them: passes retry
+            log.warning("subscription tables not migrated", error=type(error).__name__)
+        while not self.stop.is_set():
+            try:
+                await self.tick()
+            except Exception as error:  # the loop must outlive a database blip
+                log.warning("subscription pass failed", error=type(error).__name__)
+            try:
+                await asyncio.wait_for(self.stop.wait(), self.timing.poll_seconds)
+            except TimeoutError:
+                pass
+        await asyncio.gather(*self.inflight.values(), return_exceptions=True)
+        await asyncio.to_thread(self.store.release_all, self.worker_id)
+
+    async def tick(self) -> None:
+        """Start a step for every live subscription that is not already being served: each goes
+        at its own pace, so a slow endpoint holds up only its own subscription."""
+        due = await asyncio.to_thread(self.store.due, utcnow(), self.worker_id)
+        for record_id in due:
+            if record_id not in self.inflight:
+                task = asyncio.ensure_future(self._one(record_id))
+                self.inflight[record_id] = task
+                task.add_done_callback(functools.partial(self._done, record_id))
+
+    def _done(self, record_id: str, task: asyncio.Task[None]) -> None:
+        self.inflight.pop(record_id, None)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.warning("subscription step failed", subscription=record_id,
+                        error=type(error).__name__, where=_where(error))
+
+    async def _one(self, record_id: str) -> None:
+        async with self.slots:
+            if self.stop.is_set():
+                return
+            record = await self._lease(record_id)
+            if record is not None:
+                await self.step(record)
+
+    async def _lease(self, record_id: str) -> Record | None:
+        """The subscription if this worker holds (or now takes) its lease; a lease with more
+        than half its time left is not written again, so an idle pass costs reads only."""
+        now = utcnow()
+        expiry = self.held.get(record_id)
+        if expiry is not None and expiry - now > self.timing.lease / 2:
+            record = await asyncio.to_thread(self.store.current, record_id)
+            if record is not None and record.status in (Status.REQUESTED, Status.ACTIVE):
+                return record
+            self.held.pop(record_id, None)
+            return None
+        record = await asyncio.to_thread(
+            self.store.claim, record_id, self.worker_id, now, self.timing.lease
+        )
+        if record is None:
+            self.held.pop(record_id, None)
+            return None
+        self.held[record_id] = now + self.timing.lease
+        return record
+
+    async def step(self, record: Record) -> None:
+        now = utcnow()
+        if record.spec.end is not None and now >= record.spec.end:
+            await asyncio.to_thread(self.store.set_status, record.id, Status.OFF, now)
+            log.info("subscription ended", subscription=record.id)
+            return
+        if record.status is Status.REQUESTED:
+            await self._handshake(record)
+            return
+        await asyncio.to_thread(self.store.discover, record.id, self.timing.lookback)
+        current = await asyncio.to_thread(self.store.current, record.id)
+        if current is None or current.status is not Status.ACTIVE:
+            return
+        if current.next_attempt_at is not None and now < current.next_attempt_at:
+            return
+        if current.delivered_through < current.events_count:
+            await self._deliver(current)
+        elif self._heartbeat_due(current, now):
+            await self._heartbeat(current)
+
+    async def _handshake(self, record: Record) -> None:
+        parameters = self._status(record, Status.REQUESTED, "handshake")
+        error = await self._post(record, parameters, [], f"{record.id}.handshake")
+        now = utcnow()
+        if error is None:
+            await asyncio.to_thread(self.store.set_status, record.id, Status.ACTIVE, now)
+            log.info("subscription active", subscription=record.id,
+                     provider=record.spec.provider_id)
+        else:
+            await asyncio.to_thread(
+                self.store.set_status, record.id, Status.ERROR, now, f"handshake failed: {error}"
+            )
+            log.warning("subscription handshake failed", subscription=record.id,
+                        provider=record.spec.provider_id, error=error)
+
+    async def _deliver(self, record: Record) -> None:
+        """Undelivered events in order, one notification each, until one fails or we stop."""
+        low = record.delivered_through + 1
+        events = await asyncio.to_thread(
+            self.store.events, record.id, low, low + self.timing.batch - 1
+        )
+        for event in events:
+            if self.stop.is_set() or await self._lease(record.id) is None:
+                return  # stopping, or the lease is lost: the next holder sends it
+            error = await self._send_event(record, event)
+            now = utcnow()
+            if error is not None:
+                attempts = record.attempts + 1
+                wait = backoff_seconds(
+                    attempts, self.timing.first_backoff_seconds, self.timing.max_backoff_seconds
+                )
+                retry_at = now + timedelta(seconds=wait)
+                await asyncio.to_thread(self.store.failed, record.id, attempts, retry_at, error)
+                log.warning("subscription notification failed", subscription=record.id,
+                            event_number=event.number, attempts=attempts, error=error)
+                return
+            await asyncio.to_thread(self.store.delivered, record.id, event.number, now)
+
+    async def _send_event(self, record: Record, event: Event) -> str | None:
+        tasks = []
+        if record.spec.content is Content.FULL_RESOURCE:
+            task = await asyncio.to_thread(self.store.task_at, event.task_id, event.version)
+            if task is not None:
+                tasks.append((event, as_seen(task, record.spec.provider_id, event.withdrawn)))
+        parameters = self._status(record, Status.ACTIVE, "event-notification", [event])
+        return await self._post(record, parameters, tasks, f"{record.id}.event.{event.number}")
+
+    def _heartbeat_due(self, record: Record, now: datetime) -> bool:
+        period = record.spec.heartbeat_seconds
+        if period is None:
+            return False
+        last = record.last_sent_at or record.updated_at
+        return now - last >= timedelta(seconds=period)
+
+    async def _heartbeat(self, record: Record) -> None:
+        parameters = self._status(record, Status.ACTIVE, "heartbeat")
+        msg_id = f"{record.id}.heartbeat.{time.time_ns()}"
+        error = await self._post(record, parameters, [], msg_id)
+        await asyncio.to_thread(self.store.heartbeat, record.id, utcnow(), error)
+
+    def _status(
+        self, record: Record, status: Status, kind: str, events: list[Event] | None = None
+    ) -> dict[str, Any]:
+        return status_parameters(
+            str(uuid.uuid4()), record.id, self.settings.base_url, status, kind,
+            record.events_count, events or [], record.spec.content,
+        )
+
+    async def _post(
+        self,
+        record: Record,
+        parameters: dict[str, Any],
+        tasks: list[tuple[Event, dict[str, Any]]],
+        msg_id: str,
+    ) -> str | None:
+        """POST one notification Bundle; None on a 2xx, else why not (no body, no content)."""
+        spec = record.spec
+        if problem := webhook_url_problem(spec.endpoint):
+            return problem
+        bundle = notification_bundle(
+            str(uuid.uuid4()), parameters, record.id, self.settings.base_url, utcnow(), tasks
+        )
+        body = json.dumps(bundle, separators=(",", ":")).encode()
+        stamp = int(time.time())
+        headers = dict(header_pairs(spec.headers))
+        headers |= {
+            "Content-Type": spec.payload_type,
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(stamp),
+        }
+        signing = self.settings.webhook_secrets(spec.provider_id)
+        if signing:
+            headers["webhook-signature"] = sign(msg_id, stamp, body, signing)
+        try:
+            response = await self.http.post(
+                spec.endpoint, content=body, headers=headers,
+                timeout=httpx.Timeout(float(spec.timeout_seconds), connect=3.0),
+                follow_redirects=False,
+            )
+        except httpx.TransportError as error:
+            return f"endpoint unreachable ({type(error).__name__})"
+        if 200 <= response.status_code < 300:
+            return None
+        return f"endpoint answered {response.status_code}"
+
+
+async def deliver_forever(settings: Settings, stop: asyncio.Event) -> None:
+    """The worker process's delivery loop, on its own store and HTTP client, until `stop`."""
+    store = SubscriptionStore(settings.event_store)
+    try:
+        async with httpx.AsyncClient() as http:
+            await Delivery(settings, store, http).run(stop)
+    finally:
+        store.close()
+
+
+def _where(error: BaseException) -> str:
+    """file:line of the innermost frame: enough to find a bug, no values."""
+    trace = error.__traceback__
+    while trace is not None and trace.tb_next is not None:
+        trace = trace.tb_next
+    return "" if trace is None else f"{trace.tb_frame.f_code.co_filename}:{trace.tb_lineno}"
