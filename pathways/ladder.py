@@ -62,18 +62,21 @@ def clock_running(handover: Handover, clock: Clock) -> bool:
 def pending_points(handover: Handover, ladder: tuple[EscalationRung, ...]) -> list[DuePoint]:
     """Points not yet fired this attempt. Rungs need a provider holding the handover; breach
     points also apply while it waits for a coordinator (the patient is still waiting)."""
-    points = [
-        DuePoint(rung_time(handover, rung), handover.id, rung.clock, index)
-        for index, rung in enumerate(ladder)
-        if handover.is_open
-        and index not in handover.fired_rungs
-        and clock_running(handover, rung.clock)
-    ]
-    points.extend(
-        DuePoint(clock_due(handover, clock), handover.id, clock)
-        for clock in (Clock.ACCEPT, Clock.COMPLETE)
-        if clock not in handover.fired_breaches and clock_running(handover, clock)
-    )
+    if not handover.is_unfinished:  # no clock runs (see clock_running)
+        return []
+    accept_running = handover.accepted_at is None  # complete runs while unfinished
+    points = []
+    if handover.is_open:
+        fired = handover.fired_rungs
+        for index, rung in enumerate(ladder):
+            clock = rung.clock
+            if index not in fired and (accept_running or clock is Clock.COMPLETE):
+                points.append(DuePoint(rung_time(handover, rung), handover.id, clock, index))
+    breaches = handover.fired_breaches
+    if accept_running and Clock.ACCEPT not in breaches:
+        points.append(DuePoint(handover.accept_by, handover.id, Clock.ACCEPT))
+    if Clock.COMPLETE not in breaches:
+        points.append(DuePoint(handover.complete_by, handover.id, Clock.COMPLETE))
     return points
 
 

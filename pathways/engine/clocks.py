@@ -73,7 +73,8 @@ def tick(run: RunBase, now: datetime) -> None:
 def _agenda(run: RunBase) -> list[_Due]:
     items: list[_Due] = []
     for handover in run.state.handovers.values():
-        items.extend(pending_points(handover, run.ladder(handover)))
+        if handover.is_unfinished:  # a finished handover has no running clock: no points
+            items.extend(pending_points(handover, run.ladder(handover)))
     items.extend(
         _Recurrence(st.next_ready_at, step_id)
         for step_id, st in run.state.steps.items()
