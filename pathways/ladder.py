@@ -62,21 +62,33 @@ def clock_running(handover: Handover, clock: Clock) -> bool:
 def pending_points(handover: Handover, ladder: tuple[EscalationRung, ...]) -> list[DuePoint]:
     """Points not yet fired this attempt. Rungs need a provider holding the handover; breach
     points also apply while it waits for a coordinator (the patient is still waiting)."""
+    return [DuePoint(at, handover.id, clock, rung) for at, clock, rung in _pending(handover, ladder)]
+
+
+def earliest_pending(handover: Handover, ladder: tuple[EscalationRung, ...]) -> datetime | None:
+    """The time of the first of `pending_points`, without building them (next_wakeup asks this
+    after every change)."""
+    return min((at for at, _, _ in _pending(handover, ladder)), default=None)
+
+
+def _pending(
+    handover: Handover, ladder: tuple[EscalationRung, ...]
+) -> list[tuple[datetime, Clock, int | None]]:
     if not handover.is_unfinished:  # no clock runs (see clock_running)
         return []
     accept_running = handover.accepted_at is None  # complete runs while unfinished
-    points = []
+    points: list[tuple[datetime, Clock, int | None]] = []
     if handover.is_open:
         fired = handover.fired_rungs
         for index, rung in enumerate(ladder):
             clock = rung.clock
             if index not in fired and (accept_running or clock is Clock.COMPLETE):
-                points.append(DuePoint(rung_time(handover, rung), handover.id, clock, index))
+                points.append((rung_time(handover, rung), clock, index))
     breaches = handover.fired_breaches
     if accept_running and Clock.ACCEPT not in breaches:
-        points.append(DuePoint(handover.accept_by, handover.id, Clock.ACCEPT))
+        points.append((handover.accept_by, Clock.ACCEPT, None))
     if Clock.COMPLETE not in breaches:
-        points.append(DuePoint(handover.complete_by, handover.id, Clock.COMPLETE))
+        points.append((handover.complete_by, Clock.COMPLETE, None))
     return points
 
 
