@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from api.console import pages
+from api.console import pages, whatif
 from api.console.session import CsrfRefused, SignInRequired
 
 STATIC = Path(__file__).parent / "static"
@@ -23,6 +23,7 @@ def install(app: FastAPI) -> None:
     """Serve the console on `app` (pages at /, assets at /console/static)."""
     app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
     app.include_router(pages.router)
+    app.include_router(whatif.router)
 
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, error: SignInRequired) -> Response:
