@@ -67,7 +67,7 @@ async def test_bad_scenarios_are_listed_in_the_form_never_a_server_error(
     console: Console,
 ) -> None:
     client, token = await signed_in(console)
-    async with client:
+    try:
         cases = {
             "not: [valid": "not valid YAML",
             "a: &x [1]\nb: *x\n": "aliases",
@@ -95,13 +95,15 @@ async def test_bad_scenarios_are_listed_in_the_form_never_a_server_error(
         assert uploaded.status_code == 422 and "uploaded file is larger" in uploaded.text
         no_token = await client.post("/whatif", data={"yaml": SMALL, "replications": "2"})
         assert no_token.status_code == 403
+    finally:
+        await client.aclose()
 
 
 async def test_an_uploaded_scenario_runs_in_the_background_and_is_reproducible(
     console: Console,
 ) -> None:
     client, token = await signed_in(console)
-    async with client:
+    try:
         answers = []
         for _ in range(2):
             started = await client.post(
@@ -118,11 +120,13 @@ async def test_an_uploaded_scenario_runs_in_the_background_and_is_reproducible(
         assert strip.sub("", first) == strip.sub("", second)  # same seed, same answer
         listed = await client.get("/whatif")
         assert "ucr-small" in listed.text and "finished" in listed.text
+    finally:
+        await client.aclose()
 
 
 async def test_at_most_two_run_at_once_and_a_run_can_be_cancelled(console: Console) -> None:
     client, token = await signed_in(console)
-    async with client:
+    try:
         long = _start_form(token, example="ucr-add-team.yaml", replications="3")
         jobs = [await _job_id(await client.post("/whatif", data=long)) for _ in range(2)]
         try:
@@ -142,6 +146,8 @@ async def test_at_most_two_run_at_once_and_a_run_can_be_cancelled(console: Conso
         await _wait_finished(client, await _job_id(started))  # slots free again
         missing = await client.get("/whatif/jobs/nope")
         assert missing.status_code == 404
+    finally:
+        await client.aclose()
 
 
 async def test_a_coordinator_compares_scenarios_in_the_browser(
