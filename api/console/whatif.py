@@ -323,11 +323,12 @@ def answer(comparison: Comparison) -> dict[str, Any]:
                         if k.startswith("provider|")})
     provider_rows = []
     for provider in providers:
-        for measure in ("wip_mean", "queue_mean", "queue_max", "utilisation_pct"):
-            key = f"provider|{provider}|{measure}"
-            if any(key in c.estimates for c in columns):
-                provider_rows.append(
-                    (provider, _row(columns, PROVIDER_LABELS[measure], key)))
+        if not any(_mean(c, f"provider|{provider}|offers") for c in columns):
+            continue  # offered nothing in any variant (e.g. a role no pathway reached)
+        rows = [_row(columns, PROVIDER_LABELS[m], f"provider|{provider}|{m}")
+                for m in ("wip_mean", "queue_mean", "queue_max", "utilisation_pct")
+                if any(f"provider|{provider}|{m}" in c.estimates for c in columns)]
+        provider_rows.append({"provider": provider, "rows": rows})
     faults = columns[0].estimates.get("engine|all|refused_commands")
     return {
         "columns": columns,
@@ -402,7 +403,9 @@ def _chart(columns: list[Column], title: str, key: str, target: float | None = N
 def _series(columns: list[Column], key: str) -> dict[str, Any]:
     """Weekly means as SVG polyline points on a 600 x 160 plot."""
     lines = [(c.name, c.series.get(key, [])) for c in columns]
-    top = max((v for _, s in lines for v in s), default=0.0) or 1.0
+    top = max((v for _, s in lines for v in s), default=0.0)
+    if top <= 0:
+        return {"top": 0.0, "weeks": 0, "lines": []}  # nothing open at the daily snapshots
     weeks = max((len(s) for _, s in lines), default=0)
     step = 600 / max(weeks - 1, 1)
     return {

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.console.conftest import Console, axe_violations, screenshot
+from tests.console.conftest import SCREENSHOTS, Console, axe_violations, screenshot
 from tests.console.test_console_http import signed_in
 
 pytestmark = pytest.mark.devserver
@@ -165,6 +165,7 @@ async def test_a_coordinator_compares_scenarios_in_the_browser(
     assert "UCR 2-hour response" in await standards.inner_text()
     assert await page.locator("figure.ci-chart svg").count() >= 2
     assert await axe_violations(page) == []
+    await page.locator(".whatif-charts").screenshot(path=str(SCREENSHOTS / "whatif-charts.png"))
     shot = await screenshot(page, "whatif-answer")
     assert shot.stat().st_size > 10_000
     await page.goto(f"{console.base_url}/whatif")
