@@ -114,7 +114,7 @@ async def whatif_start(request: Request) -> Response:
         return _form_page(request, values, problems, 422)
     try:
         columns = variants(question, context.catalogue(request))
-    except (ScenarioError, DefinitionError) as error:
+    except (ScenarioError, DefinitionError, ValueError, LookupError) as error:
         return _form_page(request, values, _listed(error), 422)
     size = expected_pathways(question, replications, len(columns))
     if size > MAX_PATHWAYS:
@@ -187,10 +187,16 @@ def _parse(text: str, where: str, problems: list[str]) -> Scenario | None:
         at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problems.append(f"{where}: not valid YAML{at}: {getattr(error, 'problem', '') or error}")
         return None
+    except RecursionError:
+        problems.append(f"{where}: nested too deeply to be a scenario.")
+        return None
     try:
         return parse_scenario(data, where)
     except ScenarioError as error:
         problems.extend(error.problems)
+        return None
+    except RecursionError:
+        problems.append(f"{where}: nested too deeply to be a scenario.")
         return None
 
 

@@ -76,6 +76,7 @@ async def test_bad_scenarios_are_listed_in_the_form_never_a_server_error(
             SMALL.replace("elmshire-ucr-central:\n    capacity",
                           "nobody-here:\n    capacity"): "nobody-here",
             "x: " + "y" * (70 * 1024): "64 KiB",
+            "a: " + "{b: " * 3000 + "1" + "}" * 3000: "nested too deeply",
         }
         for text, expected in cases.items():
             refused = await client.post("/whatif", data=_start_form(token, yaml=text))
