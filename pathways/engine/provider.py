@@ -40,6 +40,10 @@ def apply_provider(run: RunBase, c: cmd.ProviderCommand, now: datetime) -> Hando
     return handover
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+"""json.dumps(..., sort_keys=True, separators=(",", ":"), default=str), built once: the same
+text, so fingerprints already in recorded states still match."""
+
 _Prepared = tuple[dict[str, Any], list[tuple[str, str]], str | None]
 
 
@@ -91,7 +95,7 @@ def _fingerprint(command: cmd.ProviderCommand, output: dict[str, Any]) -> str:
     a later genuine repeat of an earlier move (in-progress, on-hold, in-progress) is not a retry.
     """
     payload = {"status": command.status.value, "output": output, "reason": command.reason}
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    text = _CANONICAL.encode(payload)
     return f"{command.provider_id}:{hashlib.sha256(text.encode()).hexdigest()}"
 
 

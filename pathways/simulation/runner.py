@@ -44,9 +44,9 @@ def _run(variants: Sequence[Variant], replications: int, seed: int, workers: int
             if progress is not None:
                 progress(len(flat), len(tasks))
     else:
-        # Chunks of a few replications: one variant pickled per chunk, not per replication,
-        # and both workers stay busy to the end (30 replications: chunks of 3 or 4).
-        size = max(1, len(tasks) // (workers * 4))
+        # Chunks of one or two replications: a worker slowed by other work on the machine
+        # gets fewer of them, so both finish at about the same time.
+        size = max(1, len(tasks) // (workers * 8))
         chunks = [tasks[i:i + size] for i in range(0, len(tasks), size)]
         with ProcessPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
             for results in pool.map(_run_chunk, chunks, [seed] * len(chunks)):
