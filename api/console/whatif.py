@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
 from api import context
@@ -202,6 +202,16 @@ def _parse(text: str, where: str, problems: list[str]) -> Scenario | None:
 
 def _listed(error: Exception) -> list[str]:
     return list(getattr(error, "problems", None) or [str(error)])
+
+
+@router.get("/whatif/examples/{file}", response_class=PlainTextResponse)
+async def whatif_example(request: Request, file: str) -> PlainTextResponse:
+    """A shipped scenario as text, to read or to edit and paste back."""
+    session.require(request)
+    if file not in {e.file for e in examples()}:
+        return PlainTextResponse("No such shipped scenario.", 404)
+    text = (EXAMPLES / file).read_text(encoding="utf-8")
+    return PlainTextResponse(text, media_type="text/yaml; charset=utf-8")
 
 
 # --- a job --------------------------------------------------------------------------------------

@@ -121,6 +121,10 @@ async def test_an_uploaded_scenario_runs_in_the_background_and_is_reproducible(
         assert strip.sub("", first) == strip.sub("", second)  # same seed, same answer
         listed = await client.get("/whatif")
         assert "ucr-small" in listed.text and "finished" in listed.text
+        example = await client.get("/whatif/examples/ucr-add-team.yaml")
+        assert example.status_code == 200 and "remove_providers" in example.text
+        outside = await client.get("/whatif/examples/..%2F..%2Fpyproject.toml")
+        assert outside.status_code == 404
     finally:
         await client.aclose()
 
