@@ -114,7 +114,8 @@ class Jobs:
         return self._jobs.get(job_id)
 
     def recent(self) -> list[Job]:
-        return list(self._jobs.values())
+        with self._lock:
+            return list(self._jobs.values())
 
     def cancel(self, job_id: str) -> Job | None:
         job = self._jobs.get(job_id)
