@@ -1,6 +1,7 @@
 """Simulation speed: a year of 10,000 urgent community response referrals, 30 replications.
 
     .venv/bin/python -m bench.simulate            # --replications 30 --workers 2
+    .venv/bin/python -m bench.simulate --patients 1000 --replications 4 --no-record  # quick
 
 Runs the baseline of examples/scenarios/ucr-add-team.yaml (about 27.4 referrals a day, so
 10,000 a year; every pathway through the real engine) in worker processes, and appends the wall
@@ -44,10 +45,16 @@ def main() -> None:
     parser.add_argument("--replications", type=int, default=30)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--patients", type=int, default=10_000,
+                        help="referrals a year (the scenario's rate scaled; 10,000 by default)")
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args()
 
     scenario = load_scenario(SCENARIO)
+    per_day = args.patients / 365
+    if abs(per_day - scenario.arrivals.per_day) > 0.05:
+        scenario = scenario.model_copy(update={
+            "arrivals": scenario.arrivals.model_copy(update={"per_day": per_day})})
     baseline = variants(scenario, load_catalogue(SHIPPED_CATALOGUE))[0]
     load = os.getloadavg()[0]
     started = time.perf_counter()
@@ -72,10 +79,24 @@ def main() -> None:
     if "## Simulation" not in text:
         text = text.rstrip("\n") + "\n" + HEADER
     machine = f"{platform.machine()}, {os.cpu_count()} cores"
-    text += (f"| {datetime.now(UTC).date()} | {machine} | {args.replications} | {args.workers} "
+    row = (f"| {datetime.now(UTC).date()} | {machine} | {args.replications} | {args.workers} "
              f"| {per_rep:.0f} (+ 28-day warm-up) | {wall:.0f} | {worker_cpu:.0f} | "
              f"{worker_cpu / args.replications:.1f} | {load:.1f} |\n")
-    RESULTS.write_text(text, encoding="utf-8")
+    print(row, end="")
+    RESULTS.write_text(_insert_row(text, row), encoding="utf-8")
+
+
+def _insert_row(text: str, row: str) -> str:
+    """After the last row of the simulation table (other sections may follow it)."""
+    lines = text.splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if line.startswith("## Simulation"))
+    last = start
+    for i in range(start + 1, len(lines)):
+        if lines[i].startswith("## "):
+            break
+        if lines[i].startswith("| 20"):
+            last = i
+    return "".join(lines[:last + 1] + [row] + lines[last + 1:])
 
 
 if __name__ == "__main__":

@@ -38,10 +38,15 @@ Reason = Annotated[str, StringConstraints(min_length=1, max_length=MAX_REASON)]
 """Free text that may name the patient: kept in state, never echoed in errors."""
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"), default=str)
+"""json.dumps(value, separators=(",", ":"), default=str) without building an encoder per call
+(the engine sizes every delivery it keeps)."""
+
+
 def json_size(value: Any) -> int:
     """Compact JSON size in bytes; values JSON cannot carry count as too large."""
     try:
-        return len(json.dumps(value, separators=(",", ":"), default=str).encode())
+        return len(_COMPACT.encode(value).encode())
     except (ValueError, TypeError, RecursionError):
         return MAX_OUTPUT_BYTES + 1
 

@@ -62,18 +62,33 @@ def clock_running(handover: Handover, clock: Clock) -> bool:
 def pending_points(handover: Handover, ladder: tuple[EscalationRung, ...]) -> list[DuePoint]:
     """Points not yet fired this attempt. Rungs need a provider holding the handover; breach
     points also apply while it waits for a coordinator (the patient is still waiting)."""
-    points = [
-        DuePoint(rung_time(handover, rung), handover.id, rung.clock, index)
-        for index, rung in enumerate(ladder)
-        if handover.is_open
-        and index not in handover.fired_rungs
-        and clock_running(handover, rung.clock)
-    ]
-    points.extend(
-        DuePoint(clock_due(handover, clock), handover.id, clock)
-        for clock in (Clock.ACCEPT, Clock.COMPLETE)
-        if clock not in handover.fired_breaches and clock_running(handover, clock)
-    )
+    return [DuePoint(at, handover.id, clock, rung) for at, clock, rung in _pending(handover, ladder)]
+
+
+def earliest_pending(handover: Handover, ladder: tuple[EscalationRung, ...]) -> datetime | None:
+    """The time of the first of `pending_points`, without building them (next_wakeup asks this
+    after every change)."""
+    return min((at for at, _, _ in _pending(handover, ladder)), default=None)
+
+
+def _pending(
+    handover: Handover, ladder: tuple[EscalationRung, ...]
+) -> list[tuple[datetime, Clock, int | None]]:
+    if not handover.is_unfinished:  # no clock runs (see clock_running)
+        return []
+    accept_running = handover.accepted_at is None  # complete runs while unfinished
+    points: list[tuple[datetime, Clock, int | None]] = []
+    if handover.is_open:
+        fired = handover.fired_rungs
+        for index, rung in enumerate(ladder):
+            clock = rung.clock
+            if index not in fired and (accept_running or clock is Clock.COMPLETE):
+                points.append((rung_time(handover, rung), clock, index))
+    breaches = handover.fired_breaches
+    if accept_running and Clock.ACCEPT not in breaches:
+        points.append((handover.accept_by, Clock.ACCEPT, None))
+    if Clock.COMPLETE not in breaches:
+        points.append((handover.complete_by, Clock.COMPLETE, None))
     return points
 
 

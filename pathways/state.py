@@ -47,8 +47,11 @@ class Model(BaseModel):
     @classmethod
     def _drop_computed(cls, data: Any) -> Any:
         """Computed fields are serialised for readers; read back (continue-as-new), ignored."""
-        if isinstance(data, dict) and cls.model_computed_fields:
-            return {k: v for k, v in data.items() if k not in cls.model_computed_fields}
+        # The class attribute, not the model_computed_fields class property: this runs for every
+        # model built (events, attempts, handovers), so the property's lookup cost showed up.
+        computed = cls.__pydantic_computed_fields__
+        if computed and isinstance(data, dict):
+            return {k: v for k, v in data.items() if k not in computed}
         return data
 
 

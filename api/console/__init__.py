@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from api.console import analytics, pages, settlement
+from api.console import analytics, pages, settlement, whatif
 from api.console.session import CsrfRefused, SignInRequired
 
 STATIC = Path(__file__).parent / "static"
@@ -25,6 +25,7 @@ def install(app: FastAPI) -> None:
     app.include_router(pages.router)
     app.include_router(analytics.router)
     app.include_router(settlement.router)
+    app.include_router(whatif.router)
 
     @app.exception_handler(SignInRequired)
     async def _sign_in(request: Request, error: SignInRequired) -> Response:

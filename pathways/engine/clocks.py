@@ -20,6 +20,7 @@ from pathways.ladder import (
     DuePoint,
     clock_due,
     clock_running,
+    earliest_pending,
     pending_points,
     raised,
     rearm_future,
@@ -48,9 +49,16 @@ def _order(item: _Due) -> tuple[Any, ...]:
 
 def next_wakeup(run: RunBase) -> datetime | None:
     """Earliest time-driven thing still to fire (rung, due time, recurrence); None if none."""
-    if run.state.status is not PathwayStatus.ACTIVE:
+    state = run.state
+    if state.status is not PathwayStatus.ACTIVE:
         return None
-    return min((item.at for item in _agenda(run)), default=None)
+    times = [
+        at for handover in state.handovers.values()
+        if handover.is_unfinished
+        and (at := earliest_pending(handover, run.ladder(handover))) is not None
+    ]
+    times.extend(st.next_ready_at for st in state.steps.values() if st.next_ready_at is not None)
+    return min(times, default=None)
 
 
 def tick(run: RunBase, now: datetime) -> None:
@@ -73,7 +81,8 @@ def tick(run: RunBase, now: datetime) -> None:
 def _agenda(run: RunBase) -> list[_Due]:
     items: list[_Due] = []
     for handover in run.state.handovers.values():
-        items.extend(pending_points(handover, run.ladder(handover)))
+        if handover.is_unfinished:  # a finished handover has no running clock: no points
+            items.extend(pending_points(handover, run.ladder(handover)))
     items.extend(
         _Recurrence(st.next_ready_at, step_id)
         for step_id, st in run.state.steps.items()

@@ -20,8 +20,49 @@ from pathways.state import Handover, TaskStatus
 def check_provider(run: RunBase, c: cmd.ProviderCommand) -> None:
     """Raise Refusal unless the command may be applied (idempotent repeats pass)."""
     handover = run.state.handovers.get(c.handover_id)
-    if handover is not None and _is_repeat(run, handover, c):
-        return
+    _check(run, c, handover, None if handover is None else _prepare(run, handover, c))
+
+
+def apply_provider(run: RunBase, c: cmd.ProviderCommand, now: datetime) -> Handover:
+    """Apply a provider's status move; a non-conforming delivery is counted, then refused."""
+    handover = run.state.handovers.get(c.handover_id)
+    prepared = None if handover is None else _prepare(run, handover, c)
+    if _check(run, c, handover, prepared):
+        assert handover is not None
+        return handover
+    assert handover is not None and prepared is not None
+    output, problems, fingerprint = prepared
+    if problems:
+        _refuse_delivery(run, handover, problems, c.actor, now)
+    assert fingerprint is not None  # an output without completion was refused by _check
+    handover.applied_commands = [*handover.applied_commands, fingerprint][-REMEMBERED_COMMANDS:]
+    _move(run, handover, c, output, now)
+    return handover
+
+
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+"""json.dumps(..., sort_keys=True, separators=(",", ":"), default=str), built once: the same
+text, so fingerprints already in recorded states still match."""
+
+_Prepared = tuple[dict[str, Any], list[tuple[str, str]], str | None]
+
+
+def _prepare(run: RunBase, handover: Handover, c: cmd.ProviderCommand) -> _Prepared:
+    """(output as kept, contract problems, fingerprint) of the command, worked out once: the
+    check and the apply both need them. No fingerprint when it cannot be a repeat (a delivery
+    with problems, an output without completion)."""
+    if c.status is TaskStatus.COMPLETED:
+        output, problems = check_fields(run.step(handover), c.output)
+        return output, problems, None if problems else _fingerprint(c, output)
+    return {}, [], None if c.output else _fingerprint(c, {})
+
+
+def _check(run: RunBase, c: cmd.ProviderCommand, handover: Handover | None,
+           prepared: _Prepared | None) -> bool:
+    """Raise Refusal unless the command may be applied; True when it is a repeat of the
+    latest command this provider had applied to the handover (acknowledged, not re-applied)."""
+    if handover is not None and prepared is not None and _is_repeat(handover, c, prepared):
+        return True
     if handover is None or handover.provider_id != c.provider_id:
         raise Refusal("not-found", [f"handover {c.handover_id} not found"])
     problems = _malformed(c)
@@ -36,24 +77,7 @@ def check_provider(run: RunBase, c: cmd.ProviderCommand) -> None:
     check_provider_move(handover.id, handover.status, c.status)
     if c.status is TaskStatus.COMPLETED and c.output:
         _check_output_budget(run, c.output)
-
-
-def apply_provider(run: RunBase, c: cmd.ProviderCommand, now: datetime) -> Handover:
-    """Apply a provider's status move; a non-conforming delivery is counted, then refused."""
-    check_provider(run, c)
-    handover = run.state.handovers[c.handover_id]
-    if _is_repeat(run, handover, c):
-        return handover
-    output: dict[str, Any] = {}
-    if c.status is TaskStatus.COMPLETED:
-        output, problems = check_fields(run.step(handover), c.output)
-        if problems:
-            _refuse_delivery(run, handover, problems, c.actor, now)
-    handover.applied_commands = [
-        *handover.applied_commands, _fingerprint(c, output)
-    ][-REMEMBERED_COMMANDS:]
-    _move(run, handover, c, output, now)
-    return handover
+    return False
 
 
 def _check_output_budget(run: RunBase, output: dict[str, Any]) -> None:
@@ -71,7 +95,7 @@ def _fingerprint(command: cmd.ProviderCommand, output: dict[str, Any]) -> str:
     a later genuine repeat of an earlier move (in-progress, on-hold, in-progress) is not a retry.
     """
     payload = {"status": command.status.value, "output": output, "reason": command.reason}
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    text = _CANONICAL.encode(payload)
     return f"{command.provider_id}:{hashlib.sha256(text.encode()).hexdigest()}"
 
 
@@ -80,16 +104,10 @@ def _latest_by(handover: Handover, provider_id: str) -> str | None:
     return next((f for f in reversed(handover.applied_commands) if f.startswith(prefix)), None)
 
 
-def _is_repeat(run: RunBase, handover: Handover, c: cmd.ProviderCommand) -> bool:
+def _is_repeat(handover: Handover, c: cmd.ProviderCommand, prepared: _Prepared) -> bool:
     """Identical to the latest command this provider had applied to the handover."""
-    output: dict[str, Any] = {}
-    if c.status is TaskStatus.COMPLETED:
-        output, problems = check_fields(run.step(handover), c.output)
-        if problems:
-            return False
-    elif c.output:
-        return False
-    return _fingerprint(c, output) == _latest_by(handover, c.provider_id)
+    fingerprint = prepared[2]
+    return fingerprint is not None and fingerprint == _latest_by(handover, c.provider_id)
 
 
 def _malformed(c: cmd.ProviderCommand) -> list[str]:

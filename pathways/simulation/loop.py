@@ -10,6 +10,7 @@ offered what, and when a clock breaches, is decided by the engine, never re-mode
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import heapq
 import random  # noqa: TID251  (seeded streams given by the caller: same seed, same result)
@@ -79,6 +80,7 @@ class Replication:
         self.keep_samples = keep_samples
         self.events: list[PathwayEvent] = []
         self._outputs = {s.id: example_output(s) for s in variant.definition.steps}
+        self._commands: dict[tuple[Any, ...], ProviderCommand] = {}
 
     # --- the loop -----------------------------------------------------------------------
     def run(self) -> ReplicationResult:
@@ -262,15 +264,28 @@ class Replication:
         pathway = self.pathways.get(job.run)
         if pathway is None:
             return
-        command = ProviderCommand(
-            handover_id=job.handover_id, provider_id=job.provider_id, status=status,
-            output=output or {}, reason=reason, actor=f"provider:{job.provider_id}",
-        )
+        command = self._provider_command(job, status, reason, output)
         try:
             pathway.run.apply_provider(command, self.at(t))
         except Refusal as refusal:
             self.collector.refusal(refusal.kind)
         self._after(job.run, t)
+
+    def _provider_command(self, job: Job, status: TaskStatus, reason: str | None,
+                          output: dict[str, Any] | None) -> ProviderCommand:
+        """The command, validated once per distinct content: handover ids repeat across
+        pathways ("urgent-response.1") and outputs come from a few sampled values, so a
+        replication needs a few hundred distinct commands, not one per move. The engine only
+        reads commands."""
+        content = output or {}
+        key = (job.handover_id, job.provider_id, status, reason, repr(content))  # False != 0
+        command = self._commands.get(key)
+        if command is None:
+            command = self._commands[key] = ProviderCommand(
+                handover_id=job.handover_id, provider_id=job.provider_id, status=status,
+                output=content, reason=reason, actor=f"provider:{job.provider_id}",
+            )
+        return command
 
     # --- handover data ------------------------------------------------------------------
     def _output(self, job: Job) -> dict[str, Any]:
@@ -331,5 +346,14 @@ class Replication:
 
 
 def run_replication(variant: Variant, replication: int, seed: int) -> ReplicationResult:
-    """Entry point for worker processes."""
-    return Replication(variant, replication, seed).run()
+    """Entry point for worker processes.
+
+    The cyclic garbage collector runs less often meanwhile: a replication allocates millions of
+    short-lived objects (events, effects, due points) and none that form cycles, so the default
+    thresholds only spent time scanning them."""
+    thresholds = gc.get_threshold()
+    gc.set_threshold(50_000, 20, 100)
+    try:
+        return Replication(variant, replication, seed).run()
+    finally:
+        gc.set_threshold(*thresholds)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -30,16 +30,34 @@ def run_variant(variant: Variant, replications: int, seed: int,
     return _run([variant], replications, seed, workers)[0]
 
 
-def _run(variants: Sequence[Variant], replications: int, seed: int,
-         workers: int) -> list[list[ReplicationResult]]:
+Progress = Callable[[int, int], None]
+"""Told (replications done, replications in all) after each one: the console's progress bar."""
+
+
+def _run(variants: Sequence[Variant], replications: int, seed: int, workers: int,
+         progress: Progress | None = None) -> list[list[ReplicationResult]]:
     tasks = [(v, r) for v in variants for r in range(replications)]
+    flat: list[ReplicationResult] = []
     if workers <= 1 or len(tasks) <= 1:
-        flat = [run_replication(v, r, seed) for v, r in tasks]
+        for v, r in tasks:
+            flat.append(run_replication(v, r, seed))
+            if progress is not None:
+                progress(len(flat), len(tasks))
     else:
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
-            flat = list(pool.map(run_replication, [v for v, _ in tasks],
-                                 [r for _, r in tasks], [seed] * len(tasks)))
+        # Chunks of one or two replications: a worker slowed by other work on the machine
+        # gets fewer of them, so both finish at about the same time.
+        size = max(1, len(tasks) // (workers * 8))
+        chunks = [tasks[i:i + size] for i in range(0, len(tasks), size)]
+        with ProcessPoolExecutor(max_workers=min(workers, len(chunks))) as pool:
+            for results in pool.map(_run_chunk, chunks, [seed] * len(chunks)):
+                flat.extend(results)
+                if progress is not None:
+                    progress(len(flat), len(tasks))
     return [flat[i * replications:(i + 1) * replications] for i in range(len(variants))]
+
+
+def _run_chunk(chunk: Sequence[tuple[Variant, int]], seed: int) -> list[ReplicationResult]:
+    return [run_replication(v, r, seed) for v, r in chunk]
 
 
 @dataclass
@@ -83,9 +101,9 @@ class Comparison:
 
 
 def compare(scenario_name: str, variants: Sequence[Variant], replications: int, seed: int,
-            workers: int = 1) -> Comparison:
+            workers: int = 1, progress: Progress | None = None) -> Comparison:
     """Run every variant and summarise them side by side (the first is the baseline)."""
-    results = _run(variants, replications, seed, workers)
+    results = _run(variants, replications, seed, workers, progress)
     baseline = results[0]
     columns = []
     for variant, reps in zip(variants, results, strict=True):
