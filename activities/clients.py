@@ -55,11 +55,12 @@ class ClientStore:
     """Register, list, find and remove clients; remember assertion ids until they expire."""
 
     def __init__(self, url: str) -> None:
-        self.engine: Engine = EventStore(url).engine
+        self._store = EventStore(url)
+        self.engine: Engine = self._store.engine
 
     def migrate(self) -> None:
         """Create the client tables if they are missing (idempotent)."""
-        metadata.create_all(self.engine, tables=[smart_clients, smart_assertions], checkfirst=True)
+        self._store.create_tables([smart_clients, smart_assertions])
 
     def register(
         self,

@@ -173,6 +173,20 @@ class _Cache:
     offset: int = field(default=0, metadata={"doc": "stored seq minus replay seq"})
 
 
+def migrate(store: EventStore) -> int:
+    """Bring the ledger's tables to the latest version (`pathways setup` runs it); return it."""
+    with _Locked(store) as conn:
+        ledger_versions.create(conn, checkfirst=True)
+        current = conn.execute(select(func.max(ledger_versions.c.version))).scalar() or 0
+        for version, step in MIGRATIONS:
+            if version > current:
+                step(conn)
+                conn.execute(insert(ledger_versions).values(
+                    version=version, applied_at=datetime.now(UTC)))
+                current = version
+        return int(current)
+
+
 class LedgerStore:
     """The ledger tables beside an event store, and the contracts it settles under."""
 
@@ -184,16 +198,7 @@ class LedgerStore:
         """How many postings replayed the whole log (first use, another writer, a late fact)."""
 
     def migrate(self) -> int:
-        with self._locked() as conn:
-            ledger_versions.create(conn, checkfirst=True)
-            current = conn.execute(select(func.max(ledger_versions.c.version))).scalar() or 0
-            for version, step in MIGRATIONS:
-                if version > current:
-                    step(conn)
-                    conn.execute(insert(ledger_versions).values(
-                        version=version, applied_at=datetime.now(UTC)))
-                    current = version
-            return int(current)
+        return migrate(self.store)
 
     # --- inputs ---------------------------------------------------------------------------
     def record_outcome(self, pathway_id: str, outcome: Outcome, actor: str,

@@ -555,6 +555,17 @@ class EventStore:
             with conn.begin():
                 yield conn
 
+    def create_tables(self, tables: Sequence[Table]) -> None:
+        """Create whichever of `tables` are missing, under the write lock (and on PostgreSQL the
+        migration lock), so an API and a worker starting together never race on DDL (a
+        deferred SQLite transaction that reads the schema then creates a table fails with
+        "database is locked" when another process wrote in between)."""
+        with self.write() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_MIGRATION_LOCK})
+            for table in tables:
+                table.create(conn, checkfirst=True)
+
     def _page(
         self, query: Select[Any], order: Iterable[Any], limit: int, offset: int
     ) -> tuple[list[dict[str, Any]], int]:

@@ -32,7 +32,6 @@ from sqlalchemy import (
     insert,
     or_,
     select,
-    text,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -89,8 +88,6 @@ subscription_events = Table(
     UniqueConstraint("subscription_id", "task_id", "version", name="uq_fhir_subscription_event"),
 )
 
-_PG_MIGRATION_LOCK = 724_170_212
-"""Advisory lock id serialising concurrent `migrate()` calls on PostgreSQL."""
 
 LIVE = (Status.REQUESTED.value, Status.ACTIVE.value)
 
@@ -129,10 +126,7 @@ class SubscriptionStore:
     def migrate(self) -> None:
         """Create the subscription tables if they are missing (idempotent; on PostgreSQL under
         an advisory lock, so API and worker processes starting together don't race)."""
-        with self.store.write() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_MIGRATION_LOCK})
-            metadata.create_all(conn, checkfirst=True)
+        self.store.create_tables(list(metadata.sorted_tables))
 
     # --- the API side: a provider's own subscriptions --------------------------------------
 

@@ -41,12 +41,13 @@ class IdempotencyKeys:
     """Which request each (caller, command, pathway, key) stood for."""
 
     def __init__(self, url: str, secret: bytes) -> None:
-        self.engine: Engine = EventStore(url).engine
+        self._store = EventStore(url)
+        self.engine: Engine = self._store.engine
         self._secret = secret
 
     def migrate(self, keep: timedelta = KEEP) -> None:
         """Create the table if missing and forget keys older than `keep`."""
-        metadata.create_all(self.engine, tables=[idempotency_keys])
+        self._store.create_tables([idempotency_keys])
         cutoff = datetime.now(UTC) - keep
         with self.engine.begin() as conn:
             conn.execute(delete(idempotency_keys).where(idempotency_keys.c.created_at < cutoff))

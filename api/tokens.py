@@ -68,11 +68,12 @@ class TokenStore:
     """Issue, revoke, list and check tokens."""
 
     def __init__(self, url: str) -> None:
-        self.engine: Engine = EventStore(url).engine
+        self._store = EventStore(url)
+        self.engine: Engine = self._store.engine
 
     def migrate(self) -> None:
         """Create the token table if it is missing (idempotent; `pathways setup` calls it)."""
-        metadata.create_all(self.engine, tables=[api_tokens])
+        self._store.create_tables([api_tokens])
 
     def issue_provider(self, provider_id: str) -> str:
         return self.issue(Principal(PrincipalKind.PROVIDER, provider_id))[1]

@@ -12,7 +12,11 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client
 
+from activities import ledger
+from activities.clients import ClientStore
 from activities.store import EventStore
+from activities.subscriptions import SubscriptionStore
+from api.idempotency import idempotency_keys
 from api.tokens import TokenStore
 from pathways.settings import Settings
 from worker.connection import connect_or_fail
@@ -38,9 +42,16 @@ async def register_search_attributes(client: Client, namespace: str) -> list[str
 
 
 def migrate_database(settings: Settings) -> None:
-    """Create or migrate the event store, read model and token tables."""
-    EventStore(settings.event_store).migrate()
-    TokenStore(settings.event_store).migrate()
+    """Create or migrate every table: the event store and read model, tokens, SMART clients,
+    FHIR subscriptions, the settlement ledger and idempotency keys. The API and the worker check their own
+    tables again on start, but after this no two processes race to create one."""
+    url = settings.event_store
+    EventStore(url).migrate()
+    TokenStore(url).migrate()
+    ClientStore(url).migrate()
+    SubscriptionStore(url).migrate()
+    ledger.migrate(EventStore(url))
+    EventStore(url).create_tables([idempotency_keys])
 
 
 def secure_data_dir(settings: Settings, create: bool = False) -> None:
