@@ -11,7 +11,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
+    literal_column,
     or_,
     select,
     text,
@@ -178,6 +179,19 @@ task_versions = Table(
 """Each handover's FHIR Task as rendered at each version the workflow saw: webhook bodies are
 loaded from here by (task_id, version), so the workflow history holds ids only."""
 
+store_writes = Table(
+    "store_writes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pathway_id", String(), nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Index("ix_store_writes_recorded_at", "recorded_at"),
+)
+"""When each batch was written (one row per `record()`, in its transaction, stamped by the
+database's clock): readers that must see every change (FHIR Subscription delivery) find them by
+when they were recorded, not by when they happened, so a batch written late (the worker held it
+through an event store outage) is found all the same. Pruned by those readers."""
+
 HANDOVER_COLUMNS = [c for c in handover_rows.columns if c.name != "task"]
 
 RUNNING_STATUSES = ["active", "on-hold"]
@@ -228,12 +242,26 @@ def _index_task_codes(conn: Connection) -> None:
     index.create(conn, checkfirst=True)
 
 
+RECENT_ON_UPGRADE = timedelta(hours=1)
+
+
+def _add_store_writes(conn: Connection) -> None:
+    """v6: when batches were recorded. Pathways with events in the last hour count as written
+    now, so a reader moving from event times to recorded times misses nothing written before."""
+    store_writes.create(conn, checkfirst=True)
+    since = datetime.now(UTC) - RECENT_ON_UPGRADE
+    ev = event_rows.c
+    recent = select(ev.pathway_id, database_now(conn)).where(ev.at >= since).distinct()
+    conn.execute(insert(store_writes).from_select(["pathway_id", "recorded_at"], recent))
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _create_v1),
     (2, _index_event_kinds),
     (3, _add_task_bodies),
     (4, _flow_summary),
     (5, _index_task_codes),
+    (6, _add_store_writes),
 ]
 """Versioned schema steps, applied in order once each; append new steps, never edit old ones."""
 
@@ -281,6 +309,12 @@ class EventStore:
             self._upsert_handovers(conn, batch.handovers, batch.tasks)
             if self._upsert_pathway(conn, batch.pathway):
                 _rewrite_open(conn, batch.pathway)
+            # Last, so its time is as close to the commit as the transaction allows.
+            conn.execute(
+                insert(store_writes).values(
+                    pathway_id=batch.pathway.pathway_id, recorded_at=database_now(conn)
+                )
+            )
 
     def search_tasks(
         self,
@@ -598,6 +632,14 @@ class EventStore:
         stmt = _newer_wins(conn, pathway_rows, "pathway_id", "updated_at")
         written = conn.execute(stmt.returning(pathway_rows.c.pathway_id), _values(row))
         return written.first() is not None
+
+
+def database_now(conn: Connection) -> Any:
+    """The database server's clock as a SQL expression, in the form `UtcDateTime` stores
+    (SQLite: naive UTC text with microseconds), so every writer stamps by one clock."""
+    if conn.dialect.name == "postgresql":
+        return literal_column("clock_timestamp()", UtcDateTime)
+    return literal_column("strftime('%Y-%m-%d %H:%M:%f', 'now') || '000'", UtcDateTime)
 
 
 def _engine(url: str) -> Engine:

@@ -139,3 +139,21 @@ def test_delivery_bookkeeping_survives_a_new_store(store: SubscriptionStore) -> 
     assert (now.delivered_through, now.attempts, now.error) == (2, 3, "endpoint answered 503")
     assert now.next_attempt_at == T0 + timedelta(seconds=8)
     again.close()
+
+
+def test_a_batch_written_long_after_it_happened_is_still_one_event(store: SubscriptionStore) -> None:
+    """After an event store outage the worker writes the batches it held, with the times the
+    changes happened: ten minutes before the delivery loop's cursor. Still numbered, once."""
+    now = datetime.now(UTC)
+    sub = store.create(Spec(provider_id=ME, endpoint="https://ehr.example.org/hook",
+                            filter=Filter(ME)), now - timedelta(minutes=15))
+    on_time = record(store, "pw-a", ME, 1, "requested", now - timedelta(minutes=14))
+    assert store.discover(sub.id) == 1  # the loop runs on: its cursor is near the present
+    late = record(store, "pw-b", ME, 1, "requested", now - timedelta(minutes=10))
+    record(store, "pw-b", ME, 2, "accepted", now - timedelta(minutes=9))
+    assert store.discover(sub.id) == 2
+    assert store.discover(sub.id) == 0
+    events = store.events(sub.id, 1, 10)
+    assert [(e.number, e.task_id, e.version) for e in events] == [
+        (1, on_time, 1), (2, late, 1), (3, late, 2),
+    ]
