@@ -76,15 +76,15 @@ def test_matching_task_versions_become_numbered_events_once(store: SubscriptionS
     record(store, "pw-2", OTHER, 1, "requested", T0 + timedelta(seconds=1))  # not mine
     record(store, before.split(".")[0], ME, 2, "accepted", T0 + timedelta(seconds=4))
 
-    assert store.discover(sub.id, now=SOON) == 3
-    assert store.discover(sub.id, now=SOON) == 0  # a second pass numbers nothing again
+    assert store.discover(sub.id) == 3
+    assert store.discover(sub.id) == 0  # a second pass numbers nothing again
     events = store.events(sub.id, 1, 100)
     assert [(e.number, e.task_id, e.version) for e in events] == [
         (1, mine, 1), (2, mine, 2), (3, before, 2),
     ]
 
     late = record(store, "pw-3", ME, 1, "requested", T0 + timedelta(seconds=1))  # recorded late
-    assert store.discover(sub.id, now=SOON) == 1
+    assert store.discover(sub.id) == 1
     assert store.events(sub.id, 4, 4)[0].task_id == late
     assert store.current(sub.id).events_count == 4  # type: ignore[union-attr]
 
@@ -99,10 +99,10 @@ def test_a_task_reassigned_away_is_one_withdrawal_event(store: SubscriptionStore
     )
     record(store, "pw-9", OTHER, 2, "requested", T0 + timedelta(seconds=2), [moved])
     record(store, "pw-9", OTHER, 3, "accepted", T0 + timedelta(seconds=3))
-    assert store.discover(sub.id, now=SOON) == 2
+    assert store.discover(sub.id) == 2
     events = store.events(sub.id, 1, 10)
     assert [(e.task_id, e.version, e.withdrawn) for e in events] == [(mine, 1, False), (mine, 2, True)]
-    assert store.discover(sub.id, now=SOON) == 0
+    assert store.discover(sub.id) == 0
 
 
 def test_a_subscription_is_its_providers_alone(store: SubscriptionStore) -> None:
