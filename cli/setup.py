@@ -13,6 +13,7 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.client import Client
 
 from activities.store import EventStore
+from activities.subscriptions import SubscriptionStore
 from api.tokens import TokenStore
 from pathways.settings import Settings
 from worker.connection import connect_or_fail
@@ -38,9 +39,14 @@ async def register_search_attributes(client: Client, namespace: str) -> list[str
 
 
 def migrate_database(settings: Settings) -> None:
-    """Create or migrate the event store, read model and token tables."""
+    """Create or migrate the event store, read model, token and FHIR Subscription tables."""
     EventStore(settings.event_store).migrate()
     TokenStore(settings.event_store).migrate()
+    subscriptions = SubscriptionStore(settings.event_store)
+    try:
+        subscriptions.migrate()
+    finally:
+        subscriptions.close()
 
 
 def secure_data_dir(settings: Settings, create: bool = False) -> None:
