@@ -184,13 +184,16 @@ store_writes = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("pathway_id", String(), nullable=False),
+    Column("provider_id", String(), nullable=False),
     Column("recorded_at", UtcDateTime, nullable=False),
+    Index("ix_store_writes_provider_recorded", "provider_id", "recorded_at"),
     Index("ix_store_writes_recorded_at", "recorded_at"),
 )
-"""When each batch was written (one row per `record()`, in its transaction, stamped by the
-database's clock): readers that must see every change (FHIR Subscription delivery) find them by
-when they were recorded, not by when they happened, so a batch written late (the worker held it
-through an event store outage) is found all the same. Pruned by those readers."""
+"""When each batch was written: one row per provider whose handovers it changes or names,
+in the batch's own transaction, stamped by the database's clock. Readers that must see every
+change (FHIR Subscription delivery) find a provider's changes by when they were recorded, not by
+when they happened, so a batch written late (the worker held it through an event store outage)
+is found all the same. Pruned by those readers."""
 
 HANDOVER_COLUMNS = [c for c in handover_rows.columns if c.name != "task"]
 
@@ -246,13 +249,23 @@ RECENT_ON_UPGRADE = timedelta(hours=1)
 
 
 def _add_store_writes(conn: Connection) -> None:
-    """v6: when batches were recorded. Pathways with events in the last hour count as written
-    now, so a reader moving from event times to recorded times misses nothing written before."""
+    """v6: when batches were recorded. What changed in the last hour counts as recorded now,
+    so a reader moving from event times to recorded times misses nothing written before."""
     store_writes.create(conn, checkfirst=True)
     since = datetime.now(UTC) - RECENT_ON_UPGRADE
-    ev = event_rows.c
-    recent = select(ev.pathway_id, database_now(conn)).where(ev.at >= since).distinct()
-    conn.execute(insert(store_writes).from_select(["pathway_id", "recorded_at"], recent))
+    ev, h = event_rows.c, handover_rows.c
+    events = conn.execute(
+        select(ev.pathway_id, ev.kind, ev.provider_id, ev.detail).where(
+            ev.at >= since, ev.handover_id.is_not(None)
+        )
+    ).all()
+    handovers = conn.execute(
+        select(h.pathway_id, h.provider_id).where(h.updated_at >= since)
+    ).all()
+    named = {(row.pathway_id, row.provider_id) for row in handovers}
+    for row in events:
+        named |= {(row.pathway_id, p) for p in _providers_named(row.kind, row.provider_id, row.detail)}
+    _insert_writes(conn, sorted(named))
 
 
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
@@ -310,11 +323,8 @@ class EventStore:
             if self._upsert_pathway(conn, batch.pathway):
                 _rewrite_open(conn, batch.pathway)
             # Last, so its time is as close to the commit as the transaction allows.
-            conn.execute(
-                insert(store_writes).values(
-                    pathway_id=batch.pathway.pathway_id, recorded_at=database_now(conn)
-                )
-            )
+            pathway_id = batch.pathway.pathway_id
+            _insert_writes(conn, [(pathway_id, p) for p in sorted(_batch_providers(batch))])
 
     def search_tasks(
         self,
@@ -632,6 +642,32 @@ class EventStore:
         stmt = _newer_wins(conn, pathway_rows, "pathway_id", "updated_at")
         written = conn.execute(stmt.returning(pathway_rows.c.pathway_id), _values(row))
         return written.first() is not None
+
+
+def _batch_providers(batch: RecordBatch) -> set[str]:
+    """The providers whose handovers a batch changes or names (see `_providers_named`)."""
+    named = {row.provider_id for row in batch.handovers}
+    for e in batch.events:
+        if e.handover_id is not None:
+            named |= _providers_named(e.kind, e.provider_id, e.detail)
+    return named
+
+
+def _providers_named(kind: str, provider_id: str | None, detail: Any) -> set[str]:
+    """A handover event's provider, and for a reassignment the provider it was taken from."""
+    named = set() if provider_id is None else {provider_id}
+    if kind == EventKind.REASSIGNED and isinstance(detail, dict):
+        if isinstance(taken_from := detail.get("from"), str):
+            named.add(taken_from)
+    return named
+
+
+def _insert_writes(conn: Connection, named: Sequence[tuple[str, str]]) -> None:
+    """Stamp (pathway, provider) pairs as recorded now, by the database's clock."""
+    if named:
+        now = database_now(conn)
+        rows = [{"pathway_id": w, "provider_id": p, "recorded_at": now} for w, p in named]
+        conn.execute(insert(store_writes).values(rows))
 
 
 def database_now(conn: Connection) -> Any:

@@ -2,10 +2,10 @@
 
 Delivery is driven from the event store's Task versions (`task_versions`), not from memory:
 each pass of the delivery loop takes a lease on a subscription, finds the pathways whose
-batches were *recorded* since its cursor (`store_writes`, stamped by the database's clock in
-the batch's own transaction), turns those pathways' Task versions that are events for it
-(its own handovers, and those that moved away from it) and match its filter into numbered
-events (once each: unique per subscription, Task and version), and sends what is not yet
+batches naming its provider were *recorded* since its cursor (`store_writes`, stamped by the
+database's clock in the batch's own transaction), turns those pathways' Task versions that are
+events for it (its own handovers, and those that moved away from it) and match its filter into
+numbered events (once each: unique per subscription, Task and version), and sends what is not yet
 delivered, in number order. A batch the worker held through an event store outage is recorded
 late with the times its changes happened, and is found all the same. The event counter, the delivered number,
 the retry schedule and the heartbeat clock are columns here, so a worker restart (or another
@@ -54,6 +54,8 @@ from pathways.events import EventKind
 from pathways.state import task_id as make_task_id
 from pathways.subscriptions import Event, Spec, Status, task_events
 
+CHUNK = 500
+"""Pathway ids per query (bound parameters stay well under every driver's limit)."""
 MAX_PER_PROVIDER = 20
 """Subscriptions one provider may hold (each costs a delivery pass)."""
 LOOKBACK = timedelta(seconds=60)
@@ -319,18 +321,18 @@ class SubscriptionStore:
         a cursor move now and then); then one transaction moves the events, the counter and the
         cursor together. The caller holds the lease.
 
-        The cursor is a recording time (`store_writes.recorded_at`), never a change's own time:
-        candidates are the Tasks of the pathways written since the cursor (less `lookback`) that
-        are the provider's, or that it acted on or lost (events naming it: a rejection, a
-        reassignment away), which the read model files under their new provider."""
+        The cursor is a recording time (`store_writes.recorded_at`, the database's clock),
+        never a change's own time, so a batch recorded long after its changes happened is found:
+        candidates are the Tasks of the pathways whose batches naming the provider were recorded
+        since the cursor (less `lookback`). The cursor moves to the newest recording seen."""
         with self.engine.connect() as conn:
             row = conn.execute(select(subscriptions).where(subscriptions.c.id == record_id)).first()
             if row is None:
                 return 0
             record = _record(row)
             since = row.scanned_until - lookback
-            latest = _latest_write(conn, since)  # before the candidates: they see no less
-            if latest is None:
+            latest = _latest_write(conn)  # before the candidates: they see no less
+            if latest is None or latest < since:
                 return 0  # nothing recorded since: nothing to number, the cursor stays
             task_ids = _candidates(conn, record.spec.filter.owner, since)
             found: list[tuple[datetime, str, int, bool]] = []
@@ -374,34 +376,44 @@ class SubscriptionStore:
             return int(conn.execute(delete(store_writes).where(w.recorded_at < horizon)).rowcount)
 
 
-def _latest_write(conn: Connection, since: datetime) -> datetime | None:
-    """When the newest batch recorded since `since` was (None: none was)."""
-    w = store_writes.c
-    newest = type_coerce(func.max(w.recorded_at), UtcDateTime())
-    return conn.execute(select(newest).where(w.recorded_at >= since)).scalar()
+def _latest_write(conn: Connection) -> datetime | None:
+    """When the newest batch was recorded (None: none is kept), whoever it named: every
+    cursor moves on, so none holds pruning back for long."""
+    newest = type_coerce(func.max(store_writes.c.recorded_at), UtcDateTime())
+    return conn.execute(select(newest)).scalar()
 
 
 def _candidates(conn: Connection, owner: str, since: datetime) -> list[str]:
-    """Task ids, of the pathways recorded since `since`, of the owner's handovers and of
-    handovers whose events name the owner (it acted on them, or they were reassigned from it)."""
+    """Task ids, in the pathways of the batches naming the owner recorded since `since`, of
+    the owner's handovers and of handovers whose events name it (it acted on them, or they
+    were reassigned from it, which the read model files under their new provider)."""
     h, ev, w = handover_rows.c, event_rows.c, store_writes.c
-    written = select(w.pathway_id).where(w.recorded_at >= since)
-    changed = conn.execute(
-        select(h.task_id).where(h.provider_id == owner, h.pathway_id.in_(written))
-    ).scalars()
-    named = conn.execute(
-        select(ev.pathway_id, ev.handover_id, ev.provider_id, ev.detail).where(
-            ev.pathway_id.in_(written),
-            ev.handover_id.is_not(None),
-            or_(ev.provider_id == owner, ev.kind == EventKind.REASSIGNED.value),
+    pathway_ids = sorted(
+        conn.execute(
+            select(w.pathway_id).where(w.provider_id == owner, w.recorded_at >= since).distinct()
+        ).scalars()
+    )
+    found: set[str] = set()
+    for start in range(0, len(pathway_ids), CHUNK):
+        chunk = pathway_ids[start : start + CHUNK]
+        found.update(
+            conn.execute(
+                select(h.task_id).where(h.pathway_id.in_(chunk), h.provider_id == owner)
+            ).scalars()
         )
-    ).all()
-    moved = {
-        make_task_id(row.pathway_id, row.handover_id)
-        for row in named
-        if row.provider_id == owner or (row.detail or {}).get("from") == owner
-    }
-    return sorted(set(changed) | moved)
+        named = conn.execute(
+            select(ev.pathway_id, ev.handover_id, ev.provider_id, ev.detail).where(
+                ev.pathway_id.in_(chunk),
+                ev.handover_id.is_not(None),
+                or_(ev.provider_id == owner, ev.kind == EventKind.REASSIGNED.value),
+            )
+        ).all()
+        found.update(
+            make_task_id(row.pathway_id, row.handover_id)
+            for row in named
+            if row.provider_id == owner or (row.detail or {}).get("from") == owner
+        )
+    return sorted(found)
 
 
 def _seen(conn: Connection, record_id: str, task_ids: list[str]) -> dict[str, int]:

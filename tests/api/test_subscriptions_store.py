@@ -17,9 +17,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import inspect, select
+from sqlalchemy import delete, inspect, select
 
-from activities.store import EventStore, store_writes
+from activities.store import EventStore, schema_versions, store_writes
 from activities.subscriptions import SubscriptionStore, TooMany
 from cli.setup import migrate_database
 from pathways.events import EventKind, HandoverRow, PathwayEvent, PathwayRow, RecordBatch, TaskVersion
@@ -198,6 +198,28 @@ def test_pruning_keeps_what_a_subscription_may_still_look_at(store: Subscription
     store.delete(ME, off.id)
     assert store.prune(lookback=timedelta(0)) == 2  # no subscriptions: a new one starts now
     assert writes(store) == []
+
+
+def test_changes_recorded_before_the_upgrade_are_still_found(store: SubscriptionStore) -> None:
+    """A database the release before wrote (no `store_writes`): `migrate` adds it, counting the
+    last hour's changes as recorded then, so the first pass after the upgrade still finds them."""
+    now = datetime.now(UTC)
+    sub = store.create(Spec(provider_id=ME, endpoint="https://ehr.example.org/hook",
+                            filter=Filter(ME)), now - timedelta(minutes=15))
+    moved = PathwayEvent(
+        event_id="pw-u:2", pathway_id="pw-u", definition_id="d", definition_version=1, seq=2,
+        kind=EventKind.REASSIGNED, at=now - timedelta(minutes=3), handover_id="discharge.1",
+        step_id="discharge", provider_id=OTHER, detail={"from": ME, "to": OTHER},
+    )
+    record(store, "pw-u", ME, 1, "requested", now - timedelta(minutes=4))
+    task_id = record(store, "pw-u", OTHER, 2, "requested", now - timedelta(minutes=3), [moved])
+    with store.store.write() as conn:
+        store_writes.drop(conn)
+        conn.execute(delete(schema_versions).where(schema_versions.c.version == 6))
+    assert store.store.migrate() == 6
+    assert store.discover(sub.id) == 2
+    events = store.events(sub.id, 1, 10)
+    assert [(e.task_id, e.version, e.withdrawn) for e in events] == [(task_id, 1, False), (task_id, 2, True)]
 
 
 def test_setup_creates_every_table_delivery_needs(request: pytest.FixtureRequest, tmp_path: Path) -> None:
