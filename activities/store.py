@@ -665,9 +665,8 @@ def _providers_named(kind: str, provider_id: str | None, detail: Any) -> set[str
 def _insert_writes(conn: Connection, named: Sequence[tuple[str, str]]) -> None:
     """Stamp (pathway, provider) pairs as recorded now, by the database's clock."""
     if named:
-        now = database_now(conn)
-        rows = [{"pathway_id": w, "provider_id": p, "recorded_at": now} for w, p in named]
-        conn.execute(insert(store_writes).values(rows))
+        stamped = insert(store_writes).values(recorded_at=database_now(conn))
+        conn.execute(stamped, [{"pathway_id": w, "provider_id": p} for w, p in named])
 
 
 def database_now(conn: Connection) -> Any:
