@@ -9,8 +9,9 @@ numbered events (once each: unique per subscription, Task and version), and send
 delivered, in number order. A batch the worker held through an event store outage is recorded
 late with the times its changes happened, and is found all the same. The event counter, the delivered number,
 the retry schedule and the heartbeat clock are columns here, so a worker restart (or another
-worker taking over the lease) carries on exactly where the last one stopped. Like the client
-tables, these are created on first use (`migrate`, idempotent).
+worker taking over the lease) carries on exactly where the last one stopped. These tables are
+created by `pathways setup` and again on first use (`migrate`, idempotent); `store_writes` is
+the event store's own (schema 6), pruned here.
 """
 
 from __future__ import annotations
