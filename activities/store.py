@@ -11,7 +11,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
+    literal_column,
     or_,
     select,
     text,
@@ -178,6 +179,22 @@ task_versions = Table(
 """Each handover's FHIR Task as rendered at each version the workflow saw: webhook bodies are
 loaded from here by (task_id, version), so the workflow history holds ids only."""
 
+store_writes = Table(
+    "store_writes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pathway_id", String(), nullable=False),
+    Column("provider_id", String(), nullable=False),
+    Column("recorded_at", UtcDateTime, nullable=False),
+    Index("ix_store_writes_provider_recorded", "provider_id", "recorded_at"),
+    Index("ix_store_writes_recorded_at", "recorded_at"),
+)
+"""When each batch was written: one row per provider whose handovers it changes or names,
+in the batch's own transaction, stamped by the database's clock. Readers that must see every
+change (FHIR Subscription delivery) find a provider's changes by when they were recorded, not by
+when they happened, so a batch written late (the worker held it through an event store outage)
+is found all the same. Pruned by those readers."""
+
 HANDOVER_COLUMNS = [c for c in handover_rows.columns if c.name != "task"]
 
 RUNNING_STATUSES = ["active", "on-hold"]
@@ -228,12 +245,36 @@ def _index_task_codes(conn: Connection) -> None:
     index.create(conn, checkfirst=True)
 
 
+RECENT_ON_UPGRADE = timedelta(hours=1)
+
+
+def _add_store_writes(conn: Connection) -> None:
+    """v6: when batches were recorded. What changed in the last hour counts as recorded now,
+    so a reader moving from event times to recorded times misses nothing written before."""
+    store_writes.create(conn, checkfirst=True)
+    since = datetime.now(UTC) - RECENT_ON_UPGRADE
+    ev, h = event_rows.c, handover_rows.c
+    events = conn.execute(
+        select(ev.pathway_id, ev.kind, ev.provider_id, ev.detail).where(
+            ev.at >= since, ev.handover_id.is_not(None)
+        )
+    ).all()
+    handovers = conn.execute(
+        select(h.pathway_id, h.provider_id).where(h.updated_at >= since)
+    ).all()
+    named = {(row.pathway_id, row.provider_id) for row in handovers}
+    for row in events:
+        named |= {(row.pathway_id, p) for p in _providers_named(row.kind, row.provider_id, row.detail)}
+    _insert_writes(conn, sorted(named))
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _create_v1),
     (2, _index_event_kinds),
     (3, _add_task_bodies),
     (4, _flow_summary),
     (5, _index_task_codes),
+    (6, _add_store_writes),
 ]
 """Versioned schema steps, applied in order once each; append new steps, never edit old ones."""
 
@@ -281,6 +322,9 @@ class EventStore:
             self._upsert_handovers(conn, batch.handovers, batch.tasks)
             if self._upsert_pathway(conn, batch.pathway):
                 _rewrite_open(conn, batch.pathway)
+            # Last, so its time is as close to the commit as the transaction allows.
+            pathway_id = batch.pathway.pathway_id
+            _insert_writes(conn, [(pathway_id, p) for p in sorted(_batch_providers(batch))])
 
     def search_tasks(
         self,
@@ -609,6 +653,39 @@ class EventStore:
         stmt = _newer_wins(conn, pathway_rows, "pathway_id", "updated_at")
         written = conn.execute(stmt.returning(pathway_rows.c.pathway_id), _values(row))
         return written.first() is not None
+
+
+def _batch_providers(batch: RecordBatch) -> set[str]:
+    """The providers whose handovers a batch changes or names (see `_providers_named`)."""
+    named = {row.provider_id for row in batch.handovers}
+    for e in batch.events:
+        if e.handover_id is not None:
+            named |= _providers_named(e.kind, e.provider_id, e.detail)
+    return named
+
+
+def _providers_named(kind: str, provider_id: str | None, detail: Any) -> set[str]:
+    """A handover event's provider, and for a reassignment the provider it was taken from."""
+    named = set() if provider_id is None else {provider_id}
+    if kind == EventKind.REASSIGNED and isinstance(detail, dict):
+        if isinstance(taken_from := detail.get("from"), str):
+            named.add(taken_from)
+    return named
+
+
+def _insert_writes(conn: Connection, named: Sequence[tuple[str, str]]) -> None:
+    """Stamp (pathway, provider) pairs as recorded now, by the database's clock."""
+    if named:
+        stamped = insert(store_writes).values(recorded_at=database_now(conn))
+        conn.execute(stamped, [{"pathway_id": w, "provider_id": p} for w, p in named])
+
+
+def database_now(conn: Connection) -> Any:
+    """The database server's clock as a SQL expression, in the form `UtcDateTime` stores
+    (SQLite: naive UTC text with microseconds), so every writer stamps by one clock."""
+    if conn.dialect.name == "postgresql":
+        return literal_column("clock_timestamp()", UtcDateTime)
+    return literal_column("strftime('%Y-%m-%d %H:%M:%f', 'now') || '000'", UtcDateTime)
 
 
 def _engine(url: str) -> Engine:

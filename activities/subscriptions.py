@@ -1,21 +1,24 @@
 """FHIR Subscriptions in the event store: each subscription, its numbered events and its cursor.
 
-Delivery is driven from the event store's Task versions (`task_versions`, found through the
-`handovers` read model's per-provider change index and, for Tasks that moved away from the
-provider, the event log's time index), not from memory: each pass of the delivery
-loop takes a lease on a subscription, turns the Task versions changed since its cursor that
-match its filter into numbered events (once each: unique per subscription, Task and version),
-and sends what is not yet delivered, in number order. The event counter, the delivered number,
+Delivery is driven from the event store's Task versions (`task_versions`), not from memory:
+each pass of the delivery loop takes a lease on a subscription, finds the pathways whose
+batches naming its provider were *recorded* since its cursor (`store_writes`, stamped by the
+database's clock in the batch's own transaction), turns those pathways' Task versions that are
+events for it (its own handovers, and those that moved away from it) and match its filter into
+numbered events (once each: unique per subscription, Task and version), and sends what is not yet
+delivered, in number order. A batch the worker held through an event store outage is recorded
+late with the times its changes happened, and is found all the same. The event counter, the delivered number,
 the retry schedule and the heartbeat clock are columns here, so a worker restart (or another
-worker taking over the lease) carries on exactly where the last one stopped. Like the client
-tables, these are created on first use (`migrate`, idempotent).
+worker taking over the lease) carries on exactly where the last one stopped. These tables are
+created by `pathways setup` and again on first use (`migrate`, idempotent); `store_writes` is
+the event store's own (schema 6), pruned here.
 """
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -32,6 +35,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    type_coerce,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -40,19 +44,25 @@ from activities.store import (
     EventStore,
     Json,
     UtcDateTime,
+    database_now,
     event_rows,
     handover_rows,
+    store_writes,
     task_versions,
 )
 from pathways.events import EventKind
 from pathways.state import task_id as make_task_id
 from pathways.subscriptions import Event, Spec, Status, task_events
 
+CHUNK = 500
+"""Pathway ids per query (bound parameters stay well under every driver's limit)."""
 MAX_PER_PROVIDER = 20
 """Subscriptions one provider may hold (each costs a delivery pass)."""
 LOOKBACK = timedelta(seconds=60)
-"""How far before its cursor a pass looks again: a batch recorded late (a retried local
-activity) is still found; the unique key keeps it from being numbered twice."""
+"""How far before its cursor (a `store_writes.recorded_at`) a pass looks again: a transaction
+that stamped its row before another's but committed after it (commit lag) is still found; the
+unique key keeps a version from being numbered twice. Only commit lag longer than this (or the
+database clock stepping back by more) could hide a change."""
 
 metadata = MetaData()
 subscriptions = Table(
@@ -131,7 +141,8 @@ class SubscriptionStore:
     # --- the API side: a provider's own subscriptions --------------------------------------
 
     def create(self, spec: Spec, now: datetime) -> Record:
-        """Store a new subscription, `requested` (or `off`); events count from now."""
+        """Store a new subscription, `requested` (or `off`); events count from now. Its cursor
+        starts at the database's clock, the one batches are stamped by."""
         record_id = f"sub-{secrets.token_hex(8)}"
         status = Status.OFF if spec.off else Status.REQUESTED
         with self.store.write() as conn:
@@ -144,7 +155,7 @@ class SubscriptionStore:
                 insert(subscriptions).values(
                     id=record_id, provider_id=spec.provider_id, spec=spec.to_json(),
                     status=status.value, created_at=now, updated_at=now, events_count=0,
-                    delivered_through=0, scanned_until=now, attempts=0,
+                    delivered_through=0, scanned_until=database_now(conn), attempts=0,
                 )
             )
         found = self.get(spec.provider_id, record_id)
@@ -172,7 +183,9 @@ class SubscriptionStore:
 
     def replace(self, provider_id: str, record_id: str, spec: Spec, now: datetime) -> Record | None:
         """Update a subscription: a new endpoint, headers or filter (or turning it back on)
-        needs a new handshake; `off` stops delivery. Event numbers carry on."""
+        needs a new handshake; `off` stops delivery. Event numbers carry on. Turned back on
+        after `off`, it looks for changes from now on (nothing was sent while off, and an
+        `off` subscription holds no recorded-batch rows back from pruning)."""
         current = self.get(provider_id, record_id)
         if current is None:
             return None
@@ -183,6 +196,8 @@ class SubscriptionStore:
             values |= {"status": Status.REQUESTED.value, "error": None, "attempts": 0,
                        "next_attempt_at": None}
         with self.store.write() as conn:
+            if current.status is Status.OFF and not spec.off:
+                values["scanned_until"] = database_now(conn)
             conn.execute(
                 update(subscriptions)
                 .where(subscriptions.c.id == record_id, subscriptions.c.provider_id == provider_id)
@@ -295,32 +310,30 @@ class SubscriptionStore:
                 update(subscriptions).where(subscriptions.c.id == record_id).values(**values)
             )
 
-    def discover(
-        self, record_id: str, lookback: timedelta = LOOKBACK, now: datetime | None = None
-    ) -> int:
-        """Number the Task versions changed since the cursor that are events for the
+    def discover(self, record_id: str, lookback: timedelta = LOOKBACK) -> int:
+        """Number the Task versions recorded since the cursor that are events for the
         subscription; return how many new events. Read first (an idle pass writes nothing but
         a cursor move now and then); then one transaction moves the events, the counter and the
         cursor together. The caller holds the lease.
 
-        Candidates: the provider's handovers changed since the cursor, and handovers it acted on
-        or lost (events naming it: a rejection, a reassignment away) in that time, which the
-        read model files under their new provider."""
-        now = now or datetime.now(UTC)
+        The cursor is a recording time (`store_writes.recorded_at`, the database's clock),
+        never a change's own time, so a batch recorded long after its changes happened is found:
+        candidates are the Tasks of the pathways whose batches naming the provider were recorded
+        since the cursor (less `lookback`). The cursor moves to the newest recording seen."""
         with self.engine.connect() as conn:
             row = conn.execute(select(subscriptions).where(subscriptions.c.id == record_id)).first()
             if row is None:
                 return 0
             record = _record(row)
             since = row.scanned_until - lookback
-            owner = record.spec.filter.owner
-            changed, moved = _candidates(conn, owner, since)
-            task_ids = sorted({t for t, _ in changed} | {t for t, _ in moved})
+            latest = _latest_write(conn)  # before the candidates: they see no less
+            if latest is None or latest < since:
+                return 0  # nothing recorded since: nothing to number, the cursor stays
+            task_ids = _candidates(conn, record.spec.filter.owner, since)
             found: list[tuple[datetime, str, int, bool]] = []
             if task_ids:
                 found = _new_events(record, _versions(conn, task_ids), _seen(conn, record_id, task_ids))
-        latest = [at for _, at in changed + moved]
-        cursor = max([row.scanned_until, now - lookback, *latest])
+        cursor = max(row.scanned_until, latest)
         if not found and cursor - row.scanned_until < lookback / 2:
             return 0  # nothing new, and the cursor may lag a little: scanning again finds nothing
         with self.store.write() as conn:
@@ -342,29 +355,60 @@ class SubscriptionStore:
             )
         return len(found)
 
+    def prune(self, lookback: timedelta = LOOKBACK) -> int:
+        """Delete the recorded-batch rows no pass can look at again: older than every
+        subscription's cursor (but `off` ones') and than the database's clock (a new
+        subscription starts there), less twice the look-back. Return how many went."""
+        c, w = subscriptions.c, store_writes.c
+        with self.store.write() as conn:
+            oldest = conn.execute(
+                select(type_coerce(func.min(c.scanned_until), UtcDateTime())).where(
+                    c.status != Status.OFF.value
+                )
+            ).scalar()
+            now = conn.execute(select(database_now(conn))).scalar_one()
+            horizon = (now if oldest is None else min(now, oldest)) - 2 * lookback
+            return int(conn.execute(delete(store_writes).where(w.recorded_at < horizon)).rowcount)
 
-def _candidates(
-    conn: Connection, owner: str, since: datetime
-) -> tuple[list[tuple[str, datetime]], list[tuple[str, datetime]]]:
-    """(Task id, time) of the owner's handovers changed since `since`, and of handovers whose
-    events since then name the owner (it acted on them, or they were reassigned from it)."""
-    h, ev = handover_rows.c, event_rows.c
-    changed = conn.execute(
-        select(h.task_id, h.updated_at).where(h.provider_id == owner, h.updated_at >= since)
-    ).all()
-    named = conn.execute(
-        select(ev.pathway_id, ev.handover_id, ev.provider_id, ev.kind, ev.detail, ev.at).where(
-            ev.at >= since,
-            ev.handover_id.is_not(None),
-            or_(ev.provider_id == owner, ev.kind == EventKind.REASSIGNED.value),
+
+def _latest_write(conn: Connection) -> datetime | None:
+    """When the newest batch was recorded (None: none is kept), whoever it named: every
+    cursor moves on, so none holds pruning back for long."""
+    newest = type_coerce(func.max(store_writes.c.recorded_at), UtcDateTime())
+    return conn.execute(select(newest)).scalar()
+
+
+def _candidates(conn: Connection, owner: str, since: datetime) -> list[str]:
+    """Task ids, in the pathways of the batches naming the owner recorded since `since`, of
+    the owner's handovers and of handovers whose events name it (it acted on them, or they
+    were reassigned from it, which the read model files under their new provider)."""
+    h, ev, w = handover_rows.c, event_rows.c, store_writes.c
+    pathway_ids = sorted(
+        conn.execute(
+            select(w.pathway_id).where(w.provider_id == owner, w.recorded_at >= since).distinct()
+        ).scalars()
+    )
+    found: set[str] = set()
+    for start in range(0, len(pathway_ids), CHUNK):
+        chunk = pathway_ids[start : start + CHUNK]
+        found.update(
+            conn.execute(
+                select(h.task_id).where(h.pathway_id.in_(chunk), h.provider_id == owner)
+            ).scalars()
         )
-    ).all()
-    moved = [
-        (make_task_id(row.pathway_id, row.handover_id), row.at)
-        for row in named
-        if row.provider_id == owner or (row.detail or {}).get("from") == owner
-    ]
-    return [(row.task_id, row.updated_at) for row in changed], moved
+        named = conn.execute(
+            select(ev.pathway_id, ev.handover_id, ev.provider_id, ev.detail).where(
+                ev.pathway_id.in_(chunk),
+                ev.handover_id.is_not(None),
+                or_(ev.provider_id == owner, ev.kind == EventKind.REASSIGNED.value),
+            )
+        ).all()
+        found.update(
+            make_task_id(row.pathway_id, row.handover_id)
+            for row in named
+            if row.provider_id == owner or (row.detail or {}).get("from") == owner
+        )
+    return sorted(found)
 
 
 def _seen(conn: Connection, record_id: str, task_ids: list[str]) -> dict[str, int]:

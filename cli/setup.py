@@ -43,8 +43,8 @@ async def register_search_attributes(client: Client, namespace: str) -> list[str
 
 def migrate_database(settings: Settings) -> None:
     """Create or migrate every table: the event store and read model, tokens, SMART clients,
-    FHIR subscriptions, the settlement ledger and idempotency keys. The API and the worker check their own
-    tables again on start, but after this no two processes race to create one."""
+    FHIR subscriptions, the settlement ledger and idempotency keys. The API and the worker
+    check their own tables again on start, but after this no two processes race on one."""
     url = settings.event_store
     EventStore(url).migrate()
     TokenStore(url).migrate()

@@ -55,6 +55,7 @@ class Timing:
     batch: int = 50
     concurrency: int = 20
     lookback: timedelta = LOOKBACK
+    prune_seconds: float = 60.0
 
 
 def utcnow() -> datetime:
@@ -80,6 +81,7 @@ class Delivery:
         self.held: dict[str, datetime] = {}
         self.inflight: dict[str, asyncio.Task[None]] = {}
         self.slots = asyncio.Semaphore(timing.concurrency)
+        self.pruned_at = float("-inf")
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Pass after pass until stopped; a failing pass is logged and the next one tries again.
@@ -104,7 +106,14 @@ class Delivery:
 
     async def tick(self) -> None:
         """Start a step for every live subscription that is not already being served: each goes
-        at its own pace, so a slow endpoint holds up only its own subscription."""
+        at its own pace, so a slow endpoint holds up only its own subscription. Now and then,
+        first drop the recorded-batch rows no subscription can look at again."""
+        if time.monotonic() - self.pruned_at >= self.timing.prune_seconds:
+            self.pruned_at = time.monotonic()
+            try:
+                await asyncio.to_thread(self.store.prune, self.timing.lookback)
+            except Exception as error:  # pruning can wait for the next time
+                log.warning("recorded batches not pruned", error=type(error).__name__)
         due = await asyncio.to_thread(self.store.due, utcnow(), self.worker_id)
         for record_id in due:
             if record_id not in self.inflight:
