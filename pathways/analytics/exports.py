@@ -75,8 +75,12 @@ def csv_lines(events: Iterable[PathwayEvent]) -> Iterator[str]:
         yield buffer.getvalue()
 
 
-XES_HEADER = """<?xml version="1.0" encoding="UTF-8"?>
-<log xes.version="1849-2016" xes.features="" xmlns="http://www.xes-standard.org/">
+XES_VERSION = "1849.2016"
+"""The schema types `xes.version` as xs:decimal, so the IEEE standard's number is written with
+a point (as other XES 1849 writers do); "1849-2016" fails validation."""
+
+XES_HEADER = f"""<?xml version="1.0" encoding="UTF-8"?>
+<log xes.version="{XES_VERSION}" xes.features="" xmlns="http://www.xes-standard.org/">
 <extension name="Concept" prefix="concept" uri="http://www.xes-standard.org/concept.xesext"/>
 <extension name="Time" prefix="time" uri="http://www.xes-standard.org/time.xesext"/>
 <extension name="Lifecycle" prefix="lifecycle" uri="http://www.xes-standard.org/lifecycle.xesext"/>
@@ -90,8 +94,9 @@ XES_HEADER = """<?xml version="1.0" encoding="UTF-8"?>
 <date key="time:timestamp" value="1970-01-01T00:00:00.000Z"/>
 </global>
 <classifier name="Activity" keys="concept:name"/>
-<classifier name="Activity and transition" keys="concept:name lifecycle:transition"/>
+<classifier name="ActivityTransition" keys="concept:name lifecycle:transition"/>
 <string key="concept:name" value="Pathway Orchestrator event log"/>
+<string key="lifecycle:model" value="standard"/>
 """
 
 

@@ -29,7 +29,7 @@ def _store(tmp_path: Path) -> EventStore:
 def test_xes_follows_the_standard_structure(tmp_path: Path) -> None:
     store = _store(tmp_path)
     root = ET.fromstring("".join(xes_chunks(iter_events(store, DEFINITION))))
-    assert root.tag == f"{NS}log" and root.get("xes.version") == "1849-2016"
+    assert root.tag == f"{NS}log" and root.get("xes.version") == "1849.2016"
     order = [child.tag.removeprefix(NS) for child in root]
     # IEEE 1849: extensions, globals, classifiers, log attributes, then traces
     kinds = ["extension", "global", "classifier", "string", "trace"]
