@@ -30,6 +30,7 @@ from api.auth import provider, scoped
 from api.fhir_models import (
     BundleModel,
     CapabilityStatementModel,
+    CarePlanModel,
     HistoryBundleModel,
     QuestionnaireModel,
     TaskModel,
@@ -88,6 +89,13 @@ NO_FOCUS = (
     "Task.focus is not populated: a handover Task acts on no other resource this server holds "
     "(the referral it fulfils is the CarePlan in basedOn), so _include=Task:focus is refused "
     "(400), or ignored with Prefer: handling=lenient"
+)
+PATHWAY_ID = re.compile(r"pw-[A-Za-z0-9-]{1,61}")
+"""A CarePlan id is a pathway id (and a FHIR id: at most 64 characters)."""
+CAREPLAN_DOC = (
+    "The pathway a Task is basedOn (CarePlan/{pathway id}, identifier urn:pathways:pathway), "
+    "read-only: status, title, subject, author, and activity for the Tasks the caller may read. "
+    "A provider reads it only while it holds or once held a Task of the pathway; else 404"
 )
 
 
@@ -161,6 +169,8 @@ def capability_statement(base_url: str) -> dict[str, Any]:
                         ],
                         "searchParam": [_search_param(*param) for param in TASK_SEARCH],
                     },
+                    {"type": "CarePlan", "documentation": CAREPLAN_DOC,
+                     "interaction": [{"code": "read"}]},
                     {"type": "Questionnaire", "interaction": [{"code": "read"}]},
                     *subscription_capabilities(base_url),
                 ],
@@ -204,6 +214,34 @@ async def read_task(
     state, handover = await _visible_handover(context.gateway(request), principal, task_id)
     body = fhir.task_resource(state, handover, context.settings(request).base_url)
     return FhirResponse(body, headers=_etag(handover))
+
+
+@router.get(
+    "/CarePlan/{careplan_id}",
+    response_model=CarePlanModel,
+    responses=fhir_errors(401, 404, 503),
+    summary="The pathway a Task is basedOn",
+)
+async def read_careplan(
+    careplan_id: str, principal: Annotated[Principal, scoped("system/CarePlan.r")], request: Request
+) -> FhirResponse:
+    """Visible to a coordinator, and to a provider that holds or held a Task of the pathway
+    (else 404, as for a Task); `activity` lists only the Tasks the caller may read now."""
+    not_found = ApiError(404, [f"no CarePlan {careplan_id[:64]}"])
+    if not PATHWAY_ID.fullmatch(careplan_id):
+        raise not_found
+    try:
+        state = await context.gateway(request).state(careplan_id)
+    except ApiError as error:
+        raise (not_found if error.status == 404 else error) from None
+    handovers = list(state.handovers.values())
+    if principal.kind is not PrincipalKind.COORDINATOR and not any(
+        principal.subject in {h.provider_id, *(a.provider_id for a in h.attempts)}
+        for h in handovers
+    ):
+        raise not_found
+    visible = [h for h in handovers if _may_see(principal, h)]
+    return FhirResponse(fhir.careplan_resource(state, visible))
 
 
 def _owner(

@@ -25,6 +25,15 @@ class TaskModel(Resource):
     intent: str = "order"
 
 
+class CarePlanModel(Resource):
+    """A FHIR R4 CarePlan: the pathway a Task is basedOn."""
+
+    resourceType: Literal["CarePlan"]
+    id: str
+    status: str
+    intent: str = "order"
+
+
 class TaskUpdate(Resource):
     """The body of PUT /fhir/Task/{id}: the Task as the provider wants it, status first."""
 

@@ -56,6 +56,7 @@ SYSTEM_SCOPES = (
     "system/Task.u",
     "system/Subscription.cruds",
     "system/Questionnaire.r",
+    "system/CarePlan.r",
 )
 """The scopes a client may be granted (all of them unless registered with fewer)."""
 TOKEN_PATH = "/auth/token"

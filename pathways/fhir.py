@@ -1,4 +1,4 @@
-"""FHIR R4 rendering of handovers as plain dicts: Task, Questionnaire, OperationOutcome.
+"""FHIR R4 rendering of handovers as plain dicts: Task, CarePlan, Questionnaire, OperationOutcome.
 
 Pure on purpose (no fastapi, no fhir.resources): the Temporal workflow imports this module in its
 sandbox to build webhook bodies, and the API uses the same functions, so a provider sees one Task
@@ -12,9 +12,11 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from pathways.model import FieldType, HandoverField, PathwayDefinition, Step
-from pathways.state import BusinessStatus, Handover, PathwayState, task_id
+from pathways.state import BusinessStatus, Handover, PathwayState, PathwayStatus, task_id
 
 STEP_SYSTEM = "urn:pathways:step"
+PATHWAY_SYSTEM = "urn:pathways:pathway"
+"""CarePlan.identifier system: the pathway id, the CarePlan a Task's basedOn points at."""
 BUSINESS_STATUS_SYSTEM = "urn:pathways:business-status"
 TASK_STATUS_SYSTEM = "http://hl7.org/fhir/task-status"
 NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
@@ -233,6 +235,45 @@ def task_resource(state: PathwayState, handover: Handover, base_url: str) -> dic
             _data_element(name, step.field(name), value) for name, value in handover.output.items()
         ]
     return task
+
+
+CAREPLAN_STATUS: dict[PathwayStatus, str] = {
+    PathwayStatus.ACTIVE: "active",
+    PathwayStatus.ON_HOLD: "on-hold",
+    PathwayStatus.COMPLETED: "completed",
+    PathwayStatus.CANCELLED: "revoked",
+}
+"""CarePlan.status (request-status) of each pathway status."""
+
+
+def careplan_resource(state: PathwayState, handovers: list[Handover]) -> dict[str, Any]:
+    """The pathway as the CarePlan its Tasks are `basedOn`, so that reference resolves.
+
+    Minimal on purpose: status, title, the patient as the Tasks name it, the lead provider, and
+    `activity` only for `handovers`, the Tasks the caller may read (another provider's Task
+    stays invisible, so ids reveal nothing)."""
+    definition = state.definition
+    careplan: dict[str, Any] = {
+        "resourceType": "CarePlan",
+        "id": state.pathway_id,
+        "meta": {"lastUpdated": instant(state.updated_at)},
+        "identifier": [{"system": PATHWAY_SYSTEM, "value": state.pathway_id}],
+        "status": CAREPLAN_STATUS[state.status],
+        "intent": "order",
+        "title": definition.title,
+        "subject": _patient(state),
+        "period": _present({"start": instant(state.started_at),
+                            "end": instant(state.ended_at) if state.ended_at else None}),
+        "author": organisation(definition.lead_provider.id, definition.lead_provider.ods_code),
+    }
+    activities = [
+        {"reference": {"reference": f"Task/{task_id(state.pathway_id, h.id)}",
+                       "display": definition.step(h.step_id).title}}
+        for h in sorted(handovers, key=lambda h: (h.ready_at, h.id))
+    ]
+    if activities:  # no empty arrays in FHIR JSON
+        careplan["activity"] = activities
+    return careplan
 
 
 def withdrawn_task(task: dict[str, Any], provider_id: str) -> dict[str, Any]:
