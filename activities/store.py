@@ -221,11 +221,19 @@ def _flow_summary(conn: Connection) -> None:
     create_summary(conn)
 
 
+def _flow_summary_in_report_order(conn: Connection) -> None:
+    """v5: the flow summary tables clustered in the order a report reads them (refolded)."""
+    from activities.flow_summary import reshape_summary
+
+    reshape_summary(conn)
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _create_v1),
     (2, _index_event_kinds),
     (3, _add_task_bodies),
     (4, _flow_summary),
+    (5, _flow_summary_in_report_order),
 ]
 """Versioned schema steps, applied in order once each; append new steps, never edit old ones."""
 
