@@ -46,8 +46,8 @@ EXPLAINED = (
     "One definition over a quarter (13 weeks), all its handovers completed; `flow_report` on "
     "the same machine as the database. median/p95/max: the summary up to date, the report "
     "cache emptied before each run (every query runs; after one warm-up); first: the first "
-    "report (from commit 3788f48 on: after the worker's catch-up fold; before: it folded the "
-    "whole log itself); after new: the report right after ten new pathways (100 handovers) "
+    "report (rows with a catch-up figure: after the worker's catch-up fold; earlier rows: the "
+    "report folded the whole log itself); after new: the report right after ten new pathways (100 handovers) "
     "arrived, which folds only those; catch-up: the worker's fold of the whole log at start "
     "(chunked, in the background); cached: a report repeated with no new events.")
 

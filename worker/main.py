@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
+from activities.flow_summary import catch_up
 from activities.pathway_activities import PathwayActivities, StoreStatus
 from activities.store import EventStore
 from pathways.settings import Settings
@@ -109,6 +111,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         health = await health_endpoint(settings, client, store_status)
         reconcile_store = EventStore(settings.event_store)
         reconciler = asyncio.ensure_future(reconcile_forever(client, reconcile_store))
+        stop_fold = threading.Event()  # the flow summary folded beside the workflows
+        fold = asyncio.ensure_future(asyncio.to_thread(catch_up, reconcile_store, stop_fold))
         gauges = asyncio.ensure_future(
             refresh_forever(runtime.metric_meter, reconcile_store) if runtime else asyncio.sleep(0)
         )
@@ -123,6 +127,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         log.info("worker stopping: finishing running tasks")
         reconciler.cancel()
         gauges.cancel()
+        stop_fold.set()
+        await asyncio.gather(fold, return_exceptions=True)
         reconcile_store.close()
         await health.shutdown()
     log.info("worker stopped")
