@@ -12,7 +12,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pathways.commands import Refusal
@@ -68,12 +68,19 @@ class ApiError(Exception):
     """A request we refuse: an HTTP status and every problem found."""
 
     def __init__(
-        self, status: int, problems: list[str], headers: dict[str, str] | None = None
+        self,
+        status: int,
+        problems: list[str],
+        headers: dict[str, str] | None = None,
+        extensions: dict[str, Any] | None = None,
     ) -> None:
         super().__init__("; ".join(problems))
         self.status = status
         self.problems = problems
         self.headers = headers or {}
+        self.extensions = extensions or {}
+        """RFC 9457 extension members (e.g. `pathway_id`): what a client acts on, so it never
+        parses the problem's text."""
 
     @classmethod
     def from_refusal(cls, refusal: Refusal) -> ApiError:
@@ -100,13 +107,18 @@ def outcome_unknown() -> ApiError:
 
 
 class Problem(BaseModel):
-    """RFC 9457 problem details, with every problem listed."""
+    """RFC 9457 problem details, with every problem listed, and extension members where a
+    client needs a value from the refusal (absent otherwise)."""
+
+    model_config = ConfigDict(extra="allow")
 
     type: str = "about:blank"
     title: str
     status: int
     detail: str
     problems: list[str] = Field(default_factory=list)
+    pathway_id: str | None = Field(
+        None, description="409 on a start: the pathway already running for this patient")
 
 
 class Issue(BaseModel):
@@ -136,8 +148,10 @@ def error_response(request: Request, error: ApiError) -> JSONResponse:
         status=error.status,
         detail="; ".join(error.problems),
         problems=error.problems,
+        **error.extensions,
     )
-    return JSONResponse(problem.model_dump(), error.status, headers, media_type=PROBLEM_JSON)
+    body = problem.model_dump(exclude_none=True)
+    return JSONResponse(body, error.status, headers, media_type=PROBLEM_JSON)
 
 
 def _location(loc: tuple[Any, ...]) -> str:

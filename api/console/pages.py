@@ -671,16 +671,15 @@ async def start(request: Request) -> Response:
     except ApiError as error:
         problems = _scrub(error.problems, values)
         duplicate = error.status == 409
-        running = re.search(
-            r"\bpathway (pw-[0-9a-f]+) of ([\w.-]+) is already running", problems[0]
-        )
+        running = error.extensions.get("pathway_id")  # the API's problem member, not its text
         if duplicate and running:
+            definition = error.extensions.get("definition_id") or shown["definition"]
             problems = [
-                f"{running.group(2)} is already running for this patient: open it below, or tick "
+                f"{definition} is already running for this patient: open it below, or tick "
                 "“Start anyway” and enter the NHS number again (it is never shown back) to start a "
                 "second one."
             ]
-            shown["duplicate_of"] = running.group(1)
+            shown["duplicate_of"] = str(running)
         return page(
             request,
             "start.html",
