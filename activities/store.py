@@ -9,7 +9,7 @@ reordered batch changes nothing. SQLAlchemy Core keeps one code path for SQLite 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import Enum
@@ -337,7 +337,7 @@ class EventStore:
         with self.engine.connect() as conn:
             return [(row[0], dict(row[1])) for row in conn.execute(query)]
 
-    def index_patients(self, terms: dict[str, Collection[str]]) -> None:
+    def index_patients(self, terms: Mapping[str, Collection[str]]) -> None:
         """Add blind-index terms per pathway (idempotent)."""
         with self.write() as conn:
             for pathway_id, found in terms.items():
