@@ -210,22 +210,26 @@ def refresh(store: EventStore, chunk: int | None = None,
             stop: threading.Event | None = None) -> int:
     """Fold the pathways with events not yet folded; return how many (0: nothing to write).
 
-    `chunk`: fold at most that many pathways per write transaction, so a large first fold
-    (the whole log of an existing store) never holds SQLite's write lock for long: the engine's
-    own writes get in between chunks. `stop` ends a chunked fold early (the next one resumes)."""
+    `chunk`: first fold the pathways stale now (listed once, read only) that many per write
+    transaction, so a large first fold (the whole log of an existing store) never holds
+    SQLite's write lock for long: the engine's own writes get in between chunks. Then one last
+    fold takes whatever arrived meanwhile and marks the summary up to date. `stop` ends a
+    chunked fold early (the next one resumes)."""
     if store.schema_version() < SCHEMA_VERSION:
         store.migrate()  # an API started before the worker brought the schema up
+    with store.engine.connect() as conn:
+        if _folded_count(conn) == _event_count(conn):
+            return 0  # read only: no write lock taken when nothing changed
+        stale = list(conn.execute(_stale(conn).order_by("pathway_id")).all()) if chunk else []
     folded = 0
-    while stop is None or not stop.is_set():
-        with store.engine.connect() as conn:
-            if _folded_count(conn) == _event_count(conn):
-                break  # read only: no write lock taken when nothing changed
+    for start in range(0, len(stale), chunk or 1):
+        if stop is not None and stop.is_set():
+            return folded
         with store.write() as conn:  # one writer at a time; BEGIN IMMEDIATE on SQLite
-            count, done = _fold_some(conn, chunk)
-        folded += count
-        if done:
-            break
+            folded += _fold(conn, [(r[0], r[1]) for r in stale[start:start + (chunk or 1)]])
         time.sleep(CHUNK_PAUSE)
+    with store.write() as conn:
+        folded += _fold(conn, None)
     if folded >= ANALYZE_AFTER:  # the planner's statistics, after a large fold
         with store.write() as conn:
             for table in (summary_rows, flow_rows):
@@ -248,9 +252,9 @@ def catch_up(store: EventStore, stop: threading.Event, chunk: int = 250) -> int:
     return folded
 
 
-def _fold_some(conn: Connection, chunk: int | None) -> tuple[int, bool]:
-    """Fold up to `chunk` stale pathways (all if None) in this transaction; return how many and
-    whether that was all of them (then the whole-log mark is set)."""
+def _fold(conn: Connection, pathways: list[tuple[str, int]] | None) -> int:
+    """Fold the given (pathway, newest seq) pairs, or (None) every stale pathway and then mark
+    the whole log folded; return how many pathways."""
     _changed.drop(conn, checkfirst=True)
     if conn.dialect.name == "postgresql":  # one fold at a time (SQLite: BEGIN IMMEDIATE)
         conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _FOLD_LOCK})
@@ -259,16 +263,12 @@ def _fold_some(conn: Connection, chunk: int | None) -> tuple[int, bool]:
         # Count first: an event landing after the count but before the snapshot is folded
         # now and seen as new next time; one landing after the snapshot is not counted.
         total = _event_count(conn)
-        stale = _stale(conn)
-        if chunk is not None:
-            stale = stale.order_by(stale.selected_columns[0]).limit(chunk + 1)
-        conn.execute(insert(_changed).from_select(["pathway_id", "last_seq"], stale))
+        if pathways is None:
+            conn.execute(insert(_changed).from_select(["pathway_id", "last_seq"], _stale(conn)))
+        elif pathways:
+            conn.execute(insert(_changed), [{"pathway_id": p, "last_seq": seq}
+                                             for p, seq in pathways])
         count = int(conn.execute(select(func.count()).select_from(_changed)).scalar_one())
-        done = chunk is None or count <= chunk
-        if not done:  # one more than the chunk was taken, to know whether any are left
-            extra = select(func.max(_changed.c.pathway_id)).scalar_subquery()
-            conn.execute(delete(_changed).where(_changed.c.pathway_id == extra))
-            count -= 1
         changed = select(_changed.c.pathway_id)
         for table in (flow_rows, summary_rows, flow_marks):
             conn.execute(delete(table).where(table.c.pathway_id.in_(changed)))
@@ -283,9 +283,9 @@ def _fold_some(conn: Connection, chunk: int | None) -> tuple[int, bool]:
         _staging.drop(conn)
         conn.execute(insert(flow_marks).from_select(
             ["pathway_id", "last_seq"], select(_changed.c.pathway_id, _changed.c.last_seq)))
-        if done:
+        if pathways is None:
             conn.execute(insert(flow_marks).values(pathway_id="", last_seq=total))
-        return count, done
+        return count
     finally:
         _changed.drop(conn)
 
