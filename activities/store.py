@@ -131,6 +131,7 @@ handover_rows = Table(
     Column("accept_by", UtcDateTime),
     Index("ix_handovers_provider_updated", "provider_id", "updated_at"),
     Index("ix_handovers_pathway", "pathway_id"),
+    Index("ix_handovers_status_definition", "status", "definition_id", "provider_id"),
 )
 
 pathway_rows = Table(
@@ -244,8 +245,11 @@ def _flow_summary_in_report_order(conn: Connection) -> None:
 def _worklist_search(conn: Connection) -> None:
     """v6: the handover's accept-by time as a column (the worklist's urgency order), filled
     from the rendered Tasks already stored; the patient blind index, empty (the worker fills it
-    at start: only it holds the key)."""
+    at start: only it holds the key); open handovers by status and definition (the report's
+    work in progress now)."""
     patient_index.create(conn, checkfirst=True)
+    open_work = next(i for i in handover_rows.indexes if i.name == "ix_handovers_status_definition")
+    open_work.create(conn, checkfirst=True)  # work in progress now, by definition and provider
     columns = {c["name"] for c in inspect(conn).get_columns(handover_rows.name)}
     if "accept_by" not in columns:
         kind = "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"
