@@ -5,6 +5,7 @@ terminated pathway's handovers read as cancelled in FHIR search and the worklist
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Awaitable, Callable
 
@@ -15,6 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.store import EventStore, handover_rows
 from pathways.events import EventKind
+from pathways.logs import quiet_access_log
 from tests.console.conftest import Console, fresh_nhs_number
 from tests.console.test_console_http import signed_in
 from worker.reconcile import reconcile_once
@@ -124,3 +126,17 @@ async def test_a_terminated_pathways_handovers_read_cancelled_in_fhir_search_and
     assert f"/pathways/{pathway_id}" not in running.text
     await client.aclose()
     store.close()
+
+
+async def test_a_patient_search_never_reaches_the_access_log(
+    console: Console, caplog: pytest.LogCaptureFixture
+) -> None:
+    quiet_access_log()  # as configure_logging does in every process
+    client, _ = await signed_in(console)
+    with caplog.at_level(logging.INFO, logger="uvicorn.access"):
+        page = await client.get("/", params={"q": "Quarrington 943 476 5919"})
+    assert page.status_code == 200
+    lines = [r.getMessage() for r in caplog.records if r.name == "uvicorn.access"]
+    assert any('"GET / HTTP' in line for line in lines), lines
+    assert not any("uarrington" in line or "943" in line for line in lines)
+    await client.aclose()
