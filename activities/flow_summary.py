@@ -131,8 +131,9 @@ flow_rows = Table(
 """One row per handover and provider that held it; the handover's definition, current (final)
 provider, ready and end time repeated so a report filters without a join. Stored in the order a
 report reads it (definition, provider): on SQLite the table is its primary key (WITHOUT ROWID),
-so the scorecard's GROUP BY reads one range with no row lookups; PostgreSQL reads a covering
-index (index-only scan)."""
+so the scorecard's GROUP BY reads one range with no row lookups. PostgreSQL has a covering
+index for the same read (index-only), which its planner takes when one definition is a small
+part of the table (for most of it, a sequential scan is cheaper and it takes that)."""
 
 BUCKETED = ("lead", "waiting", "worked", "gap")
 summary_rows = Table(
@@ -169,7 +170,7 @@ folded states and counts summed over providers, and (once completed) its lead, w
 working time with their histogram buckets: what a report scans. Stored in the order a report
 groups it (definition, step, provider): on SQLite the table is its primary key (WITHOUT ROWID),
 so the report's main GROUP BY is one range read with no row lookups (a secondary index would
-cost a lookup per row: 0.4 s per 100,000 handovers); PostgreSQL reads a covering index. One
+cost a lookup per row: 0.4 s per 100,000 handovers); PostgreSQL has a covering index. One
 covering index per histogram, in GROUP BY order, so a histogram reads an index without
 sorting; one by completion time for the weekly (SPC) series, one by ready time for arrivals
 and the work in progress at the period's start."""
