@@ -199,3 +199,31 @@ def test_a_store_from_before_the_index_gets_accept_by_and_patients_indexed(
     settings = Settings(secret_key="test installation secret", data_dir=Path("/nonexistent"))
     catch_up_read_models(store, settings, threading.Event())
     assert _search(store, "oldfield") == ["pw-00c3"]
+
+
+def test_a_pathway_closed_outside_the_engine_cancels_its_open_handovers(
+    store: EventStore,
+) -> None:
+    """The reconciler's write on both databases (tests/console/test_worklist_gaps.py runs it
+    after a real terminate): each open handover is cancelled with the reason, in its row, its
+    Task (new version, no accept-by) and the event log; the pathway's event comes last."""
+    _one_handover(store, "pw-00e5", name="Ter Minated", nhs_number="9434765919",
+                  status="requested", due_in=timedelta(hours=3), accept_in=timedelta(hours=1))
+    closed_at = datetime.now(UTC)
+    assert store.record_closed_outside("pw-00e5", EventKind.PATHWAY_FAILED, closed_at,
+                                       {"temporal_status": "failed"})
+    [(row, task)] = [found for found in store.search_task_resources(
+        "clinic", None, [], 10, 0)[0] if found[0].pathway_id == "pw-00e5"]
+    assert (row.status, row.version) == ("cancelled", 2) and row.updated_at >= closed_at
+    assert task is not None and task["status"] == "cancelled"
+    assert task["statusReason"] == {"text": "pathway failed in Temporal"}
+    assert task["meta"]["versionId"] == "2" and "extension" not in task["restriction"]
+    assert store.task_at(row.task_id, 2) == task
+    events = store.events("pw-00e5")
+    assert [e.kind for e in events[-2:]] == [EventKind.CANCELLED, EventKind.PATHWAY_FAILED]
+    assert events[-2].handover_id == "triage.1" and events[-2].detail["reason"] == (
+        "pathway failed in Temporal")
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    rows, _ = worklist.query(store, worklist.View(queue="finished", q="pw-00e5"), {})
+    assert [(r.pathway_id, r.status) for r in rows] == [("pw-00e5", "failed")]
+    assert not store.record_closed_outside("pw-00e5", EventKind.PATHWAY_FAILED, closed_at, {})
