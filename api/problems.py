@@ -121,6 +121,10 @@ class Problem(BaseModel):
         None, description="409 on a start: the pathway already running for this patient")
 
 
+STANDARD_MEMBERS = {"type", "title", "status", "detail", "instance", "problems"}
+"""Members an extension never replaces (RFC 9457 section 3.1, and our problem list)."""
+
+
 class Issue(BaseModel):
     severity: str
     code: str
@@ -148,7 +152,7 @@ def error_response(request: Request, error: ApiError) -> JSONResponse:
         status=error.status,
         detail="; ".join(error.problems),
         problems=error.problems,
-        **error.extensions,
+        **{k: v for k, v in error.extensions.items() if k not in STANDARD_MEMBERS},
     )
     body = problem.model_dump(exclude_none=True)
     return JSONResponse(body, error.status, headers, media_type=PROBLEM_JSON)
