@@ -24,7 +24,8 @@ happened to it after the period.
 
 from __future__ import annotations
 
-from collections import defaultdict
+import threading
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,6 +41,7 @@ from activities.flow_summary import (
     TRANSIT,
     epoch,
     flow_rows,
+    folded_count,
     refresh,
     summary_rows,
 )
@@ -115,7 +117,60 @@ def flow_report(
     span = period(since, until, moment)
     refresh(store)
     with store.engine.connect() as conn:
-        return _Report(conn, definition_id, provider_id, span).build(moment)
+        key = _cache_key(store, conn, definition_id, provider_id, span)
+        cached = CACHE.get(key)
+        if cached is not None:
+            return cached.model_copy(update={"generated_at": moment})
+        report = _Report(conn, definition_id, provider_id, span).build(moment)
+    CACHE.put(key, report)
+    return report
+
+
+class ReportCache:
+    """Recent reports by (store, filters, period, watermark). The watermark is the number of
+    events the flow summary has folded: events are append-only and every read-model change is
+    written with its events, so an unchanged count means an unchanged report. A period that
+    ends in the future moves its open states' end (`cap`) with the clock, which is in the key:
+    only reports of past periods (a quarter, a week) are served again."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._reports: OrderedDict[tuple[Any, ...], Report] = OrderedDict()
+
+    def get(self, key: tuple[Any, ...] | None) -> Report | None:
+        if key is None:
+            return None
+        with self._lock:
+            report = self._reports.get(key)
+            if report is not None:
+                self._reports.move_to_end(key)
+            return report
+
+    def put(self, key: tuple[Any, ...] | None, report: Report) -> None:
+        if key is None:
+            return
+        with self._lock:
+            self._reports[key] = report
+            while len(self._reports) > self.size:
+                self._reports.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._reports.clear()
+
+
+CACHE = ReportCache()
+
+
+def _cache_key(store: EventStore, conn: Connection, definition_id: str | None,
+               provider_id: str | None, span: Period) -> tuple[Any, ...] | None:
+    """None (not cached) while the summary is behind the log (another fold is under way)."""
+    folded = folded_count(conn)
+    if folded is None:
+        return None
+    return (store.engine.url.render_as_string(hide_password=True), definition_id, provider_id,
+            span.since, span.until, span.cap, folded)
 
 
 class _Report:
@@ -136,6 +191,11 @@ class _Report:
         if provider_id is not None:
             self.where.append(s.provider_id == provider_id)
         self.done = and_(s.completed_at >= self.since, s.completed_at < self.until)
+        # The same test the planner cannot answer from the completion-time index (SQLite reads
+        # `+ 0` as "not indexable"): a histogram then reads its own covering bucket index in
+        # GROUP BY order instead of a range that costs a row lookup per handover.
+        completed = s.completed_at + 0 if conn.dialect.name == "sqlite" else s.completed_at
+        self.done_by_scan = and_(completed >= self.since, completed < self.until)
         self.open = or_(s.ended_at.is_(None), s.ended_at >= self.until)
         self.values: dict[str, Any] = {
             "lead": case((self.done, s.lead)),
@@ -144,11 +204,13 @@ class _Report:
             "gap": s.gap,
         }
 
-    def state(self, table: Any, name: str) -> Any:
-        """Time in a state, the open one running to the end of the period."""
+    def waiting(self, table: Any) -> Any:
+        """Time in the waiting states (in transit, queued, blocked), an open one running to the
+        end of the period: one CASE per row (a handover is in one state at a time)."""
         c = table.c
-        running = and_(c.open_state == name, c.open_since < self.cap)
-        return c[name] + case((running, self.cap - c.open_since), else_=0.0)
+        running = and_(c.open_state.in_(WAITING_STATES), c.open_since < self.cap)
+        return (c[TRANSIT] + c[QUEUED] + c[BLOCKED]
+                + case((running, self.cap - c.open_since), else_=0.0))
 
     def build(self, now: datetime) -> Report:
         groups = self.groups()
@@ -190,8 +252,7 @@ class _Report:
         s = summary_rows.c
         done = case((self.done, 1), else_=0)
         is_open = case((self.open, 1), else_=0)
-        waiting_all = sum((self.state(summary_rows, n) for n in WAITING_STATES[1:]),
-                          self.state(summary_rows, TRANSIT))
+        waiting_all = self.waiting(summary_rows)
         breached = case((self.done, case((s.completed_at > s.due, 1), else_=0)),
                         (and_(self.open, s.due < self.cap), 1), else_=0)
         columns: list[Any] = [
@@ -227,14 +288,14 @@ class _Report:
     def histogram(self, name: str) -> list[tuple[str, str, int, int, float, float]]:
         """(step, provider, bucket, count, sum, max) of one duration over the period (buckets
         folded with the summary: see flow_summary.bucket), read from its covering index in
-        GROUP BY order (SQLite is told which: its planner may prefer a range and a sort)."""
+        GROUP BY order (`done_by_scan` keeps SQLite's planner off the completion-time range,
+        which would cost a row lookup per handover and a sort)."""
         s = summary_rows.c
         value, bucket = s[name], s[f"{name}_bucket"]
-        only = [value.is_not(None)] if name == "gap" else [self.done]
+        only = [value.is_not(None)] if name == "gap" else [self.done_by_scan]
         query = select(s.step_id, s.provider_id, bucket, func.count(), func.sum(value),
                        func.max(value)).where(*self.where, *only).group_by(
-            s.step_id, s.provider_id, bucket).with_hint(
-            summary_rows, f"INDEXED BY ix_flow_summary_{name}", dialect_name="sqlite")
+            s.step_id, s.provider_id, bucket)
         return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in self.conn.execute(query)]
 
     def _floor(self, value: Any) -> Any:
@@ -253,8 +314,7 @@ class _Report:
         if self.provider_id is not None:
             where.append(f.final_provider == self.provider_id)
         delivered = and_(f.completed_at >= self.since, f.completed_at < self.until)
-        waiting = sum((self.state(flow_rows, n) for n in WAITING_STATES[1:]),
-                      self.state(flow_rows, TRANSIT))
+        waiting = self.waiting(flow_rows)
         query = select(
             f.provider_id, func.sum(waiting).label("waiting_seconds"),
             func.sum(f.escalations).label("escalations"),
@@ -335,12 +395,13 @@ class _Report:
         week = self._floor((s.completed_at - monday.timestamp()) / WEEK).label("week")
         query = select(week, func.count(), func.avg(s.lead),
                        func.avg(cast(s.late, Float))).where(*self.where, self.done).group_by(
-            literal_column("week")).order_by(literal_column("week")).with_hint(
-            summary_rows, "INDEXED BY ix_flow_summary_lead", dialect_name="sqlite")
+            literal_column("week"))
+        # The few weeks are put in order here: an ORDER BY makes PostgreSQL sort every row
+        # (on disk past work_mem) where a hash of a dozen weeks will do.
         weeks = [
             Weekly(week=(monday + timedelta(weeks=int(r[0]))).date().isoformat(), completed=r[1],
                    mean_lead=r[2], breach_rate=r[3])
-            for r in self.conn.execute(query)
+            for r in sorted(self.conn.execute(query), key=lambda r: int(r[0]))
         ]
         labels = [w.week for w in weeks]
         return Spc(

@@ -21,6 +21,7 @@ from activities.notify import deliver, with_portal_link
 from activities.store import EventStore
 from pathways import fhir
 from pathways.events import Notification, NotificationKind, RecordBatch
+from pathways.patient_search import PatientIndex, task_patient
 from pathways.settings import Settings
 from pathways.state import task_id
 
@@ -77,6 +78,7 @@ class PathwayActivities:
     ) -> None:
         self._settings = settings
         self._store = store
+        self._patients = PatientIndex.from_secret(settings.key)
         self._http = http
         self.store_status = store_status or StoreStatus()
 
@@ -87,8 +89,10 @@ class PathwayActivities:
         A database error is reported by its class only: SQLAlchemy's message holds the
         statement's parameters, which may hold a rendered Task (patient data).
         """
+        name, number = task_patient(t.task for t in batch.tasks)
+        terms = self._patients.terms(name, number) if number is not None else set()
         try:
-            self._store.record(batch)
+            self._store.record(batch, patient_terms=terms)
         except ValueError as error:
             raise ApplicationError(
                 str(error), type="InvalidRecordBatch", non_retryable=True

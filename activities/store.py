@@ -9,7 +9,7 @@ reordered batch changes nothing. SQLAlchemy Core keeps one code path for SQLite 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -55,6 +55,7 @@ from pathways.events import (
     RecordBatch,
     TaskVersion,
 )
+from pathways.fhir import ACCEPT_BY_EXTENSION
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -128,9 +129,11 @@ handover_rows = Table(
     Column("complete_by", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Column("task", Json),
+    Column("accept_by", UtcDateTime),
     Index("ix_handovers_provider_updated", "provider_id", "updated_at"),
     Index("ix_handovers_pathway", "pathway_id"),
     Index("ix_handovers_provider_step_updated", "provider_id", "step_id", "updated_at", "task_id"),
+    Index("ix_handovers_status_definition", "status", "definition_id", "provider_id"),
 )
 
 pathway_rows = Table(
@@ -169,6 +172,17 @@ indexed side of the JSON lists on `pathways`, rewritten whenever the pathway row
 
 OPEN_STEP, OPEN_PROVIDER, OPEN_TITLE = "step", "provider", "title"
 
+patient_index = Table(
+    "patient_index",
+    metadata,
+    Column("pathway_id", String(), primary_key=True),
+    Column("term", String(), primary_key=True),
+    Index("ix_patient_index_term", "term", "pathway_id"),
+)
+"""The keyed blind index of each pathway's patient (pathways/patient_search.py): HMACs of the
+name's tokens and of the NHS number, never the values, so a coordinator finds "smith" or an
+NHS number by equality on a hash. Written by the worker, which holds the key."""
+
 task_versions = Table(
     "task_versions",
     metadata,
@@ -195,7 +209,7 @@ change (FHIR Subscription delivery) find a provider's changes by when they were 
 when they happened, so a batch written late (the worker held it through an event store outage)
 is found all the same. Pruned by those readers."""
 
-HANDOVER_COLUMNS = [c for c in handover_rows.columns if c.name != "task"]
+HANDOVER_COLUMNS = [c for c in handover_rows.columns if c.name not in ("task", "accept_by")]
 
 RUNNING_STATUSES = ["active", "on-hold"]
 CLOSED_OUTSIDE = {EventKind.PATHWAY_TERMINATED: "terminated", EventKind.PATHWAY_FAILED: "failed"}
@@ -266,6 +280,35 @@ def _add_store_writes(conn: Connection) -> None:
     for row in events:
         named |= {(row.pathway_id, p) for p in _providers_named(row.kind, row.provider_id, row.detail)}
     _insert_writes(conn, sorted(named))
+def _flow_summary_in_report_order(conn: Connection) -> None:
+    """v7: the flow summary tables clustered in the order a report reads them (refolded)."""
+    from activities.flow_summary import reshape_summary
+
+    reshape_summary(conn)
+
+
+def _worklist_search(conn: Connection) -> None:
+    """v8: the handover's accept-by time as a column (the worklist's urgency order), filled
+    from the rendered Tasks already stored; the patient blind index, empty (the worker fills it
+    at start: only it holds the key); open handovers by status and definition (the report's
+    work in progress now)."""
+    patient_index.create(conn, checkfirst=True)
+    open_work = next(i for i in handover_rows.indexes if i.name == "ix_handovers_status_definition")
+    open_work.create(conn, checkfirst=True)  # work in progress now, by definition and provider
+    columns = {c["name"] for c in inspect(conn).get_columns(handover_rows.name)}
+    if "accept_by" not in columns:
+        kind = "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "DATETIME"
+        conn.execute(text(f"ALTER TABLE {handover_rows.name} ADD COLUMN accept_by {kind}"))
+    h = handover_rows.c
+    waiting = conn.execute(
+        select(h.task_id, h.task).where(h.status == "requested", h.task.is_not(None))
+    ).all()
+    for task_id, task in waiting:
+        accept_by = task_accept_by(task)
+        if accept_by is not None:
+            conn.execute(
+                handover_rows.update().where(h.task_id == task_id).values(accept_by=accept_by)
+            )
 
 
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
@@ -275,6 +318,8 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (4, _flow_summary),
     (5, _index_task_codes),
     (6, _add_store_writes),
+    (7, _flow_summary_in_report_order),
+    (8, _worklist_search),
 ]
 """Versioned schema steps, applied in order once each; append new steps, never edit old ones."""
 
@@ -313,8 +358,10 @@ class EventStore:
                 return 0
             return _current_version(conn)
 
-    def record(self, batch: RecordBatch) -> None:
-        """Write a batch in one transaction; retrying it, or an older one, changes nothing."""
+    def record(self, batch: RecordBatch, patient_terms: Collection[str] = ()) -> None:
+        """Write a batch in one transaction; retrying it, or an older one, changes nothing.
+        `patient_terms`: the pathway's patient blind-index hashes (a patient never changes, so
+        they are only ever added)."""
         _check_aware(batch)
         with self.write() as conn:
             self._insert_events(conn, batch.events)
@@ -322,9 +369,33 @@ class EventStore:
             self._upsert_handovers(conn, batch.handovers, batch.tasks)
             if self._upsert_pathway(conn, batch.pathway):
                 _rewrite_open(conn, batch.pathway)
+            _index_patient(conn, batch.pathway.pathway_id, patient_terms)
             # Last, so its time is as close to the commit as the transaction allows.
             pathway_id = batch.pathway.pathway_id
             _insert_writes(conn, [(pathway_id, p) for p in sorted(_batch_providers(batch))])
+
+    def unindexed_patients(self, limit: int = 1000) -> list[tuple[str, dict[str, Any]]]:
+        """Pathways with a rendered Task but no patient index terms (stores from before the
+        index), each with one of its Tasks: what the worker indexes at start."""
+        h = handover_rows.c
+        indexed = select(patient_index.c.pathway_id)
+        first = (
+            select(h.pathway_id, func.min(h.task_id).label("task_id"))
+            .where(h.task.is_not(None), h.pathway_id.not_in(indexed))
+            .group_by(h.pathway_id)
+            .order_by(h.pathway_id)
+            .limit(limit)
+            .subquery("first")
+        )
+        query = select(h.pathway_id, h.task).join(first, first.c.task_id == h.task_id)
+        with self.engine.connect() as conn:
+            return [(row[0], dict(row[1])) for row in conn.execute(query)]
+
+    def index_patients(self, terms: Mapping[str, Collection[str]]) -> None:
+        """Add blind-index terms per pathway (idempotent)."""
+        with self.write() as conn:
+            for pathway_id, found in terms.items():
+                _index_patient(conn, pathway_id, found)
 
     def search_tasks(
         self,
@@ -555,7 +626,11 @@ class EventStore:
     ) -> bool:
         """Record that Temporal closed a pathway's workflow without the pathway finishing
         (terminated, failed, timed out): an event, the pathway row closed with that status,
-        its open handovers no longer listed. Idempotent; False if nothing was open."""
+        its open handovers no longer listed. Each open handover is cancelled as the engine's own
+        cancel would (a `cancelled` event with the reason; the row and its Task `cancelled` with
+        a statusReason, at a new version), so the worklist, FHIR search and the flow analytics
+        read it as ended, not as still waiting with a provider. Idempotent; False if nothing
+        was open."""
         status = CLOSED_OUTSIDE[kind]
         with self.write() as conn:
             row = conn.execute(
@@ -569,25 +644,30 @@ class EventStore:
                 ).scalar()
                 or 0
             ) + 1
+            cancelled = _close_handovers(conn, row, seq, at, f"pathway {status} in Temporal")
+            last = seq + len(cancelled)
             event = PathwayEvent(
-                event_id=f"{pathway_id}:{seq}",
+                event_id=f"{pathway_id}:{last}",
                 pathway_id=pathway_id,
                 definition_id=row.definition_id,
                 definition_version=row.definition_version,
-                seq=seq,
+                seq=last,
                 kind=kind,
                 at=at,
                 actor="ops:temporal",
                 detail=detail,
             )
-            self._insert_events(conn, [event])
-            conn.execute(
+            self._insert_events(conn, [*cancelled, event])
+            conn.execute(  # changed now (the live feed's cursor), ended when Temporal closed it
                 pathway_rows.update()
                 .where(pathway_rows.c.pathway_id == pathway_id)
-                .values(status=status, updated_at=at, ended_at=at, open_steps=[],
-                        open_providers=[], open_step_titles=[])
+                .values(status=status, updated_at=max(datetime.now(UTC), at), ended_at=at,
+                        open_steps=[], open_providers=[], open_step_titles=[])
             )
             conn.execute(delete(pathway_open).where(pathway_open.c.pathway_id == pathway_id))
+            # the cancelled Tasks are changes FHIR Subscriptions must notify, like record()'s
+            named = {(pathway_id, e.provider_id) for e in cancelled if e.provider_id is not None}
+            _insert_writes(conn, sorted(named))
             return True
 
     @contextmanager
@@ -642,10 +722,11 @@ class EventStore:
         if rows:
             rendered = {(t.task_id, t.version): t.task for t in tasks}
             stmt = _newer_wins(conn, handover_rows, "task_id", "version")
-            values = [
-                {**_values(row), "task": rendered.get((row.task_id, row.version))}
-                for row in rows
-            ]
+            values = []
+            for row in rows:
+                task = rendered.get((row.task_id, row.version))
+                accept_by = task_accept_by(task) if row.status == "requested" else None
+                values.append({**_values(row), "task": task, "accept_by": accept_by})
             conn.execute(stmt, values)
 
     def _upsert_pathway(self, conn: Connection, row: PathwayRow) -> bool:
@@ -746,6 +827,85 @@ def _rewrite_open(conn: Connection, row: PathwayRow) -> None:
             insert(pathway_open),
             [{"pathway_id": row.pathway_id, "kind": k, "value": v} for k, v in sorted(values)],
         )
+
+
+def _close_handovers(conn: Connection, pathway: Any, seq: int, at: datetime,
+                     reason: str) -> list[PathwayEvent]:
+    """Cancel a closed pathway's open handovers in the read model (see record_closed_outside);
+    return their events, numbered from `seq`. The rows' last change is the time of this write
+    (not the workflow's close), so a provider polling `_lastUpdated=gt` after the close still
+    sees it."""
+    h = handover_rows.c
+    rows = conn.execute(
+        select(handover_rows)
+        .where(h.pathway_id == pathway.pathway_id, h.status.in_(OPEN_TASK_STATUSES))
+        .order_by(h.task_id)
+    ).all()
+    written = max(datetime.now(UTC), at)
+    events = []
+    for number, row in enumerate(rows, start=seq):
+        version = row.version + 1
+        task = _cancelled_task(row.task, version, written, reason)
+        conn.execute(
+            handover_rows.update()
+            .where(h.task_id == row.task_id)
+            .values(status="cancelled", version=version, updated_at=written, task=task,
+                    accept_by=None)
+        )
+        if task is not None:
+            stmt = _insert(conn, task_versions).on_conflict_do_nothing(
+                index_elements=["task_id", "version"]
+            )
+            conn.execute(stmt, {"task_id": row.task_id, "version": version, "task": task})
+        events.append(PathwayEvent(
+            event_id=f"{pathway.pathway_id}:{number}", pathway_id=pathway.pathway_id,
+            definition_id=pathway.definition_id, definition_version=pathway.definition_version,
+            seq=number, kind=EventKind.CANCELLED, at=at, handover_id=row.handover_id,
+            step_id=row.step_id, provider_id=row.provider_id, actor="ops:temporal",
+            detail={"reason": reason},
+        ))
+    return events
+
+
+def _cancelled_task(task: dict[str, Any] | None, version: int, at: datetime,
+                    reason: str) -> dict[str, Any] | None:
+    """The stored Task as its provider must now read it: cancelled, with the reason."""
+    if not task:
+        return None
+    stamp = at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    restriction = {k: v for k, v in (task.get("restriction") or {}).items() if k != "extension"}
+    changed = {
+        **task,
+        "status": "cancelled",
+        "statusReason": {"text": reason},
+        "meta": {**(task.get("meta") or {}), "versionId": str(version), "lastUpdated": stamp},
+        "lastModified": stamp,
+    }
+    if restriction:
+        changed["restriction"] = restriction
+    return changed
+
+
+def _index_patient(conn: Connection, pathway_id: str, terms: Collection[str]) -> None:
+    if terms:
+        stmt = _insert(conn, patient_index).on_conflict_do_nothing(
+            index_elements=["pathway_id", "term"]
+        )
+        conn.execute(stmt, [{"pathway_id": pathway_id, "term": t} for t in sorted(terms)])
+
+
+def task_accept_by(task: dict[str, Any] | None) -> datetime | None:
+    """The accept-by time a rendered Task carries (its restriction extension, present while the
+    handover waits for acceptance), or None."""
+    if not task:
+        return None
+    extensions = (task.get("restriction") or {}).get("extension") or []
+    for extension in extensions:
+        if isinstance(extension, dict) and extension.get("url") == ACCEPT_BY_EXTENSION:
+            value = extension.get("valueDateTime")
+            if isinstance(value, str):
+                return _aware(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    return None
 
 
 def _has_open(kind: str, condition: Any) -> Any:

@@ -124,7 +124,8 @@ async def start(
 
     With an `Idempotency-Key` a retried start returns the same pathway (the same key with a
     different body is 422). The same definition already running for the same patient is 409,
-    naming that pathway, unless `allow_duplicate` is true.
+    unless `allow_duplicate` is true: the problem's `pathway_id` member names the running
+    pathway (and `definition_id` its definition), so a client acts on it without reading text.
     """
     try:
         chosen = context.catalogue(request).resolve(body.definition)

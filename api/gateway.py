@@ -227,6 +227,7 @@ class Gateway:
                 [f"pathway {existing} of {definition.id} is already running for this patient; "
                  "act on it, or start with allow_duplicate: true"],
                 {"Link": f'</api/pathways/{existing}>; rel="duplicate"'},
+                {"pathway_id": existing, "definition_id": definition.id},
             )
 
     async def _running_for(self, definition_id: str, patient_key: str) -> str | None:

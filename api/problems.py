@@ -12,7 +12,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import exc as sql
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -69,12 +69,19 @@ class ApiError(Exception):
     """A request we refuse: an HTTP status and every problem found."""
 
     def __init__(
-        self, status: int, problems: list[str], headers: dict[str, str] | None = None
+        self,
+        status: int,
+        problems: list[str],
+        headers: dict[str, str] | None = None,
+        extensions: dict[str, Any] | None = None,
     ) -> None:
         super().__init__("; ".join(problems))
         self.status = status
         self.problems = problems
         self.headers = headers or {}
+        self.extensions = extensions or {}
+        """RFC 9457 extension members (e.g. `pathway_id`): what a client acts on, so it never
+        parses the problem's text."""
 
     @classmethod
     def from_refusal(cls, refusal: Refusal) -> ApiError:
@@ -122,13 +129,22 @@ def store_unavailable(method: str) -> ApiError:
 
 
 class Problem(BaseModel):
-    """RFC 9457 problem details, with every problem listed."""
+    """RFC 9457 problem details, with every problem listed, and extension members where a
+    client needs a value from the refusal (absent otherwise)."""
+
+    model_config = ConfigDict(extra="allow")
 
     type: str = "about:blank"
     title: str
     status: int
     detail: str
     problems: list[str] = Field(default_factory=list)
+    pathway_id: str | None = Field(
+        None, description="409 on a start: the pathway already running for this patient")
+
+
+STANDARD_MEMBERS = {"type", "title", "status", "detail", "instance", "problems"}
+"""Members an extension never replaces (RFC 9457 section 3.1, and our problem list)."""
 
 
 class Issue(BaseModel):
@@ -158,8 +174,10 @@ def error_response(request: Request, error: ApiError) -> JSONResponse:
         status=error.status,
         detail="; ".join(error.problems),
         problems=error.problems,
+        **{k: v for k, v in error.extensions.items() if k not in STANDARD_MEMBERS},
     )
-    return JSONResponse(problem.model_dump(), error.status, headers, media_type=PROBLEM_JSON)
+    body = problem.model_dump(exclude_none=True)
+    return JSONResponse(body, error.status, headers, media_type=PROBLEM_JSON)
 
 
 def _location(loc: tuple[Any, ...]) -> str:

@@ -38,6 +38,22 @@ def _sdk_fields(
         for key, value in (getattr(core, "fields", None) or {}).items():
             event.setdefault(key, value)
     return event
+class NoQueryStrings(logging.Filter):
+    """Access log lines with the path only: a query string may hold patient data (the console's
+    worklist search is a saved view in its URL, and may be a patient's name or NHS number)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], args[2].split("?", 1)[0], *args[3:])
+        return True
+
+
+def quiet_access_log() -> None:
+    """Drop query strings from uvicorn's access log (its path is the third argument)."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, NoQueryStrings) for f in access.filters):
+        access.addFilter(NoQueryStrings())
 
 
 def configure_logging(log_format: str = "auto", level: str = "INFO") -> None:
@@ -79,4 +95,5 @@ def configure_logging(log_format: str = "auto", level: str = "INFO") -> None:
     root.setLevel(level.upper())
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
     logging.captureWarnings(True)  # Python warnings too are lines in the chosen format
+    quiet_access_log()
     _configured = True

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -19,8 +20,10 @@ from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime
 from temporalio.worker import Worker
 
+from activities.flow_summary import catch_up
 from activities.pathway_activities import PathwayActivities, StoreStatus
 from activities.store import EventStore
+from pathways.patient_search import PatientIndex, task_patient
 from pathways.settings import Settings
 from worker.connection import connect_or_fail
 from worker.health import HealthServer, serve_health
@@ -115,6 +118,10 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         reconciler = asyncio.ensure_future(reconcile_forever(client, reconcile_store))
         deliveries_stop = asyncio.Event()  # FHIR Subscription notifications, from the store
         deliveries = asyncio.ensure_future(deliver_forever(settings, deliveries_stop))
+        stop_fold = threading.Event()  # the flow summary folded beside the workflows
+        fold = asyncio.ensure_future(
+            asyncio.to_thread(catch_up_read_models, reconcile_store, settings, stop_fold)
+        )
         gauges = asyncio.ensure_future(
             refresh_forever(metered.metric_meter, reconcile_store) if metered else asyncio.sleep(0)
         )
@@ -131,9 +138,34 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         gauges.cancel()
         deliveries_stop.set()  # the notification in flight finishes; no new one starts
         await asyncio.wait([deliveries], timeout=settings.shutdown_grace.total_seconds())
+        stop_fold.set()
+        await asyncio.gather(fold, return_exceptions=True)
         reconcile_store.close()
         await health.shutdown()
     log.info("worker stopped")
+
+
+UNINDEXED_BATCH = 1000
+
+
+def catch_up_read_models(store: EventStore, settings: Settings, stop: threading.Event) -> None:
+    """At start, on a thread beside the workflows: index the patients of pathways recorded
+    before the blind index existed (only the worker holds its key), then fold the flow summary
+    so the first report on a large store is fast. Each step is short-transactioned."""
+    patients = PatientIndex.from_secret(settings.key)
+    try:
+        while not stop.is_set():
+            found = store.unindexed_patients(UNINDEXED_BATCH)
+            terms = {}
+            for pathway_id, task in found:
+                name, number = task_patient([task])
+                terms[pathway_id] = patients.terms(name, number)
+            store.index_patients(terms)
+            if len(found) < UNINDEXED_BATCH or not any(terms.values()):
+                break
+    except Exception as error:  # the store unreachable: new batches index their own patients
+        log.warning("patient index catch-up failed", error=type(error).__name__)
+    catch_up(store, stop)
 
 
 def _stop_on_signals() -> asyncio.Event:

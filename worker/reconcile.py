@@ -4,7 +4,11 @@ Terminated (by ops, or by the server: `GrpcMessageTooLarge`), failed or timed-ou
 no more code, so they cannot record their own end: the read model would list them as active
 forever. The worker periodically lists such closed executions (a visibility query on
 ExecutionStatus) and, for each whose read-model row is still open, records a
-`pathway-terminated` / `pathway-failed` event and closes the row with that status.
+`pathway-terminated` / `pathway-failed` event and closes the row with that status; its open
+handovers are cancelled in the read model with the reason (`cancelled` events, rows and Tasks at
+a new version), so the worklist, FHIR search and analytics no longer show them waiting with a
+provider (EventStore.record_closed_outside). Providers are not sent a webhook: the workflow that
+would send it no longer runs; they see the change in FHIR search (`_lastUpdated`).
 Idempotent, so several workers may do it at once.
 """
 

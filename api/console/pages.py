@@ -42,6 +42,7 @@ from api.views import (
 from pathways.catalogue import UnknownDefinition
 from pathways.graph import critical_path, max_parallelism
 from pathways.nhs_number import normalise
+from pathways.patient_search import PatientIndex, nhs_number_of
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -202,9 +203,11 @@ async def _names(request: Request, ids: list[str]) -> dict[str, str | None]:
 async def _rows(request: Request, view: worklist.View, only: list[str] | None = None) -> Any:
     store = context.store(request)
 
+    patient = _patient_search(request, view.q)
+
     def read() -> tuple[Any, ...]:
         escalations = worklist.escalated(store)
-        rows, total = worklist.query(store, view, escalations, only=only)
+        rows, total = worklist.query(store, view, escalations, only=only, patient=patient)
         return rows, total, escalations
 
     rows, total, escalations = await asyncio.to_thread(read)
@@ -216,6 +219,18 @@ async def _rows(request: Request, view: worklist.View, only: list[str] | None = 
     for row in rows:
         row.patient_name = row.patient_name or names.get(row.pathway_id)
     return rows, total, escalations
+
+
+def _patient_search(request: Request, text: str) -> worklist.PatientSearch | None:
+    """The blind-index hashes of a search text (the key stays in this process)."""
+    if not text:
+        return None
+    settings = context.settings(request)
+    number = nhs_number_of(text)
+    return worklist.PatientSearch(
+        terms=tuple(PatientIndex.from_secret(settings.key).query(text)),
+        patient_key=settings.patient_key(number) if number is not None else None,
+    )
 
 
 def _cursor() -> str:
@@ -672,16 +687,15 @@ async def start(request: Request) -> Response:
     except ApiError as error:
         problems = _scrub(error.problems, values)
         duplicate = error.status == 409
-        running = re.search(
-            r"\bpathway (pw-[0-9a-f]+) of ([\w.-]+) is already running", problems[0]
-        )
+        running = error.extensions.get("pathway_id")  # the API's problem member, not its text
         if duplicate and running:
+            definition = error.extensions.get("definition_id") or shown["definition"]
             problems = [
-                f"{running.group(2)} is already running for this patient: open it below, or tick "
+                f"{definition} is already running for this patient: open it below, or tick "
                 "“Start anyway” and enter the NHS number again (it is never shown back) to start a "
                 "second one."
             ]
-            shown["duplicate_of"] = running.group(1)
+            shown["duplicate_of"] = str(running)
         return page(
             request,
             "start.html",

@@ -3,7 +3,8 @@
 The worklist orders by urgency (breached first, then the soonest due), so a page limit never
 hides the oldest overdue pathway; pathways with no open due time come last, in their own group.
 Queue age is the time since the longest-waiting open handover became ready, not since the last
-change. The read model holds no patient data: names come from the pathways themselves.
+change. Free text matches ids, definitions, open steps and providers, and patients by name or
+NHS number through the keyed blind index (no name or number is compared in plain text).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from activities.store import (
     handover_rows,
     pathway_open,
     pathway_rows,
+    patient_index,
 )
 from pathways.inbox import InboxItem, open_escalations
 
@@ -176,12 +178,19 @@ def _aware(value: Any) -> datetime | None:
 
 
 def _open_times() -> Any:
+    """Per pathway with open handovers: the soonest patient due time, the earliest ready time,
+    and the soonest deadline of all (a handover not yet accepted escalates at its accept-by
+    time when that comes first): what urgency sorts by."""
     h = handover_rows.c
+    accept_first = and_(
+        h.status == "requested", h.accept_by.is_not(None), h.accept_by < h.complete_by
+    )
     return (
         select(
             h.pathway_id.label("pid"),
             func.min(h.complete_by).label("next_due"),
             func.min(h.ready_at).label("ready_since"),
+            func.min(case((accept_first, h.accept_by), else_=h.complete_by)).label("deadline"),
         )
         .where(h.status.in_(OPEN_TASKS))
         .group_by(h.pathway_id)
@@ -194,7 +203,30 @@ def _has_open(kind: str, condition: Any) -> Any:
     return pathway_rows.c.pathway_id.in_(select(o.pathway_id).where(o.kind == kind, condition))
 
 
-def _filters(view: View, escalated: Sequence[str]) -> list[Any]:
+@dataclass(frozen=True)
+class PatientSearch:
+    """A search text's patient matches: blind-index terms (all must match, see
+    pathways/patient_search.py) and the keyed NHS number hash of the pathway row, if the text
+    is an NHS number. Computed by the caller, which holds the key."""
+
+    terms: tuple[str, ...] = ()
+    patient_key: str | None = None
+
+
+def _patient_matches(search: PatientSearch) -> list[Any]:
+    c, p = pathway_rows.c, patient_index.c
+    found: list[Any] = []
+    if search.terms:
+        found.append(and_(*(
+            c.pathway_id.in_(select(p.pathway_id).where(p.term == term)) for term in search.terms
+        )))
+    if search.patient_key is not None:
+        found.append(c.patient_key == search.patient_key)
+    return found
+
+
+def _filters(view: View, escalated: Sequence[str],
+             patient: PatientSearch | None = None) -> list[Any]:
     c = pathway_rows.c
     where: list[Any] = []
     if view.queue == "finished":
@@ -225,6 +257,7 @@ def _filters(view: View, escalated: Sequence[str]) -> list[Any]:
                 _has_open("title", pathway_open.c.value.like(pattern, escape="\\")),
                 _has_open("provider", pathway_open.c.value.like(pattern, escape="\\")),
                 _has_open("step", pathway_open.c.value.like(pattern, escape="\\")),
+                *_patient_matches(patient or PatientSearch()),
             )
         )
     return where
@@ -235,7 +268,8 @@ def _order(view: View, times: Any) -> list[Any]:
     due = times.c.next_due
     rank = case({"breached": 0, "at-risk": 1}, value=c.sla_state, else_=2)
     if view.sort == "urgency":
-        keys = [due.is_(None), rank, due]
+        deadline = times.c.deadline
+        keys = [deadline.is_(None), rank, deadline]
     elif view.sort == "due":
         keys = [due.is_(None), due.desc() if view.desc else due]
         return [*keys, c.pathway_id]
@@ -294,12 +328,16 @@ def query(
     escalations: dict[str, int],
     only: Sequence[str] | None = None,
     page_size: int = PAGE_SIZE,
+    patient: PatientSearch | None = None,
 ) -> tuple[list[Row], int]:
-    """The rows of one page of a view (or just the pathways in `only`), and the total."""
+    """The rows of one page of a view (or just the pathways in `only`), and the total.
+    `patient`: what the view's search text matches of patients (names, NHS number)."""
     times = _open_times()
     c = pathway_rows.c
     where = (
-        [c.pathway_id.in_(list(only))] if only is not None else _filters(view, list(escalations))
+        [c.pathway_id.in_(list(only))]
+        if only is not None
+        else _filters(view, list(escalations), patient)
     )
     counted = select(func.count()).select_from(pathway_rows).where(and_(*where))
     base = (

@@ -84,3 +84,59 @@ def test_concurrent_folds_write_each_handover_once(store: EventStore) -> None:
     assert errors == []
     assert rows(store, summary_rows) == HANDOVERS_WITH_EVENTS
     assert rows(store, flow_rows) == HANDOVERS_WITH_EVENTS + 2  # P1 b and P2 b had B, then C
+
+
+def test_a_chunked_fold_gives_the_same_report_as_one_fold(store: EventStore) -> None:
+    """The worker's catch-up folds a large store a few pathways per transaction: the report
+    it leaves is the report of a fold in one go."""
+    from activities.analytics import CACHE
+    from activities.flow_summary import catch_up
+
+    assert catch_up(store, threading.Event(), chunk=2) == 5  # pw-1 .. pw-5, three chunks
+    CACHE.clear()
+    chunked = flow_report(store, DEFINITION, since=SINCE, until=UNTIL, now=NOW)
+    with store.write() as conn:
+        for table in (flow_rows, summary_rows):
+            conn.execute(table.delete())
+        conn.exec_driver_sql("DELETE FROM flow_pathways")
+    CACHE.clear()
+    whole = flow_report(store, DEFINITION, since=SINCE, until=UNTIL, now=NOW)
+    assert chunked.model_dump(exclude={"generated_at"}) == whole.model_dump(
+        exclude={"generated_at"})
+    assert rows(store, summary_rows) == HANDOVERS_WITH_EVENTS
+
+
+def test_a_repeated_report_is_served_until_an_event_arrives(store: EventStore) -> None:
+    from activities.analytics import CACHE
+
+    CACHE.clear()
+    first = flow_report(store, DEFINITION, since=SINCE, until=UNTIL, now=NOW)
+    again = flow_report(store, DEFINITION, since=SINCE, until=UNTIL, now=NOW)
+    assert again.model_dump(exclude={"generated_at"}) == first.model_dump(
+        exclude={"generated_at"})
+    complete_p2_follow_up(store)  # the log moves on: the cached report is not served
+    after = flow_report(store, DEFINITION, since=SINCE, until=UNTIL, now=NOW)
+    assert (first.overall.completed, after.overall.completed) == (3, 4)
+
+
+def test_an_existing_v4_summary_is_remade_in_report_order(tmp_path: Path) -> None:
+    """Upgrading a store whose summary was made by schema v4 (a rowid table with other keys):
+    v5 makes the tables again and the next report folds the log into them."""
+    from sqlalchemy import inspect
+
+    store = EventStore(f"sqlite:///{tmp_path / 'events.db'}")
+    store.migrate()
+    write_log(store)
+    flow_report(store, DEFINITION, since=SINCE, until=UNTIL, now=NOW)
+    with store.write() as conn:  # back to v4's shape: the same columns, no primary key
+        conn.exec_driver_sql("DROP TABLE flow_summary")
+        conn.exec_driver_sql("CREATE TABLE flow_summary (pathway_id VARCHAR)")
+        conn.exec_driver_sql("DELETE FROM schema_version WHERE version >= 7")
+    assert store.migrate() >= 5
+    with store.engine.connect() as conn:
+        assert inspect(conn).get_pk_constraint("flow_summary")["constrained_columns"][:3] == [
+            "definition_id", "step_id", "provider_id"]
+    report = flow_report(store, DEFINITION, since=SINCE, until=UNTIL, now=NOW)
+    assert report.overall.completed == 3
+    assert rows(store, summary_rows) == HANDOVERS_WITH_EVENTS
+    store.close()
