@@ -40,6 +40,7 @@ import math
 import os
 import platform
 import shutil
+import signal
 import statistics
 import tempfile
 import time
@@ -152,7 +153,10 @@ class Bench:
         for body in definitions(self.cluster.receiver.url, args.burst_within):
             (catalogue / f"{body['id']}.yaml").write_text(yaml.safe_dump(body))
             self.definitions[body["id"]] = PathwayDefinition.model_validate(body)
+        self.n_dispatched = 0
+        self.cluster.receiver.on_new = self._on_new
         self.http = httpx.AsyncClient(base_url=self.cluster.settings.base_url, timeout=120)
+        self.started: set[int] = set()
         self.steady: list[str] = []
         self.burst: list[str] = []
         self.figures: dict[str, Any] = {}
@@ -236,6 +240,11 @@ class Bench:
             body = {"definition": definition, "patient": {"nhs_number": nhs_number(n)}}
             headers = {**self.coord, "Idempotency-Key": f"scale-start-{n}"}
             async with semaphore:
+                # closed loop: at most `window` started and not yet at their provider, the
+                # rate the installation sustains rather than a backlog in the task queue
+                while len(self.started) - self.dispatched() >= self.args.window:
+                    await asyncio.sleep(0.1)
+                self.started.add(n)
                 for _ in range(120):  # the same request again while the outcome is unknown
                     try:
                         response = await self.http.post("/api/pathways", json=body,
@@ -254,8 +263,13 @@ class Bench:
         await asyncio.gather(*(one(n) for n in range(first, first + count)))
         return ids
 
+    def _on_new(self, webhook_id: str, task: dict[str, Any]) -> None:
+        """In the receiver's thread, for each webhook-id's first accepted delivery."""
+        if webhook_id.endswith(".dispatched"):
+            self.n_dispatched += 1
+
     def dispatched(self) -> int:
-        return sum(1 for key in self.cluster.receiver.accepted() if key.endswith(".dispatched"))
+        return self.n_dispatched
 
     @staticmethod
     async def until(check: Callable[[], bool], timeout: float, what: str) -> None:
@@ -547,6 +561,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--burst-margin", type=int, default=5)
     parser.add_argument("--burst-timeout", type=float, default=600)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--window", type=int, default=200,
+                        help="at most this many started and not yet at their provider")
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--sample", type=int, default=20)
     parser.add_argument("--no-write", action="store_true")
@@ -566,6 +582,10 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse(argv)
     data_dir = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     bench = Bench(args, data_dir)
+    current = asyncio.current_task()
+    assert current is not None
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, current.cancel)  # SIGTERM: stop what we started
     try:
         figures = await bench.run()
     finally:
