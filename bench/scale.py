@@ -589,6 +589,7 @@ async def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         figures = await bench.run()
     finally:
+        loop.remove_signal_handler(signal.SIGTERM)
         await bench.close()
         if args.keep:
             print(f"data dir kept: {data_dir}")
