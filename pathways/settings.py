@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=9464, description="Prometheus endpoint of the worker; 0: off")
     health_port: int = Field(default=8081, description="worker health endpoint /healthz; 0: off")
     activity_threads: int = Field(default=16, description="threads for synchronous activities")
+    max_cached_workflows: int = Field(
+        default=1000, ge=0,
+        description="pathways a worker keeps in memory (Temporal's sticky cache; about 0.3 MiB "
+        "each, bench.scale): a pathway outside it replays its history on its next event",
+    )
     shutdown_grace: timedelta = Field(
         default=timedelta(seconds=30), description="how long running tasks get on SIGTERM"
     )

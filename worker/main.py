@@ -86,6 +86,7 @@ def build_worker(
         workflow_runner=RUNNER,
         activities=[activities.record_events, activities.notify_provider],
         activity_executor=executor,
+        max_cached_workflows=settings.max_cached_workflows,
         graceful_shutdown_timeout=settings.shutdown_grace,
     )
 

@@ -27,7 +27,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import (
@@ -51,7 +50,6 @@ with workflow.unsafe.imports_passed_through():
         RecordBatch,
         TaskVersion,
     )
-    from pathways.model import PathwayDefinition
     from pathways.state import (
         RULES_LATEST,
         RULES_ORIGINAL,
@@ -59,12 +57,15 @@ with workflow.unsafe.imports_passed_through():
         Handover,
         Note,
         PathwayState,
-        PathwayStatus,
         PathwaySummary,
-        Patient,
         task_id,
     )
     from workflows import search
+
+    # passed through: built once, not per workflow instance (re-exported from here)
+    from workflows.messages import Outgoing as Outgoing
+    from workflows.messages import PathwayInput as PathwayInput
+    from workflows.messages import PathwayResult as PathwayResult
 
 C = TypeVar("C")
 R = TypeVar("R")
@@ -85,8 +86,6 @@ WRITE_BACKOFF = (timedelta(seconds=2), timedelta(minutes=5))
 """One event-store write attempt, then the workflow retries it on a timer (first, longest
 pause), so an outage never blocks the SLA loop and is visible as failed attempts."""
 
-NOTIFY_GIVE_UP_AFTER = timedelta(hours=24)
-
 RECORD_TIMEOUT = timedelta(seconds=30)
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -100,44 +99,6 @@ WATCHED = frozenset({EventKind.ESCALATED, EventKind.BREACHED, EventKind.REFUSED_
 CANCELLED_IN_TEMPORAL = cmd.CancelPathway(
     reason="workflow cancellation requested in Temporal", actor="ops:temporal"
 )
-
-
-class Outgoing(BaseModel):
-    """One engine step's effects not yet written to the event store: the batch, and the
-    notifications to send once the batch (which holds their Task bodies) is written."""
-
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
-
-    batch: RecordBatch
-    notifications: list[Notification] = []
-
-
-class PathwayInput(BaseModel):
-    """Start (or continue-as-new) input: the pinned definition, the patient, and carried state
-    (the run's state, event-store batches not yet written, notifications not yet delivered).
-    Validation errors hide the input: it holds the patient, and a failed workflow task is logged."""
-
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
-
-    definition: PathwayDefinition
-    patient: Patient
-    patient_key: str | None = None
-    public_base_url: str = ""
-    search_attributes: bool = True
-    state: PathwayState | None = None
-    max_history_events: int | None = None
-    unwritten: list[Outgoing] = []
-    undelivered: list[Notification] = []
-    notify_give_up_after: timedelta = NOTIFY_GIVE_UP_AFTER
-
-
-class PathwayResult(BaseModel):
-    pathway_id: str
-    status: PathwayStatus
-    ended_at: datetime | None
-    handovers: int
-    refused_deliveries: int
-    escalations: int
 
 
 def _refused(refusal: cmd.Refusal) -> ApplicationError:
