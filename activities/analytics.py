@@ -34,17 +34,8 @@ from typing import Any
 from sqlalchemy import Float, Integer, and_, case, cast, func, literal_column, or_, select
 from sqlalchemy.engine import Connection
 
-from activities.flow_summary import (
-    BLOCKED,
-    QUEUED,
-    STATES,
-    TRANSIT,
-    epoch,
-    flow_rows,
-    folded_count,
-    refresh,
-    summary_rows,
-)
+from activities.flow_summary import epoch, folded_count, refresh
+from activities.flow_tables import BLOCKED, QUEUED, STATES, TRANSIT, flow_rows, summary_rows
 from activities.store import EventStore, event_rows, handover_rows, pathway_rows
 from pathways.analytics.measures import (
     Distribution,

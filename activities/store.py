@@ -47,6 +47,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.sql import Select
 
+from activities.flow_tables import create_summary, reshape_summary
 from pathways.events import (
     EventKind,
     HandoverRow,
@@ -248,8 +249,6 @@ def _add_task_bodies(conn: Connection) -> None:
 
 def _flow_summary(conn: Connection) -> None:
     """v4: the flow summary tables the analytics report folds events into."""
-    from activities.flow_summary import create_summary  # owns them; imports this module
-
     create_summary(conn)
 
 
@@ -282,8 +281,6 @@ def _add_store_writes(conn: Connection) -> None:
     _insert_writes(conn, sorted(named))
 def _flow_summary_in_report_order(conn: Connection) -> None:
     """v7: the flow summary tables clustered in the order a report reads them (refolded)."""
-    from activities.flow_summary import reshape_summary
-
     reshape_summary(conn)
 
 

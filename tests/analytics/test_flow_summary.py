@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import func, select
 
 from activities.analytics import flow_report
-from activities.flow_summary import flow_rows, refresh, summary_rows
+from activities.flow_summary import refresh
+from activities.flow_tables import flow_rows, summary_rows
 from activities.store import EventStore
 from pathways.events import EventKind, HandoverRow, PathwayEvent, PathwayRow, RecordBatch
 from tests.analytics.eventlog import DEFINITION, NOW, SINCE, UNTIL, H, at, write_log

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from activities.flow_summary import folded_events, summary_rows
+from activities.flow_summary import folded_events
+from activities.flow_tables import summary_rows
 from activities.store import EventStore
 from tests.analytics.eventlog import write_log
 from tests.analytics.test_flow_summary import HANDOVERS_WITH_EVENTS, rows
