@@ -46,6 +46,7 @@ VIEWS = {
     "search": "/?q=review",
     "sort by queue age": "/?sort=age",
     "page 40": "/?page=40",
+    "escalation inbox (one in ten escalated)": "/escalations",
 }
 
 

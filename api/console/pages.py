@@ -482,20 +482,53 @@ async def inbox_page(request: Request) -> HTMLResponse:
     session.require(request)
     store = context.store(request)
     items = _by_severity(await asyncio.to_thread(worklist.escalation_items, store))
-    names = await _names(request, sorted({i.pathway_id for i in items})[:100])
+    focus = request.query_params.get("focus", "")
+    number, pages = _inbox_page(request, items, focus)
+    shown = items[(number - 1) * INBOX_PAGE:number * INBOX_PAGE]
+    names = await _patient_names(request, sorted({i.pathway_id for i in shown}))
     return page(
         request,
         "escalations.html",
         {
-            "items": items,
+            "items": shown,
+            "total": len(items),
+            "page_number": number,
+            "pages": pages,
+            "first": (number - 1) * INBOX_PAGE + 1,
             "names": names,
-            "alternates_list": [_alternates(request, i) for i in items],
-            "focus": request.query_params.get("focus", ""),
+            "alternates_list": [_alternates(request, i) for i in shown],
+            "focus": focus,
             "done": request.query_params.get("done", ""),
             "error": request.query_params.get("error", ""),
             "key": secrets.token_hex(12),
         },
     )
+
+
+INBOX_PAGE = 50
+"""Escalations per inbox page: a page stays quick to read and to render at 1,000 open."""
+
+
+def _inbox_page(request: Request, items: list[Any], focus: str) -> tuple[int, int]:
+    """(page shown, pages): the one asked for, else the one holding the focused escalation
+    (where "then next" lands), else the first."""
+    pages = max(1, math.ceil(len(items) / INBOX_PAGE))
+    asked = request.query_params.get("page", "")
+    if asked.isdigit() and 1 <= len(asked) <= 6:
+        return min(max(int(asked), 1), pages), pages
+    idents = [f"{i.pathway_id}-{i.escalation.id}" for i in items]
+    if focus in idents:
+        return idents.index(focus) // INBOX_PAGE + 1, pages
+    return 1, pages
+
+
+async def _patient_names(request: Request, ids: list[str]) -> dict[str, str | None]:
+    """Display names from the read model's rendered Tasks (one read, as the worklist does);
+    a Query to the pathway only for those it has none for."""
+    facts = await asyncio.to_thread(worklist.task_facts, context.store(request), ids)
+    names = {pathway_id: facts.get(pathway_id, (None, None))[0] for pathway_id in ids}
+    missing = await _names(request, [i for i, name in names.items() if name is None])
+    return {i: name or missing.get(i) for i, name in names.items()}
 
 
 def _alternates(request: Request, item: Any) -> list[str]:
