@@ -56,8 +56,10 @@ async def test_a_provider_completes_a_whole_shipped_pathway_through_fhir(
         if detail["status"] == "completed":
             break
         for auth in headers.values():
-            search = await http.get(
-                "/fhir/Task", params={"status": "requested,accepted"}, headers=auth
+            search = await http.get(  # newest first: other tests leave older Tasks open
+                "/fhir/Task",
+                params={"status": "requested,accepted", "_sort": "-_lastUpdated", "_count": 100},
+                headers=auth,
             )
             assert search.status_code == 200, search.text
             for entry in search.json().get("entry", []):
