@@ -54,6 +54,28 @@ def update_id(name: str, pathway_id: str, actor: str, command: BaseModel, basis:
     return f"{name}-{digest.hexdigest()[:32]}"
 
 
+_DEFINITIONS: dict[str, PathwayDefinition] = {}
+_DEFINITIONS_KEPT = 64
+
+
+def state_from_query(raw: dict[str, Any]) -> PathwayState:
+    """The Query's JSON as a PathwayState, its definition validated once per distinct definition.
+
+    Every PUT reads the state first, and validating its definition (graph checks, every field
+    and webhook URL) was a fifth of the API's CPU under load; the definition of a pathway never
+    changes, so the validated one is reused (an immutable model) for equal JSON.
+    """
+    definition = raw.get("definition")
+    key = json.dumps(definition, sort_keys=True, separators=(",", ":"))
+    validated = _DEFINITIONS.get(key)
+    if validated is None:
+        validated = PathwayDefinition.model_validate_json(key)
+        if len(_DEFINITIONS) >= _DEFINITIONS_KEPT:
+            _DEFINITIONS.clear()
+        _DEFINITIONS[key] = validated
+    return PathwayState.model_validate({**raw, "definition": validated})
+
+
 class Gateway:
     """Talks to pathway workflows on behalf of HTTP requests."""
 
@@ -104,7 +126,10 @@ class Gateway:
         """The pathway's current state (strongly consistent: a Query on its workflow)."""
         handle = (await self.client()).get_workflow_handle(pathway_id)
         missing = ApiError(404, [f"no pathway {pathway_id}"])
-        return await self._deadline(handle.query(PathwayWorkflow.state), missing)
+        raw = await self._deadline(
+            handle.query(PathwayWorkflow.state.__name__, result_type=dict), missing
+        )
+        return state_from_query(raw)
 
     async def states(self, pathway_ids: list[str]) -> dict[str, PathwayState]:
         """Several pathways' states, queried in parallel; pathways that no longer exist (e.g.
