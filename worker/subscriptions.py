@@ -17,6 +17,7 @@ import asyncio
 import functools
 import json
 import secrets
+import ssl
 import time
 import uuid
 from dataclasses import dataclass
@@ -123,11 +124,16 @@ class PublicOnly(httpcore.AsyncNetworkBackend):
 class PublicOnlyTransport(httpx.AsyncHTTPTransport):
     """httpx's transport, dialling through `PublicOnly` (no proxy: a proxy would resolve)."""
 
-    def __init__(self, resolve: Resolver = system_resolver) -> None:
+    def __init__(
+        self,
+        resolve: Resolver = system_resolver,
+        ssl_context: ssl.SSLContext | None = None,
+        inner: httpcore.AsyncNetworkBackend | None = None,
+    ) -> None:
         super().__init__(trust_env=False)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
-            network_backend=PublicOnly(resolve),
+            ssl_context=ssl_context or httpx.create_ssl_context(trust_env=False),
+            network_backend=PublicOnly(resolve, inner),
         )
 
 

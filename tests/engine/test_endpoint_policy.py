@@ -5,10 +5,20 @@ through an injected resolver here, never the real DNS."""
 from __future__ import annotations
 
 import ipaddress
+import ssl
+import threading
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpcore
+import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from pathways.webhook_url import (
     DOES_NOT_RESOLVE,
@@ -18,7 +28,7 @@ from pathways.webhook_url import (
     public_addresses,
     webhook_url_problem,
 )
-from worker.subscriptions import PublicOnly
+from worker.subscriptions import PublicOnly, PublicOnlyTransport
 
 NOT_PUBLIC = [
     "127.0.0.1", "127.8.9.10", "10.0.0.1", "10.255.255.255", "172.16.0.1", "172.31.255.254",
@@ -128,3 +138,92 @@ async def test_the_delivery_backend_dials_only_a_checked_address() -> None:
     with pytest.raises(httpcore.ConnectError, match=DOES_NOT_RESOLVE):
         await backend.connect_tcp("not-yet.example", 443)
     assert dialler.dialled == []
+
+
+def certificates(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A CA, and a server certificate it signed for subscriber.test: (CA, cert, key) files."""
+    now = datetime.now(UTC)
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder().subject_name(name("test CA")).issuer_name(name("test CA"))
+        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1)).not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+                       critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    leaf = (
+        x509.CertificateBuilder().subject_name(name("subscriber.test")).issuer_name(ca.subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1)).not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("subscriber.test")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+                       critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    files = tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
+    files[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files[1].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    files[2].write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return files
+
+
+class Route(httpcore.AsyncNetworkBackend):
+    """Stands in for the internet: records the address dialled, reaches the local TLS server."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.dialled: list[str] = []
+        self.inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None, socket_options: Any = None) -> Any:
+        self.dialled.append(host)
+        return await self.inner.connect_tcp("127.0.0.1", self.port, timeout)
+
+
+async def test_a_pinned_delivery_still_verifies_the_certificate_for_the_name(tmp_path: Path) -> None:
+    """Dialling the checked address instead of the name keeps TLS right: SNI, certificate check
+    and Host header are the URL's name; a certificate for another name is refused."""
+    ca, cert, key = certificates(tmp_path)
+    hosts: list[str] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            hosts.append(self.headers["Host"])
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    route = Route(port)
+    public = resolver({"subscriber.test": ["93.184.216.34"], "other.test": ["93.184.216.34"]})
+    transport = PublicOnlyTransport(public, ssl.create_default_context(cafile=str(ca)), route)
+    try:
+        async with httpx.AsyncClient(transport=transport) as client:
+            answer = await client.post(f"https://subscriber.test:{port}/hook", content=b"{}")
+            assert answer.status_code == 200
+            assert hosts == [f"subscriber.test:{port}"] and route.dialled == ["93.184.216.34"]
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await client.post(f"https://other.test:{port}/hook", content=b"{}")
+    finally:
+        server.shutdown()
