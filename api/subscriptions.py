@@ -153,11 +153,8 @@ async def _check_endpoint(spec: Spec, request: Request) -> None:
     resolves only to, public internet addresses (server-side request forgery); the reason
     names no resolved address. A name that does not resolve (yet) is accepted: the handshake
     resolves and checks again, and the subscription goes to `error` if it still cannot."""
-    settings = context.settings(request)
-    resolve = getattr(request.app.state, "resolver", None)
-    check = functools.partial(endpoint_problem, spec.endpoint, settings.subscription_endpoints)
-    if resolve is not None:
-        check = functools.partial(check, resolve=resolve)
+    policy = context.settings(request).subscription_endpoints
+    check = functools.partial(endpoint_problem, spec.endpoint, policy)
     try:
         problem = await asyncio.wait_for(asyncio.to_thread(check), RESOLVE_SECONDS)
     except TimeoutError:
