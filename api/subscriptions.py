@@ -10,6 +10,7 @@ own Tasks; another provider's subscription is "not found". Delivery itself is th
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import uuid
@@ -42,7 +43,11 @@ from pathways.subscriptions import (
     subscription_url,
     topic_resource,
 )
+from pathways.webhook_url import endpoint_problem
 
+RESOLVE_SECONDS = 5.0
+"""How long creating a subscription waits for its endpoint's name to resolve (then accepted:
+every delivery resolves and checks again)."""
 MAX_EVENTS = 100
 """Events one $events answer holds at most: ask again from the next number for more."""
 _ID = re.compile(r"^sub-[0-9a-f]{16}$")
@@ -143,6 +148,21 @@ def _parse(raw: bytes, principal: Principal, request: Request, subscription_id: 
     return spec
 
 
+async def _check_endpoint(spec: Spec, request: Request) -> None:
+    """Under `PATHWAYS_SUBSCRIPTION_ENDPOINTS=public`, a 422 unless the endpoint's host is, or
+    resolves only to, public internet addresses (server-side request forgery); the reason
+    names no resolved address. A name that does not resolve (yet) is accepted: the handshake
+    resolves and checks again, and the subscription goes to `error` if it still cannot."""
+    policy = context.settings(request).subscription_endpoints
+    check = functools.partial(endpoint_problem, spec.endpoint, policy)
+    try:
+        problem = await asyncio.wait_for(asyncio.to_thread(check), RESOLVE_SECONDS)
+    except TimeoutError:
+        return
+    if problem:
+        raise ApiError(422, [f"Subscription.channel.endpoint: {problem}"])
+
+
 def _resource(record: Record, request: Request) -> dict[str, Any]:
     base_url = context.settings(request).base_url
     resource = subscription_resource(record.id, record.spec, record.status, record.error, base_url)
@@ -184,6 +204,7 @@ async def create_subscription(
     """Stored as `requested`; the worker then POSTs the handshake and sets `active` or `error`.
     The filter is forced to your own Tasks (owner = you)."""
     spec = _parse(await request.body(), principal, request, None)
+    await _check_endpoint(spec, request)
     try:
         record = await asyncio.to_thread(_store(request).create, spec, _now())
     except TooMany:
@@ -268,6 +289,7 @@ async def update_subscription(
 ) -> FhirResponse:
     await _own(request, principal, subscription_id)
     spec = _parse(await request.body(), principal, request, subscription_id)
+    await _check_endpoint(spec, request)
     record = await asyncio.to_thread(
         _store(request).replace, principal.subject, subscription_id, spec, _now()
     )

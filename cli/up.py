@@ -270,6 +270,7 @@ def _child_env(settings: Settings) -> dict[str, str]:
         PATHWAYS_EVENT_STORE_URL=settings.event_store,
         PATHWAYS_CATALOGUE_DIR=str(settings.catalogue_dir.resolve()),
     )
+    env.setdefault("PATHWAYS_SUBSCRIPTION_ENDPOINTS", "any")  # the demo's subscribers are local
     return env
 
 

@@ -104,6 +104,12 @@ class Settings(BaseSettings):
     encryption_keys: SecretStr | None = Field(
         default=None, description="the same keys inline (id:base64,id:base64), e.g. from a vault"
     )
+    subscription_endpoints: Literal["public", "any"] = Field(
+        default="public",
+        description="where provider-created FHIR Subscriptions may send: `public` (only hosts "
+        "resolving to public internet addresses, checked at creation and at each delivery) or "
+        "`any` (https anywhere, http to loopback: on-premises networks, `pathways up`)",
+    )
     codec_cors_origin: str | None = Field(
         default=None,
         description="Temporal Web UI origin(s), comma-separated, allowed to call /codec; "

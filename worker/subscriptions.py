@@ -17,12 +17,14 @@ import asyncio
 import functools
 import json
 import secrets
+import ssl
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpcore
 import httpx
 import structlog
 
@@ -39,7 +41,14 @@ from pathways.subscriptions import (
     notification_bundle,
     status_parameters,
 )
-from pathways.webhook_url import webhook_url_problem
+from pathways.webhook_url import (
+    DOES_NOT_RESOLVE,
+    EndpointRefused,
+    Resolver,
+    public_addresses,
+    system_resolver,
+    webhook_url_problem,
+)
 
 log = structlog.get_logger("pathways.subscriptions")
 
@@ -56,10 +65,86 @@ class Timing:
     concurrency: int = 20
     lookback: timedelta = LOOKBACK
     prune_seconds: float = 60.0
+    handshake_waits: tuple[float, ...] = (15.0, 45.0)
+    """Waits before the 2nd, 3rd... handshake attempt: 3 attempts over a minute, then `error`."""
+
+
+REFUSED = "endpoint refused: "
+"""How a delivery the address policy refused begins: never retried, the subscription goes to
+`error` (PUT it again, with a public endpoint, to retry)."""
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class PublicOnly(httpcore.AsyncNetworkBackend):
+    """Connects only to public addresses (`PATHWAYS_SUBSCRIPTION_ENDPOINTS=public`): the host is
+    resolved here, every address checked, and the TCP connection made to a checked address, so
+    a name re-resolving to an internal address between check and connect (DNS rebinding) gains
+    nothing. TLS is unchanged: httpcore starts it with the URL's host name as SNI and for the
+    certificate check, and the Host header is the URL's, whatever address was dialled."""
+
+    def __init__(self, resolve: Resolver = system_resolver,
+                 inner: httpcore.AsyncNetworkBackend | None = None) -> None:
+        self.resolve = resolve
+        self.inner = inner or httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self, host: str, port: int, timeout: float | None = None,
+        local_address: str | None = None, socket_options: Any = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            addresses = await asyncio.wait_for(
+                asyncio.to_thread(public_addresses, host, port, self.resolve), timeout or 10.0
+            )
+        except TimeoutError:
+            raise httpcore.ConnectTimeout(DOES_NOT_RESOLVE) from None
+        except OSError:
+            raise httpcore.ConnectError(DOES_NOT_RESOLVE) from None
+        last: Exception = httpcore.ConnectError(DOES_NOT_RESOLVE)
+        for address in addresses:
+            try:
+                return await self.inner.connect_tcp(
+                    str(address), port, timeout, local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as error:
+                last = error
+        raise last
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore.AsyncNetworkStream:
+        raise EndpointRefused("unix sockets are not endpoints")
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
+
+
+class PublicOnlyTransport(httpx.AsyncHTTPTransport):
+    """httpx's transport, dialling through `PublicOnly` (no proxy: a proxy would resolve)."""
+
+    def __init__(
+        self,
+        resolve: Resolver = system_resolver,
+        ssl_context: ssl.SSLContext | None = None,
+        inner: httpcore.AsyncNetworkBackend | None = None,
+    ) -> None:
+        super().__init__(trust_env=False)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context or httpx.create_ssl_context(trust_env=False),
+            network_backend=PublicOnly(resolve, inner),
+        )
+
+
+def endpoint_client(settings: Settings, resolve: Resolver = system_resolver) -> httpx.AsyncClient:
+    """The HTTP client deliveries go out on: under `public`, only to public addresses and never
+    through a proxy from the environment; under `any`, a plain client. Redirects are never
+    followed (a 3xx is a failed delivery)."""
+    if settings.subscription_endpoints == "public":
+        return httpx.AsyncClient(transport=PublicOnlyTransport(resolve), trust_env=False,
+                                 follow_redirects=False)
+    return httpx.AsyncClient(follow_redirects=False)
 
 
 class Delivery:
@@ -162,7 +247,8 @@ class Delivery:
             log.info("subscription ended", subscription=record.id)
             return
         if record.status is Status.REQUESTED:
-            await self._handshake(record)
+            if record.next_attempt_at is None or now >= record.next_attempt_at:
+                await self._handshake(record)
             return
         await asyncio.to_thread(self.store.discover, record.id, self.timing.lookback)
         current = await asyncio.to_thread(self.store.current, record.id)
@@ -176,6 +262,8 @@ class Delivery:
             await self._heartbeat(current)
 
     async def _handshake(self, record: Record) -> None:
+        """Active on a 2xx; else tried again after each of `handshake_waits`, then `error`
+        (at once when the address policy refuses the endpoint: retrying cannot help)."""
         parameters = self._status(record, Status.REQUESTED, "handshake")
         error = await self._post(record, parameters, [], f"{record.id}.handshake")
         now = utcnow()
@@ -183,12 +271,22 @@ class Delivery:
             await asyncio.to_thread(self.store.set_status, record.id, Status.ACTIVE, now)
             log.info("subscription active", subscription=record.id,
                      provider=record.spec.provider_id)
-        else:
+            return
+        attempts = record.attempts + 1
+        waits = self.timing.handshake_waits
+        if error.startswith(REFUSED) or attempts > len(waits):
             await asyncio.to_thread(
-                self.store.set_status, record.id, Status.ERROR, now, f"handshake failed: {error}"
+                self.store.set_status, record.id, Status.ERROR, now,
+                f"handshake failed after {attempts} attempt{'s' * (attempts > 1)}: {error}",
             )
-            log.warning("subscription handshake failed", subscription=record.id,
-                        provider=record.spec.provider_id, error=error)
+        else:
+            retry_at = now + timedelta(seconds=waits[attempts - 1])
+            await asyncio.to_thread(
+                self.store.failed, record.id, attempts, retry_at,
+                f"handshake attempt {attempts} of {len(waits) + 1} failed: {error}",
+            )
+        log.warning("subscription handshake failed", subscription=record.id,
+                    provider=record.spec.provider_id, attempts=attempts, error=error)
 
     async def _deliver(self, record: Record) -> None:
         """Undelivered events in order, one notification each, until one fails or we stop."""
@@ -201,6 +299,9 @@ class Delivery:
                 return  # stopping, or the lease is lost: the next holder sends it
             error = await self._send_event(record, event)
             now = utcnow()
+            if error is not None and error.startswith(REFUSED):
+                await self._refused(record, error)
+                return
             if error is not None:
                 attempts = record.attempts + 1
                 wait = backoff_seconds(
@@ -233,7 +334,16 @@ class Delivery:
         parameters = self._status(record, Status.ACTIVE, "heartbeat")
         msg_id = f"{record.id}.heartbeat.{time.time_ns()}"
         error = await self._post(record, parameters, [], msg_id)
+        if error is not None and error.startswith(REFUSED):
+            await self._refused(record, error)
+            return
         await asyncio.to_thread(self.store.heartbeat, record.id, utcnow(), error)
+
+    async def _refused(self, record: Record, error: str) -> None:
+        """The endpoint now fails the address policy: `error`, no retries (a PUT resumes)."""
+        await asyncio.to_thread(self.store.set_status, record.id, Status.ERROR, utcnow(), error)
+        log.warning("subscription endpoint refused", subscription=record.id,
+                    provider=record.spec.provider_id, error=error)
 
     def _status(
         self, record: Record, status: Status, kind: str, events: list[Event] | None = None
@@ -253,7 +363,7 @@ class Delivery:
         """POST one notification Bundle; None on a 2xx, else why not (no body, no content)."""
         spec = record.spec
         if problem := webhook_url_problem(spec.endpoint):
-            return problem
+            return REFUSED + problem
         bundle = notification_bundle(
             str(uuid.uuid4()), parameters, record.id, self.settings.base_url, utcnow(), tasks
         )
@@ -274,7 +384,11 @@ class Delivery:
                 timeout=httpx.Timeout(float(spec.timeout_seconds), connect=3.0),
                 follow_redirects=False,
             )
+        except EndpointRefused as refused:
+            return f"{REFUSED}{refused}"
         except httpx.TransportError as error:
+            if str(error) == DOES_NOT_RESOLVE:
+                return DOES_NOT_RESOLVE
             return f"endpoint unreachable ({type(error).__name__})"
         if 200 <= response.status_code < 300:
             return None
@@ -285,7 +399,7 @@ async def deliver_forever(settings: Settings, stop: asyncio.Event) -> None:
     """The worker process's delivery loop, on its own store and HTTP client, until `stop`."""
     store = SubscriptionStore(settings.event_store)
     try:
-        async with httpx.AsyncClient() as http:
+        async with endpoint_client(settings) as http:
             await Delivery(settings, store, http).run(stop)
     finally:
         store.close()

@@ -36,20 +36,21 @@ from pathways.subscriptions import FILTER_CRITERIA, HEARTBEAT_PERIOD, PAYLOAD_CO
 from tests.api.conftest import RunningApi, free_port
 from tests.api.flow import HIP, bearer, fhir_outputs, put_status, read_task, start_pathway
 from tests.ops.processes import PATHWAYS, env_for
-from worker.subscriptions import Delivery, Timing
+from worker.subscriptions import Delivery, Timing, endpoint_client
 
 pytestmark = pytest.mark.devserver
 
 ORTHO = "elmshire-elective-ortho-centre"
 HUB = "elmshire-care-transfer-hub"
 KINGSBRIDGE = "kingsbridge-treatment-centre"  # the next orthopaedic centre of the role
-FAST = Timing(poll_seconds=0.2, first_backoff_seconds=0.3, max_backoff_seconds=1.0)
+FAST = Timing(poll_seconds=0.2, first_backoff_seconds=0.3, max_backoff_seconds=1.0,
+              handshake_waits=(0.3, 0.6))
 
 SUBSCRIBER = r"""
 import json, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-port, out, delay = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+port, out, delay, status = int(sys.argv[1]), sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
 lock = threading.Lock()
 
 class Hook(BaseHTTPRequestHandler):
@@ -60,7 +61,7 @@ class Hook(BaseHTTPRequestHandler):
                 "raw": raw.decode(), "at": time.time()}
         with lock, open(out, "a") as f:
             f.write(json.dumps(line) + "\n")
-        self.send_response(200)
+        self.send_response(status)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -74,10 +75,11 @@ ThreadingHTTPServer(("127.0.0.1", port), Hook).serve_forever()
 class Subscriber:
     """A subscriber process on a fixed port: start, stop (killed), start again."""
 
-    def __init__(self, directory: Path, delay: float = 0.0) -> None:
+    def __init__(self, directory: Path, delay: float = 0.0, status: int = 200) -> None:
         self.port = free_port()
         self.out = directory / f"received-{self.port}.jsonl"
         self.delay = delay
+        self.status = status
         self.process: subprocess.Popen[bytes] | None = None
 
     def url(self, path: str) -> str:
@@ -85,7 +87,8 @@ class Subscriber:
 
     async def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-c", SUBSCRIBER, str(self.port), str(self.out), str(self.delay)]
+            [sys.executable, "-c", SUBSCRIBER, str(self.port), str(self.out), str(self.delay),
+             str(self.status)]
         )
         async with httpx.AsyncClient() as client:
             for _ in range(100):
@@ -108,6 +111,13 @@ class Subscriber:
             return []
         lines = [json.loads(line) for line in self.out.read_text().splitlines() if line]
         return [line | {"bundle": json.loads(line["raw"])} for line in lines if line["path"] == path]
+
+
+@pytest.fixture(autouse=True)
+def any_endpoint(api: RunningApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    """These subscribers listen on loopback: the on-premises policy (PATHWAYS_SUBSCRIPTION_ENDPOINTS
+    =any), for the API and for the delivery loops started on its settings."""
+    monkeypatch.setattr(api.settings, "subscription_endpoints", "any")
 
 
 @pytest.fixture
@@ -379,7 +389,7 @@ async def test_subscriptions_are_validated_owned_and_scoped(
 
     delivery()
     errored = await active(http, ortho, sub_id)
-    assert errored["status"] == "error" and "handshake failed" in errored["error"]
+    assert errored["status"] == "error" and "handshake failed after 3 attempts" in errored["error"]
 
     def subscriptions_in(bundle: dict[str, Any]) -> set[str]:
         return {p["valueReference"]["reference"].rsplit("/", 1)[1]
@@ -471,7 +481,8 @@ async def test_the_worker_process_runs_the_delivery_loop(
     api: RunningApi, http: httpx.AsyncClient, coordinator: dict[str, str], subscriber: Subscriber,
 ) -> None:
     """`pathways worker` (the deployed process) handshakes and notifies, and stops cleanly."""
-    env = env_for(api.settings, PATHWAYS_API_PORT=str(api.settings.api_port))
+    env = env_for(api.settings, PATHWAYS_API_PORT=str(api.settings.api_port),
+                  PATHWAYS_SUBSCRIPTION_ENDPOINTS="any")
     worker = subprocess.Popen([PATHWAYS, "worker"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
     try:
@@ -545,3 +556,141 @@ async def test_a_task_handed_on_after_a_rejection_is_withdrawn_from_the_rejecter
     assert all(KINGSBRIDGE not in n["raw"] for n in subscriber.received("/a"))
     assert seen("/b")[-1]["status"] == "requested"
     assert seen("/b")[-1]["owner"] == {"reference": f"Organization/{KINGSBRIDGE}"}
+
+
+INTERNAL = ["https://169.254.169.254/latest/meta-data/", "https://10.0.0.1/hook",
+            "https://[::ffff:192.168.1.1]/hook", "https://100.64.0.1/hook", "https://localhost/hook"]
+
+
+async def test_a_provider_cannot_point_a_subscription_at_internal_hosts_under_public(
+    api: RunningApi, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Server-side request forgery: under `public` (the default), creating or changing a
+    subscription whose endpoint is the cloud metadata service, a private network, the API's own
+    loopback port or the like is refused, naming channel.endpoint and not the address it
+    resolved to; under `any` (on premises) the same endpoints are taken as before."""
+    ortho = bearer(api.provider_token(ORTHO))
+    own_port = f"http://127.0.0.1:{api.settings.api_port}/fhir/Task"
+    kept = await subscribe(http, ortho, subscription(api, own_port))  # under `any` (the fixture)
+
+    monkeypatch.setattr(api.settings, "subscription_endpoints", "public")
+    for endpoint in [*INTERNAL, own_port]:
+        refused = await http.post("/fhir/Subscription", headers=ortho, json=subscription(api, endpoint))
+        assert refused.status_code == 422, (endpoint, refused.text)
+        outcome = refused.json()
+        assert outcome["resourceType"] == "OperationOutcome"
+        problems = " ".join(i["diagnostics"] for i in outcome["issue"])
+        assert "channel.endpoint" in problems and "public internet address" in problems
+        assert "127.0.0.1" not in problems or "127.0.0.1" in endpoint  # localhost: not echoed
+    changed = subscription(api, "https://10.0.0.1/hook") | {"id": kept}
+    refused = await http.put(f"/fhir/Subscription/{kept}", headers=ortho, json=changed)
+    assert refused.status_code == 422 and "channel.endpoint" in refused.text
+    assert (await http.get(f"/fhir/Subscription/{kept}", headers=ortho)).json()["channel"]["endpoint"] == own_port
+    names_a_later_host = await http.post("/fhir/Subscription", headers=ortho, json=subscription(
+        api, "https://ehr.invalid/hook"))  # no such name (yet): the handshake will tell
+    assert names_a_later_host.status_code == 201, names_a_later_host.text
+
+    monkeypatch.setattr(api.settings, "subscription_endpoints", "any")
+    created = [names_a_later_host.json()["id"], kept]
+    for endpoint in INTERNAL:
+        created.append(await subscribe(http, ortho, subscription(api, endpoint)))
+    for sub_id in created:
+        assert (await http.delete(f"/fhir/Subscription/{sub_id}", headers=ortho)).status_code == 204
+
+
+async def test_a_name_resolving_to_an_internal_address_is_never_contacted(
+    api: RunningApi, http: httpx.AsyncClient, subscriber: Subscriber,
+) -> None:
+    """At each delivery the name is resolved again and only a public address is dialled: a name
+    that now resolves to loopback (DNS rebinding; an injected resolver stands in for DNS) is not
+    contacted though a subscriber listens there, and the subscription goes to `error` with the
+    reason in $status, once, with no retries: an active one at its next heartbeat, a new one at
+    its handshake."""
+    await subscriber.start()
+    ortho = bearer(api.provider_token(ORTHO))
+    endpoint = subscriber.url("/r").replace("127.0.0.1", "localhost")
+    store = SubscriptionStore(api.settings.event_store)
+    try:
+        async with httpx.AsyncClient() as plain:  # before: the name resolved to a public address
+            before = Delivery(api.settings, store, plain, FAST)
+            running = asyncio.ensure_future(before.run())
+            was_active = await subscribe(http, ortho, subscription(api, endpoint, heartbeat=2))
+            assert (await active(http, ortho, was_active))["status"] == "active"
+            before.stop.set()
+            await running
+        assert [kind(n) for n in subscriber.received("/r")] == ["handshake"]
+        new = await subscribe(http, ortho, subscription(api, endpoint))
+
+        public = api.settings.model_copy(update={"subscription_endpoints": "public"})
+        asked: list[str] = []
+
+        def rebinding(host: str, port: int) -> list[str]:
+            asked.append(host)
+            return ["93.184.216.34", "127.0.0.1"]
+
+        async with endpoint_client(public, rebinding) as guarded:
+            after = Delivery(public, store, guarded, FAST)
+            running = asyncio.ensure_future(after.run())
+            try:
+                assert (await active(http, ortho, new))["status"] == "error"
+                refused = await until(
+                    lambda: (r := store.current(was_active)) is not None and r.status.value == "error" and r,
+                    10, "the heartbeat refused")
+                await asyncio.sleep(1.0)  # more passes: nothing retried
+            finally:
+                after.stop.set()
+                await running
+        assert set(asked) == {"localhost"} and len(asked) == 2, "one look-up each, no retry loop"
+        assert [kind(n) for n in subscriber.received("/r")] == ["handshake"], "never contacted"
+        assert refused.error.startswith("endpoint refused") and "127.0.0.1" not in refused.error
+        status = (await http.get(f"/fhir/Subscription/{new}/$status", headers=ortho)).json()
+        parameters = {p["name"]: p for p in status["entry"][0]["resource"]["parameter"]}
+        assert parameters["status"]["valueCode"] == "error"
+        assert "public internet address" in parameters["error"]["valueCodeableConcept"]["text"]
+    finally:
+        for sub_id in (was_active, new):
+            await http.delete(f"/fhir/Subscription/{sub_id}", headers=ortho)
+        store.close()
+
+
+async def test_a_failed_handshake_is_tried_three_times_with_backoff_before_error(
+    api: RunningApi, http: httpx.AsyncClient, tmp_path: Path, delivery: Callable[..., Delivery],
+) -> None:
+    """A subscriber that is briefly down at its handshake still becomes active; one that keeps
+    failing gets three handshakes, spaced by the backoff, and then `error`."""
+    failing = Subscriber(tmp_path, status=503)
+    late = Subscriber(tmp_path)
+    ortho = bearer(api.provider_token(ORTHO))
+    timing = Timing(poll_seconds=0.1, handshake_waits=(0.5, 1.0))
+    try:
+        await failing.start()
+        keeps_failing = await subscribe(http, ortho, subscription(api, failing.url("/f")))
+        comes_up = await subscribe(http, ortho, subscription(api, late.url("/u")))
+        delivery(timing)
+
+        async def state(sub_id: str) -> dict[str, Any]:
+            return dict((await http.get(f"/fhir/Subscription/{sub_id}", headers=ortho)).json())
+
+        for _ in range(50):
+            first = await state(comes_up)
+            if "attempt 1 of 3" in first.get("error", ""):
+                break
+            await asyncio.sleep(0.05)
+        assert first["status"] == "requested" and "attempt 1 of 3" in first["error"]
+        await late.start()
+        assert (await active(http, ortho, comes_up))["status"] == "active"
+
+        for _ in range(100):
+            if (given_up := await state(keeps_failing))["status"] == "error":
+                break
+            await asyncio.sleep(0.1)
+        assert given_up["status"] == "error"
+        assert "handshake failed after 3 attempts: endpoint answered 503" in given_up["error"]
+        tries = [n["at"] for n in failing.received("/f")]
+        assert len(tries) == 3 and all(kind(n) == "handshake" for n in failing.received("/f"))
+        assert tries[1] - tries[0] >= 0.5 and tries[2] - tries[1] >= 1.0
+        await asyncio.sleep(0.5)
+        assert len(failing.received("/f")) == 3
+    finally:
+        failing.stop()
+        late.stop()

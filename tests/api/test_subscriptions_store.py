@@ -224,7 +224,7 @@ def test_changes_recorded_before_the_upgrade_are_still_found(store: Subscription
 
 def test_setup_creates_every_table_delivery_needs(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     for url in (f"sqlite:///{tmp_path / 'fresh.db'}", request.getfixturevalue("postgres_database")):
-        settings = make_settings(tmp_path, "127.0.0.1:7233", event_store_url=url)
+        settings = make_settings(tmp_path, "127.0.0.1:7233", event_store_url=url, subscription_endpoints="any")
         migrate_database(settings)
         migrate_database(settings)  # idempotent
         found = EventStore(url)
@@ -269,7 +269,7 @@ async def test_a_late_batch_is_delivered_exactly_once(store: SubscriptionStore, 
                        now - timedelta(minutes=15))
     store.set_status(sub.id, Status.ACTIVE, now)
     url = store.engine.url.render_as_string(hide_password=False)
-    settings = make_settings(tmp_path, "127.0.0.1:7233", event_store_url=url)
+    settings = make_settings(tmp_path, "127.0.0.1:7233", event_store_url=url, subscription_endpoints="any")
     timing = Timing(poll_seconds=0.05)
 
     async def until(count: int) -> None:
