@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -180,7 +181,9 @@ def test_pruning_keeps_what_a_subscription_may_still_look_at(store: Subscription
     off = store.create(Spec(provider_id=ME, endpoint="https://ehr.example.org/hook",
                             filter=Filter(ME), off=True), now)
     record(store, "pw-old", ME, 1, "requested", now)
+    time.sleep(0.01)  # SQLite's clock counts milliseconds: keep the three moments apart
     sub = store.create(spec(), now)
+    time.sleep(0.01)
     record(store, "pw-new", ME, 1, "requested", now)
     assert store.prune() == 0  # all within the look-back of the oldest cursor
     assert store.prune(lookback=timedelta(0)) == 1  # the off subscription holds nothing back
