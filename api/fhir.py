@@ -478,22 +478,12 @@ async def search_tasks(
         last = found[-1][0]
         next_cursor = f"{last.updated_at.isoformat()}|{last.task_id}"
         links.append(_link(base_url, params | {"_cursor": next_cursor}, "next"))
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": total,
-        "link": links,
-    }
-    if tasks:  # FHIR JSON has no empty arrays (ele-1): no matches, no entry
-        bundle["entry"] = [
-            {
-                "fullUrl": f"{base_url}/fhir/Task/{task['id']}",
-                "resource": task,
-                "search": {"mode": "match"},
-            }
-            for task in tasks
-        ]
-    return FhirResponse(bundle)
+    entries = [
+        {"fullUrl": fhir.task_url(base_url, task["id"]), "resource": task,
+         "search": {"mode": "match"}}
+        for task in tasks
+    ]
+    return FhirResponse(fhir.searchset(entries, total, links))
 
 
 # --- history and vread: every version the workflow recorded -----------------------------------
@@ -527,7 +517,7 @@ def _history_entry(
     the response (status, version ETag, when)."""
     first = version == created
     return {
-        "fullUrl": f"{base_url}/fhir/Task/{task_id}",
+        "fullUrl": fhir.task_url(base_url, task_id),
         "resource": task,
         "request": {"method": "POST", "url": "Task"} if first
         else {"method": "PUT", "url": f"Task/{task_id}"},

@@ -28,6 +28,7 @@ from api.fhir import FhirResponse
 from api.fhir_models import Resource
 from api.problems import ApiError, fhir_errors
 from api.tokens import Principal
+from pathways.fhir import searchset
 from pathways.settings import Settings
 from pathways.subscriptions import (
     TOPIC_ID,
@@ -226,16 +227,11 @@ async def search_subscriptions(
 ) -> FhirResponse:
     records = await asyncio.to_thread(_store(request).list_for, principal.subject)
     base_url = context.settings(request).base_url
-    return FhirResponse({
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": len(records),
-        "entry": [
-            {"fullUrl": subscription_url(base_url, r.id), "resource": _resource(r, request),
-             "search": {"mode": "match"}}
-            for r in records
-        ],
-    })
+    return FhirResponse(searchset([
+        {"fullUrl": subscription_url(base_url, r.id), "resource": _resource(r, request),
+         "search": {"mode": "match"}}
+        for r in records
+    ]))
 
 
 @router.get(
@@ -258,7 +254,7 @@ async def subscriptions_status(
         if (not ids or r.id in ids) and (not statuses or r.status.value in statuses)
     ]
     base_url = context.settings(request).base_url
-    return FhirResponse(_searchset([_status_entry(r, base_url) for r in chosen]))
+    return FhirResponse(searchset([_status_entry(r, base_url) for r in chosen]))
 
 
 @router.get(
@@ -332,10 +328,6 @@ def _status_entry(record: Record, base_url: str) -> dict[str, Any]:
             "search": {"mode": "match"}}
 
 
-def _searchset(entries: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries}
-
-
 @router.get(
     "/Subscription/{subscription_id}/$status",
     response_model=NotificationBundleModel,
@@ -349,7 +341,7 @@ async def subscription_status(
 ) -> FhirResponse:
     """A searchset Bundle with the subscription's status Parameters."""
     record = await _own(request, principal, subscription_id)
-    return FhirResponse(_searchset([_status_entry(record, context.settings(request).base_url)]))
+    return FhirResponse(searchset([_status_entry(record, context.settings(request).base_url)]))
 
 
 @router.get(

@@ -77,6 +77,27 @@ def questionnaire_id(definition: PathwayDefinition, step: Step) -> str:
     return f"{definition.id}.{definition.version}.{step.id}"
 
 
+def task_url(base_url: str, task_id: str) -> str:
+    """A Task's absolute URL on this server (a Bundle entry's fullUrl)."""
+    return f"{base_url.rstrip('/')}/fhir/Task/{task_id}"
+
+
+def searchset(entries: list[dict[str, Any]], total: int | None = None,
+              links: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    """A searchset Bundle; `total` defaults to the entries'. FHIR JSON has no empty arrays
+    (ele-1): with no matches there is no `entry`."""
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(entries) if total is None else total,
+    }
+    if links:
+        bundle["link"] = links
+    if entries:
+        bundle["entry"] = entries
+    return bundle
+
+
 def questionnaire_url(definition: PathwayDefinition, step: Step, base_url: str) -> str:
     return f"{base_url.rstrip('/')}/fhir/Questionnaire/{questionnaire_id(definition, step)}"
 

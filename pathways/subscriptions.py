@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import parse_qsl
 
-from pathways.fhir import STEP_SYSTEM, instant, withdrawn_task
+from pathways.fhir import STEP_SYSTEM, instant, task_url, withdrawn_task
 from pathways.webhook_url import webhook_url_problem
 
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
@@ -605,7 +605,7 @@ def status_parameters(
             {"name": "timestamp", "valueInstant": instant(event.at)},
         ]
         if content is not Content.EMPTY:
-            parts.append({"name": "focus", "valueReference": {"reference": _task_url(
+            parts.append({"name": "focus", "valueReference": {"reference": task_url(
                 base_url, event.task_id)}})
         parameter.append({"name": "notification-event", "part": parts})
     if error:
@@ -621,10 +621,6 @@ def status_parameters(
         "meta": {"profile": [STATUS_PROFILE]},
         "parameter": parameter,
     }
-
-
-def _task_url(base_url: str, task_id: str) -> str:
-    return f"{base_url.rstrip('/')}/fhir/Task/{task_id}"
 
 
 def notification_bundle(
@@ -649,7 +645,7 @@ def notification_bundle(
     for event, task in tasks:
         created = event.version == 1
         entries.append({
-            "fullUrl": _task_url(base_url, event.task_id),
+            "fullUrl": task_url(base_url, event.task_id),
             "resource": task,
             "request": {"method": "POST" if created else "PUT",
                         "url": "Task" if created else f"Task/{event.task_id}"},

@@ -385,7 +385,12 @@ async def test_subscriptions_are_validated_owned_and_scoped(
     assert (await http.get(f"/fhir/Subscription/{sub_id}/$events", headers=hub)).status_code == 404
     assert (await http.get("/fhir/Subscription", headers=coordinator)).status_code == 403
     theirs = (await http.get("/fhir/Subscription", headers=hub)).json()
-    assert sub_id not in {e["resource"]["id"] for e in theirs["entry"]}
+    assert sub_id not in {e["resource"]["id"] for e in theirs.get("entry", [])}
+    none = bearer(api.provider_token("provider-with-no-subscriptions"))
+    for empty in [(await http.get(path, headers=none)).json()
+                  for path in ("/fhir/Subscription", "/fhir/Subscription/$status")]:
+        Bundle.model_validate(empty)  # no matches: no `entry` (FHIR JSON has no empty arrays)
+        assert empty["total"] == 0 and "entry" not in empty, empty
 
     delivery()
     errored = await active(http, ortho, sub_id)
@@ -393,7 +398,7 @@ async def test_subscriptions_are_validated_owned_and_scoped(
 
     def subscriptions_in(bundle: dict[str, Any]) -> set[str]:
         return {p["valueReference"]["reference"].rsplit("/", 1)[1]
-                for e in bundle["entry"] for p in e["resource"]["parameter"] if p["name"] == "subscription"}
+                for e in bundle.get("entry", []) for p in e["resource"]["parameter"] if p["name"] == "subscription"}
 
     all_mine = await http.get("/fhir/Subscription/$status", headers=ortho, params={"status": "error"})
     assert all_mine.status_code == 200 and sub_id in subscriptions_in(all_mine.json())
