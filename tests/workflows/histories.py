@@ -11,6 +11,7 @@ guarded with `workflow.patched`.
 from __future__ import annotations
 
 import asyncio
+import sys
 import tempfile
 from datetime import date, timedelta
 from pathlib import Path
@@ -38,7 +39,9 @@ from worker.binaries import installed_binary
 from workflows import search
 
 FOLDER = Path(__file__).parent / "histories"
-TODAY = FOLDER / date.today().isoformat()
+TODAY = FOLDER / (sys.argv[1] if len(sys.argv) > 1 else date.today().isoformat())
+"""Where this run records: `python -m tests.workflows.histories [FOLDER]`, by default today's
+date; name a new folder when today's already holds histories of older code."""
 
 
 async def save(handle: WorkflowHandle, name: str) -> None:
