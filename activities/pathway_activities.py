@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import OrderedDict
 from datetime import UTC, datetime
 
 import httpx
@@ -26,6 +27,9 @@ from pathways.settings import Settings
 from pathways.state import task_id
 
 log = structlog.get_logger("pathways.activities")
+
+INDEXED_REMEMBERED = 10_000
+"""Pathways whose patient a worker remembers having indexed (beyond, it indexes again)."""
 
 
 class StoreStatus:
@@ -79,6 +83,8 @@ class PathwayActivities:
         self._settings = settings
         self._store = store
         self._patients = PatientIndex.from_secret(settings.key)
+        self._indexed: OrderedDict[str, None] = OrderedDict()
+        self._indexed_lock = threading.Lock()
         self._http = http
         self.store_status = store_status or StoreStatus()
 
@@ -89,8 +95,7 @@ class PathwayActivities:
         A database error is reported by its class only: SQLAlchemy's message holds the
         statement's parameters, which may hold a rendered Task (patient data).
         """
-        name, number = task_patient(t.task for t in batch.tasks)
-        terms = self._patients.terms(name, number) if number is not None else set()
+        terms = self._patient_terms(batch)
         try:
             self._store.record(batch, patient_terms=terms)
         except ValueError as error:
@@ -102,6 +107,8 @@ class PathwayActivities:
             raise ApplicationError(
                 f"event store unavailable: {type(error).__name__}", type="EventStoreUnavailable"
             ) from None
+        if terms:
+            self._remember_indexed(batch.pathway.pathway_id)
         since = self.store_status.succeeded()
         if since is not None:
             log.warning("event store available again", down_seconds=round(
@@ -120,6 +127,22 @@ class PathwayActivities:
         if self.store_status.failed(error):
             log.error("event store unavailable: pathways keep running, batches kept",
                       error=error)
+
+    def _patient_terms(self, batch: RecordBatch) -> set[str]:
+        """The patient's blind-index terms, until this worker has written them once for the
+        pathway: a patient never changes, so later batches need not hash and insert them again
+        (after a restart they are written once more; the insert is idempotent)."""
+        with self._indexed_lock:
+            if batch.pathway.pathway_id in self._indexed:
+                return set()
+        name, number = task_patient(t.task for t in batch.tasks)
+        return self._patients.terms(name, number) if number is not None else set()
+
+    def _remember_indexed(self, pathway_id: str) -> None:
+        with self._indexed_lock:
+            self._indexed[pathway_id] = None
+            while len(self._indexed) > INDEXED_REMEMBERED:
+                self._indexed.popitem(last=False)
 
     @activity.defn(name="notify_provider")
     async def notify_provider(self, notification: Notification) -> int:
