@@ -20,7 +20,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.problems import STORE_DOWN, ApiError, error_response, unavailable
+from api.problems import STORE_DOWN, ApiError, error_response, store_down_unchanged
 from api.tokens import TokenStore
 from pathways.settings import Settings
 
@@ -111,8 +111,7 @@ class Door:
         try:
             principal = await asyncio.to_thread(self.tokens.authenticate, token.strip())
         except STORE_DOWN:  # the tokens live in the event store; nothing was read or changed
-            raise unavailable("the event store is unavailable: nothing was changed; "
-                              "retry in a few seconds") from None
+            raise store_down_unchanged() from None
         if principal is None:
             raise ApiError(401, ["the bearer token is unknown or revoked"])
         scope.setdefault("state", {})["principal"] = principal

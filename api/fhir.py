@@ -37,8 +37,7 @@ from api.fhir_models import (
     TaskUpdate,
 )
 from api.gateway import Gateway
-from api.problems import FHIR_JSON, ApiError, fhir_errors, refuse_unknown_parameters
-from api.problems import _lenient as lenient
+from api.problems import FHIR_JSON, ApiError, fhir_errors, lenient, refuse_unknown_parameters
 from api.tokens import Principal, PrincipalKind
 from pathways import fhir
 from pathways.catalogue import Catalogue, UnknownDefinition

@@ -114,12 +114,16 @@ locked): an outage, not a bug, so 503 and a retry rather than 500."""
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+def store_down_unchanged() -> ApiError:
+    """503 while the event store is down, for a request that changed nothing."""
+    return unavailable("the event store is unavailable: nothing was changed; retry in a few seconds")
+
+
 def store_unavailable(method: str) -> ApiError:
     """503 while the event store is down: a read changed nothing; a write may have reached the
     engine before the store failed, so its outcome is unknown and the same request is retried."""
     if method in SAFE_METHODS:
-        return unavailable("the event store is unavailable: nothing was changed; "
-                           "retry in a few seconds")
+        return store_down_unchanged()
     return ApiError(
         503,
         [f"{OUTCOME_UNKNOWN} (the event store did not answer; "
@@ -202,7 +206,7 @@ def refuse_unknown_parameters(request: Request, known: set[str]) -> None:
     """400 naming every query parameter the route does not know, so a client never believes a
     filter was applied when it was not; `Prefer: handling=lenient` ignores them instead."""
     unknown = sorted({name for name in request.query_params if name not in known})
-    if not unknown or _lenient(request.headers.get("prefer")):
+    if not unknown or lenient(request.headers.get("prefer")):
         return
     raise ApiError(
         400,
@@ -211,7 +215,8 @@ def refuse_unknown_parameters(request: Request, known: set[str]) -> None:
     )
 
 
-def _lenient(prefer: str | None) -> bool:
+def lenient(prefer: str | None) -> bool:
+    """Whether the client sent `Prefer: handling=lenient` (FHIR: ignore what is not understood)."""
     preferences = {p.strip().replace(" ", "").lower() for p in (prefer or "").split(",")}
     return "handling=lenient" in preferences
 
