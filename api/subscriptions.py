@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Query, Request, Response
 from fhir.resources.R4B.subscription import Subscription
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from activities.subscriptions import MAX_PER_PROVIDER, Record, SubscriptionStore, TooMany
 from api import context
@@ -72,9 +72,11 @@ class BasicModel(Resource):
 
 
 class NotificationBundleModel(Resource):
+    """A notification, $status or search Bundle (no `entry` when nothing matched: ele-1)."""
+
     resourceType: Literal["Bundle"]
     type: str
-    entry: list[dict[str, Any]]
+    entry: list[dict[str, Any]] = Field(default_factory=list)
 
 
 def install(app: FastAPI, settings: Settings) -> None:
