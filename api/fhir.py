@@ -47,6 +47,7 @@ from pathways.events import HandoverRow
 from pathways.lifecycle import PROVIDER_MOVES
 from pathways.state import Handover, PathwayState, TaskStatus, parse_task_id
 from pathways.subscriptions import subscription_capabilities
+from workflows.messages import ProviderAnswer
 from workflows.pathway import PathwayWorkflow
 
 PROVIDER_STATUSES: frozenset[TaskStatus] = frozenset().union(*PROVIDER_MOVES.values())
@@ -667,39 +668,51 @@ def _expected_version(if_match: str | None) -> int | None:
     return int(match[1])
 
 
-def _command(
-    body: dict[str, Any],
-    state: PathwayState,
-    handover: Handover,
-    principal: Principal,
-    version: int | None,
-    type_problems: list[str],
-    bad_outputs: set[int],
-) -> ProviderCommand:
-    """The provider command in a PUT, or one refusal listing every problem found in the body:
-    FHIR type errors and the step's contract problems in the other outputs together."""
+def _provider_status(body: dict[str, Any], type_problems: list[str]) -> TaskStatus:
+    """The status a provider PUTs; one a provider may not set is 409 (400 if the body also has
+    FHIR type errors, which are listed instead)."""
     status = body.get("status")
     if not isinstance(status, str) or status not in {s.value for s in PROVIDER_STATUSES}:
         if type_problems:
             raise ApiError(400, type_problems)
         raise ApiError(409, [f"a provider cannot set a Task to {status!r}"])
-    if not type_problems:
-        try:
-            output = fhir.outputs_from_task(body)
-        except fhir.OutputError as error:
-            raise ApiError(400, error.problems) from None
-    else:
-        output, problems = _readable_outputs(body, bad_outputs)
-        if status == "completed":
-            skipped = {_output_name(body["output"][i]) for i in bad_outputs}
-            problems += _contract_problems(state, handover, output, skipped)
-        raise ApiError(400, [*type_problems, *problems])
+    return TaskStatus(status)
+
+
+def _type_refusal(
+    body: dict[str, Any],
+    state: PathwayState,
+    handover: Handover,
+    type_problems: list[str],
+    bad_outputs: set[int],
+) -> ApiError:
+    """One refusal listing every problem in a body with FHIR type errors: those, and the step
+    contract's problems in the other outputs."""
+    output, problems = _readable_outputs(body, bad_outputs)
+    if body.get("status") == "completed":
+        skipped = {_output_name(body["output"][i]) for i in bad_outputs}
+        problems += _contract_problems(state, handover, output, skipped)
+    return ApiError(400, [*type_problems, *problems])
+
+
+def _command(
+    body: dict[str, Any],
+    status: TaskStatus,
+    handover_id: str,
+    principal: Principal,
+    version: int | None,
+) -> ProviderCommand:
+    """The provider command in a PUT whose body has no FHIR type errors."""
+    try:
+        output = fhir.outputs_from_task(body)
+    except fhir.OutputError as error:
+        raise ApiError(400, error.problems) from None
     reason = (body.get("statusReason") or {}).get("text")
     try:
         return ProviderCommand(
-            handover_id=handover.id,
+            handover_id=handover_id,
             provider_id=principal.subject,
-            status=TaskStatus(status),
+            status=status,
             output=output,
             reason=reason,
             expected_version=version,
@@ -793,22 +806,45 @@ async def update_task(
     ] = None,
 ) -> FhirResponse:
     """A stale If-Match is 412; a retry of the provider's own last move is the same 200 (also
-    after a reject or fail handed the work on); a move on a handover that has moved on
-    (e.g. the loser of a complete-vs-fail race) is 409."""
+    after a reject or fail handed the work on); a move on a handover that has moved on from
+    this provider (e.g. the loser of a complete-vs-fail race) is 409.
+
+    With If-Match the PUT is one Update, whose validator checks ownership and version and whose
+    answer is the rendered Task. Without it the pathway is read first: the version moved from
+    tells a new request from a retry of the same one (the Update id).
+    """
     body, type_problems, bad_outputs = _parse_update(await request.body(), task_id)
     version = _expected_version(if_match)
+    status = _provider_status(body, type_problems)
     gateway = context.gateway(request)
-    state, handover = await _own_handover(gateway, principal, task_id)
-    command = _command(body, state, handover, principal, version, type_problems, bad_outputs)
+    if type_problems or version is None:
+        state, handover = await _own_handover(gateway, principal, task_id)
+        if type_problems:
+            raise _type_refusal(body, state, handover, type_problems, bad_outputs)
+        pathway_id, handover_id, basis = state.pathway_id, handover.id, handover.version
+    else:
+        pathway_id, handover_id = _task_ids(task_id)
+        basis = version
+    command = _command(body, status, handover_id, principal, version)
     try:
-        updated: Handover = await gateway.update(
-            state.pathway_id, PathwayWorkflow.provider_update, command, str(handover.version)
+        answer: ProviderAnswer = await gateway.update(
+            pathway_id, PathwayWorkflow.provider_put, command, str(basis)
         )
     except ApiError as error:
         raise await _explained(gateway, principal, task_id, version, error) from None
-    seen = _as_seen_by(principal, command, updated)
-    rendered = fhir.task_resource(state, seen, context.settings(request).base_url)
-    return FhirResponse(rendered, headers=_etag(seen))
+    task = answer.task
+    if task is None:  # the workflow could not render it (logged there): render it here
+        state, _ = await _own_handover(gateway, principal, task_id)
+        task = fhir.task_resource(state, answer.handover, context.settings(request).base_url)
+    return FhirResponse(task, headers=_etag(answer.handover))
+
+
+def _task_ids(task_id: str) -> tuple[str, str]:
+    """(pathway id, handover id) of a Task id; 404 for an id no Task can have."""
+    try:
+        return parse_task_id(task_id)
+    except ValueError:
+        raise ApiError(404, [f"no Task {task_id}"]) from None
 
 
 async def _explained(
@@ -820,8 +856,8 @@ async def _explained(
         return error
     try:
         _, now = await _own_handover(gateway, principal, task_id)
-    except ApiError:
-        return error
+    except ApiError as lookup:  # e.g. no such pathway: say so of the Task
+        return lookup if lookup.status == 404 else error
     if version is not None and now.version != version:
         return ApiError(
             412, [f"the Task is at version {now.version}, not {version}: read it and retry"]
@@ -832,21 +868,6 @@ async def _explained(
                   "has it now"]
         )
     return error
-
-
-def _as_seen_by(principal: Principal, command: ProviderCommand, handover: Handover) -> Handover:
-    """After a rejection or failure the broker hands the work to the next provider: the caller
-    sees its own final word on the Task, not who has it now."""
-    if handover.provider_id == principal.subject:
-        return handover
-    return handover.model_copy(
-        update={
-            "provider_id": principal.subject,
-            "status": command.status,
-            "status_reason": command.reason,
-            "output": {},
-        }
-    )
 
 
 @router.get(

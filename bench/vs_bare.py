@@ -168,6 +168,38 @@ async def bare_worker(address: str, task_queue: str, shared_client: bool = False
 
 
 # --- measurement -----------------------------------------------------------------------------
+TICK = os.sysconf("SC_CLK_TCK")
+ROLES = (("--bare-worker", "bare worker"), ("temporal", "dev server"), ("worker", "worker"),
+         ("api", "api"))
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU time (user + system) so far of this process ("bench client") and of each child
+    process by role: the load-independent cost of a round, where wall time depends on what
+    else the machine runs."""
+    used: dict[str, float] = {}
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        pid, parent = int(entry.name), int(fields[1])
+        if pid == me:
+            role = "bench client"
+        elif parent == me:
+            words = [a.decode(errors="replace") for a in argv]
+            role = next((name for flag, name in ROLES if any(flag == Path(w).name or flag == w
+                                                              for w in words)), "other")
+        else:
+            continue
+        used[role] = used.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / TICK
+    return used
+
+
 @dataclass
 class Round:
     latencies: list[float] = field(default_factory=list)
@@ -175,6 +207,8 @@ class Round:
     done: int = 0
     began: float = 0.0
     ended: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)
+    """CPU seconds each process used during the round."""
 
     def arrived(self, flow: str, step: int, at: float) -> None:
         before = self.sent.get((flow, step - 1))
@@ -318,15 +352,32 @@ async def run_round(
                 finished.set()
 
     tasks = [asyncio.ensure_future(client()) for _ in range(clients)]
+    before = cpu_seconds()
     rnd.began = time.perf_counter()
     await launch()
     await asyncio.wait_for(finished.wait(), timeout=1800)
     rnd.ended = time.perf_counter()
+    after = cpu_seconds()
+    rnd.cpu = {role: after[role] - before.get(role, 0.0) for role in after}
     for task in tasks:
         task.cancel()
     print(f"  {name}: {len(rnd.latencies)} handovers measured, "
-          f"{target / (rnd.ended - rnd.began):.1f}/s", flush=True)
+          f"{target / (rnd.ended - rnd.began):.1f}/s, CPU ms per handover: "
+          f"{cpu_text(rnd.cpu, target, name)}", flush=True)
     return rnd
+
+
+SIDES = {"product": ("worker", "api"), "bare": ("bare worker",)}
+SHARED_ROLES = ("dev server", "bench client")
+
+
+def cpu_text(cpu: dict[str, float], handovers: int, name: str) -> str:
+    """e.g. "61 (worker 25, api 9, dev server 23, bench client 4)": only the processes that
+    serve this side (the other side's processes idle, but are not counted)."""
+    roles = [*SIDES[name.removesuffix("-light")], *SHARED_ROLES]
+    each = {role: cpu.get(role, 0.0) * 1000 / handovers for role in roles}
+    parts = ", ".join(f"{role} {ms:.0f}" for role, ms in each.items())
+    return f"{sum(each.values()):.0f} ({parts})"
 
 
 def stats(rounds: list[Round], count: int) -> dict[str, float]:
@@ -336,8 +387,13 @@ def stats(rounds: list[Round], count: int) -> dict[str, float]:
     def pct(p: float) -> float:
         return latencies[min(len(latencies) - 1, int(len(latencies) * p))] * 1000
 
+    cpu: dict[str, float] = {}
+    for r in rounds:
+        for role, used in r.cpu.items():
+            cpu[role] = cpu.get(role, 0.0) + used
     return {"n": len(latencies), "p50": statistics.median(latencies) * 1000, "p95": pct(0.95),
-            "p99": pct(0.99), "per_s": count * STEPS * len(rounds) / seconds}
+            "p99": pct(0.99), "per_s": count * STEPS * len(rounds) / seconds,
+            "handovers": count * STEPS * len(rounds), **{f"cpu {k}": v for k, v in cpu.items()}}
 
 
 async def main_async(
@@ -434,6 +490,14 @@ def record(result: dict[str, dict[str, float]], command: str) -> str:
         lines.append(f"| ratio, {label} | | {p['p50'] / b['p50']:.2f}x "
                      f"| {p['p95'] / b['p95']:.2f}x | {p['p99'] / b['p99']:.2f}x "
                      f"| {p['per_s'] / b['per_s']:.2f}x |")
+    lines.append("")
+    lines.append("CPU ms per handover, under load (each process's user + system time over the "
+                 "measured rounds, divided by their handovers; the dev server and the bench "
+                 "client serve both sides, so only the rounds of that side count):")
+    for name in ("product", "bare"):
+        r = result[name]
+        cpu = {k.removeprefix("cpu "): v for k, v in r.items() if k.startswith("cpu ")}
+        lines.append(f"- {name}: {cpu_text(cpu, int(r['handovers']), name)}")
     lines.append("")
     lines.append("Targets: latency <= 1.3x bare at p50 and p99, throughput >= 0.8x bare.")
     text = "\n".join(lines) + "\n"

@@ -12,7 +12,14 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from pathways.model import FieldType, HandoverField, PathwayDefinition, Step
-from pathways.state import BusinessStatus, Handover, PathwayState, PathwayStatus, task_id
+from pathways.state import (
+    BusinessStatus,
+    Handover,
+    PathwayState,
+    PathwayStatus,
+    TaskStatus,
+    task_id,
+)
 
 STEP_SYSTEM = "urn:pathways:step"
 PATHWAY_SYSTEM = "urn:pathways:pathway"
@@ -295,6 +302,22 @@ def careplan_resource(state: PathwayState, handovers: list[Handover]) -> dict[st
     if activities:  # no empty arrays in FHIR JSON
         careplan["activity"] = activities
     return careplan
+
+
+def as_seen_by(
+    handover: Handover, provider_id: str, status: TaskStatus, reason: str | None
+) -> Handover:
+    """The handover as the provider whose move (`status`, `reason`) was just applied sees it.
+
+    After a rejection or failure the broker hands the work on to the next provider: the caller
+    sees its own final word on the Task, not who has it now (nor that provider's data).
+    """
+    if handover.provider_id == provider_id:
+        return handover
+    return handover.model_copy(
+        update={"provider_id": provider_id, "status": status, "status_reason": reason,
+                "output": {}}
+    )
 
 
 def withdrawn_task(task: dict[str, Any], provider_id: str) -> dict[str, Any]:

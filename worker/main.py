@@ -32,7 +32,7 @@ from worker.reconcile import reconcile_forever
 from worker.subscriptions import deliver_forever
 from worker.telemetry import logging_runtime, structured_sdk_logs, telemetry
 from workflows.pathway import PathwayWorkflow
-from workflows.sandbox import RUNNER
+from workflows.sandbox import RUNNER, precompile
 
 log = structlog.get_logger("pathways.worker")
 
@@ -96,6 +96,7 @@ async def running_worker(
     client: Client, settings: Settings, store_status: StoreStatus | None = None
 ) -> AsyncIterator[Worker]:
     """A worker polling the task queue for as long as the context is open."""
+    precompile(settings.data_dir / "pycache")
     store = EventStore(settings.event_store)
     async with httpx.AsyncClient() as http:
         activities = PathwayActivities(settings, store, http, store_status)

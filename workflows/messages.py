@@ -10,12 +10,13 @@ re-run of the module took on this machine; bench/scale.py). Pure data, no Tempor
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from pathways.events import Notification, RecordBatch
 from pathways.model import PathwayDefinition
-from pathways.state import PathwayState, PathwayStatus, Patient
+from pathways.state import Handover, PathwayState, PathwayStatus, Patient
 
 NOTIFY_GIVE_UP_AFTER = timedelta(hours=24)
 
@@ -47,6 +48,17 @@ class PathwayInput(BaseModel):
     unwritten: list[Outgoing] = []
     undelivered: list[Notification] = []
     notify_give_up_after: timedelta = NOTIFY_GIVE_UP_AFTER
+
+
+class ProviderAnswer(BaseModel):
+    """A provider move's answer: the handover as that provider now sees it, and its FHIR Task
+    rendered in the workflow at that version (None if rendering failed), so that the API
+    answers a PUT without reading the pathway before or after."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    handover: Handover
+    task: dict[str, Any] | None
 
 
 class PathwayResult(BaseModel):

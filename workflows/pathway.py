@@ -66,6 +66,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.messages import Outgoing as Outgoing
     from workflows.messages import PathwayInput as PathwayInput
     from workflows.messages import PathwayResult as PathwayResult
+    from workflows.messages import ProviderAnswer as ProviderAnswer
 
 C = TypeVar("C")
 R = TypeVar("R")
@@ -247,6 +248,18 @@ class PathwayWorkflow:
     def _check_provider(self, command: cmd.ProviderCommand) -> None:
         self._check(self._run.check_provider, command)
 
+    @workflow.update
+    def provider_put(self, command: cmd.ProviderCommand) -> ProviderAnswer:
+        """A provider's move answered with its Task as the provider now sees it, so a FHIR
+        PUT is one Update: no Query before it for the Task, none after it for the answer."""
+        handover = self._apply(self._run.apply_provider, command)
+        seen = fhir.as_seen_by(handover, command.provider_id, command.status, command.reason)
+        return ProviderAnswer(handover=seen, task=self._task_now(seen))
+
+    @provider_put.validator
+    def _check_put(self, command: cmd.ProviderCommand) -> None:
+        self._check(self._run.check_provider, command)
+
     # --- coordinator ----------------------------------------------------------------------
     @workflow.update
     def reassign(self, command: cmd.Reassign) -> Handover:
@@ -350,6 +363,17 @@ class PathwayWorkflow:
         if self._v2:
             self._collect()
         return result
+
+    def _task_now(self, handover: Handover) -> dict[str, Any] | None:
+        """The handover's Task at its version: the one just rendered for the event store when
+        there is one (the same body at the same version), else rendered now."""
+        state = self._run.state
+        if handover is state.handovers.get(handover.id) and self._unwritten:
+            key = (task_id(state.pathway_id, handover.id), handover.version)
+            for version in self._unwritten[-1].batch.tasks:
+                if (version.task_id, version.version) == key:
+                    return version.task
+        return render(state, handover, self._input.public_base_url)
 
     async def _wait_for_work(self) -> None:
         """Sleep until a command produced effects or the next SLA point is due.

@@ -57,8 +57,13 @@ async def put_status(
     task: dict[str, Any],
     status: str,
     headers: dict[str, str],
+    *,
+    if_match: bool = False,
     **changes: Any,
 ) -> httpx.Response:
-    """PUT the Task back with a new status (and any other members changed)."""
+    """PUT the Task back with a new status (and any other members changed); `if_match` sends
+    the version read as If-Match (the API then skips reading the pathway first)."""
     body = {**task, "status": status, **changes}
+    if if_match:
+        headers = {**headers, "If-Match": f'W/"{task["meta"]["versionId"]}"'}
     return await http.put(f"/fhir/Task/{task['id']}", json=body, headers=headers)

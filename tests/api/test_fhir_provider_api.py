@@ -31,6 +31,13 @@ def issues(response: httpx.Response) -> list[str]:
     return [issue.diagnostics or "" for issue in outcome.issue]
 
 
+@pytest.fixture(params=[False, True], ids=["read-first", "if-match"])
+def if_match(request: pytest.FixtureRequest) -> bool:
+    """A PUT with If-Match is one Update; without, the API reads the pathway first: both paths
+    must answer alike."""
+    return bool(request.param)
+
+
 @pytest.fixture(scope="module")
 def ortho(api: RunningApi) -> dict[str, str]:
     return bearer(api.provider_token(ORTHO))
@@ -44,7 +51,8 @@ async def _first_task(
 
 
 async def test_a_provider_completes_a_whole_shipped_pathway_through_fhir(
-    api: RunningApi, http: httpx.AsyncClient, coordinator: dict[str, str], catalogue: Catalogue
+    api: RunningApi, http: httpx.AsyncClient, coordinator: dict[str, str], catalogue: Catalogue,
+    if_match: bool,
 ) -> None:
     definition = catalogue.get(HIP)
     pathway_id = await start_pathway(http, coordinator)
@@ -68,10 +76,12 @@ async def test_a_provider_completes_a_whole_shipped_pathway_through_fhir(
                     continue
                 step = definition.step(task["code"]["coding"][0]["code"])
                 if task["status"] == "requested":
-                    accepted = await put_status(http, task, "accepted", auth)
+                    accepted = await put_status(http, task, "accepted", auth, if_match=if_match)
                     assert accepted.status_code == 200, accepted.text
                     task = accepted.json()
-                done = await put_status(http, task, "completed", auth, output=fhir_outputs(step))
+                done = await put_status(
+                    http, task, "completed", auth, output=fhir_outputs(step), if_match=if_match
+                )
                 assert done.status_code == 200, done.text
                 assert done.json()["status"] == "completed"
                 completed.append(step.id)
@@ -198,13 +208,14 @@ async def test_missing_or_bad_tokens_are_401_with_a_bearer_challenge(
 
 
 async def test_another_providers_task_is_not_found_and_cannot_be_changed(
-    api: RunningApi, http: httpx.AsyncClient, coordinator: dict[str, str], ortho: dict[str, str]
+    api: RunningApi, http: httpx.AsyncClient, coordinator: dict[str, str], ortho: dict[str, str],
+    if_match: bool,
 ) -> None:
     task = await _first_task(http, coordinator, ortho)
     intruder = bearer(api.provider_token(HUB))
     read = await http.get(f"/fhir/Task/{task['id']}", headers=intruder)
     assert read.status_code == 404 and issues(read) == [f"no Task {task['id']}"]
-    change = await put_status(http, task, "accepted", intruder)
+    change = await put_status(http, task, "accepted", intruder, if_match=if_match)
     assert change.status_code == 404
     assert (await read_task(http, task["id"], ortho))["status"] == "requested"
 
@@ -270,23 +281,32 @@ async def test_a_malformed_body_is_400_and_changes_nothing(
 
 
 async def test_an_invalid_task_or_mismatched_id_is_400(
-    http: httpx.AsyncClient, coordinator: dict[str, str], ortho: dict[str, str]
+    http: httpx.AsyncClient, coordinator: dict[str, str], ortho: dict[str, str],
+    if_match: bool,
 ) -> None:
     task = await _first_task(http, coordinator, ortho)
-    wrong_id = await put_status(http, task, "accepted", ortho, id="pw-0000000000000000.x.1")
+    wrong_id = await put_status(
+        http, task, "accepted", ortho, id="pw-0000000000000000.x.1", if_match=if_match
+    )
     assert wrong_id.status_code == 400
     assert issues(wrong_id) == [f"the Task id in the body must be {task['id']!r}, as in the URL"]
-    not_r4 = await put_status(http, task, "accepted", ortho, intent=42, authoredOn="yesterday")
+    not_r4 = await put_status(
+        http, task, "accepted", ortho, intent=42, authoredOn="yesterday", if_match=if_match
+    )
     assert not_r4.status_code == 400
     assert {p.split(":")[0] for p in issues(not_r4)} == {"Task.intent", "Task.authoredOn"}
     coded_only = {"type": {"coding": [{"code": "side"}]}, "valueString": "x"}
-    unnamed = await put_status(http, task, "completed", ortho, output=[coded_only])
+    unnamed = await put_status(
+        http, task, "completed", ortho, output=[coded_only], if_match=if_match
+    )
     assert unnamed.status_code == 400
     assert issues(unnamed) == ["Task.output[0] has no type.text naming its field"]
     assert (await read_task(http, task["id"], ortho))["status"] == "requested"
 
 
-async def test_unknown_tasks_are_404(http: httpx.AsyncClient, ortho: dict[str, str]) -> None:
+async def test_unknown_tasks_are_404(
+    http: httpx.AsyncClient, ortho: dict[str, str], if_match: bool
+) -> None:
     for task_id in ("nonsense", "pw-0123456789abcdef.hip-replacement.1"):
         response = await http.get(f"/fhir/Task/{task_id}", headers=ortho)
         assert response.status_code == 404 and issues(response) == [f"no Task {task_id}"]
@@ -296,16 +316,18 @@ async def test_unknown_tasks_are_404(http: httpx.AsyncClient, ortho: dict[str, s
         "status": "accepted",
         "intent": "order",
     }
-    put = await http.put(f"/fhir/Task/{task['id']}", json=task, headers=ortho)
-    assert put.status_code == 404
+    headers = {**ortho, "If-Match": 'W/"1"'} if if_match else ortho
+    put = await http.put(f"/fhir/Task/{task['id']}", json=task, headers=headers)
+    assert put.status_code == 404 and issues(put) == [f"no Task {task['id']}"]
 
 
 async def test_forbidden_transitions_are_409_and_change_nothing(
-    http: httpx.AsyncClient, coordinator: dict[str, str], ortho: dict[str, str]
+    http: httpx.AsyncClient, coordinator: dict[str, str], ortho: dict[str, str],
+    if_match: bool,
 ) -> None:
     task = await _first_task(http, coordinator, ortho)
     for status in ("in-progress", "ready", "cancelled"):
-        response = await put_status(http, task, status, ortho)
+        response = await put_status(http, task, status, ortho, if_match=if_match)
         assert response.status_code == 409, (status, response.text)
         assert issues(response)
     assert (await read_task(http, task["id"], ortho))["meta"] == task["meta"]
@@ -342,11 +364,12 @@ async def test_stale_if_match_is_412_and_a_fresh_one_applies(
 
 
 async def test_an_identical_repeat_is_200_and_changes_nothing(
-    http: httpx.AsyncClient, coordinator: dict[str, str], ortho: dict[str, str]
+    http: httpx.AsyncClient, coordinator: dict[str, str], ortho: dict[str, str],
+    if_match: bool,
 ) -> None:
     task = await _first_task(http, coordinator, ortho)
-    first = await put_status(http, task, "accepted", ortho)
-    again = await put_status(http, task, "accepted", ortho)
+    first = await put_status(http, task, "accepted", ortho, if_match=if_match)
+    again = await put_status(http, task, "accepted", ortho, if_match=if_match)
     assert first.status_code == again.status_code == 200
     assert again.json()["meta"] == first.json()["meta"]
     assert (await read_task(http, task["id"], ortho))["meta"] == first.json()["meta"]
@@ -357,13 +380,16 @@ async def test_non_conforming_data_is_422_naming_each_field(
     coordinator: dict[str, str],
     ortho: dict[str, str],
     catalogue: Catalogue,
+    if_match: bool,
 ) -> None:
     task = await _first_task(http, coordinator, ortho)
-    accepted = (await put_status(http, task, "accepted", ortho)).json()
+    accepted = (await put_status(http, task, "accepted", ortho, if_match=if_match)).json()
     step = catalogue.get(HIP).step("hip-replacement")
     outputs = [o for o in fhir_outputs(step) if o["type"]["text"] not in ("side", "procedure")]
     outputs.append({"type": {"text": "procedure"}, "valueCode": "knee"})
-    response = await put_status(http, accepted, "completed", ortho, output=outputs)
+    response = await put_status(
+        http, accepted, "completed", ortho, output=outputs, if_match=if_match
+    )
     assert response.status_code == 422
     problems = issues(response)
     assert any("'side'" in p for p in problems) and any("'procedure'" in p for p in problems)
@@ -372,13 +398,15 @@ async def test_non_conforming_data_is_422_naming_each_field(
 
 
 async def test_rejection_needs_and_records_a_reason(
-    http: httpx.AsyncClient, coordinator: dict[str, str], ortho: dict[str, str]
+    http: httpx.AsyncClient, coordinator: dict[str, str], ortho: dict[str, str],
+    if_match: bool,
 ) -> None:
     task = await _first_task(http, coordinator, ortho)
-    bare = await put_status(http, task, "rejected", ortho)
+    bare = await put_status(http, task, "rejected", ortho, if_match=if_match)
     assert bare.status_code == 400 and issues(bare) == ["a rejected handover needs a reason"]
     rejected = await put_status(
-        http, task, "rejected", ortho, statusReason={"text": "no theatre capacity"}
+        http, task, "rejected", ortho, statusReason={"text": "no theatre capacity"},
+        if_match=if_match,
     )
     assert rejected.status_code == 200
     assert rejected.json()["status"] == "rejected"
