@@ -510,25 +510,6 @@ def _may_see_row(principal: Principal, provider_id: str) -> bool:
     return principal.kind is PrincipalKind.COORDINATOR or principal.subject == provider_id
 
 
-def _history_entry(
-    base_url: str, task_id: str, version: int, task: dict[str, Any], created: int | None
-) -> dict[str, Any]:
-    """One version as R4 history wants it: the resource, the request that made the version and
-    the response (status, version ETag, when)."""
-    first = version == created
-    return {
-        "fullUrl": fhir.task_url(base_url, task_id),
-        "resource": task,
-        "request": {"method": "POST", "url": "Task"} if first
-        else {"method": "PUT", "url": f"Task/{task_id}"},
-        "response": {
-            "status": "201 Created" if first else "200 OK",
-            "etag": f'W/"{version}"',
-            "lastModified": task.get("meta", {}).get("lastUpdated"),
-        },
-    }
-
-
 def _since(value: str | None) -> datetime | None:
     if value is None:
         return None
@@ -589,7 +570,9 @@ async def task_history(
         "link": links,
     }
     if page:  # no empty arrays in FHIR JSON
-        bundle["entry"] = [_history_entry(base_url, task_id, v, t, created) for v, t in page]
+        bundle["entry"] = [
+            fhir.history_entry(base_url, task_id, v, t, v == created) for v, t in page
+        ]
     return FhirResponse(bundle)
 
 

@@ -89,6 +89,25 @@ def task_url(base_url: str, task_id: str) -> str:
     return f"{base_url.rstrip('/')}/fhir/Task/{task_id}"
 
 
+def history_entry(
+    base_url: str, task_id: str, version: int, task: dict[str, Any], created: bool
+) -> dict[str, Any]:
+    """One version of a Task as an entry of a history Bundle (`_history`, and a Subscription
+    notification): the resource, the request that made the version (`created`: the POST that
+    made the Task) and the response (status, version ETag, when)."""
+    return {
+        "fullUrl": task_url(base_url, task_id),
+        "resource": task,
+        "request": {"method": "POST", "url": "Task"} if created
+        else {"method": "PUT", "url": f"Task/{task_id}"},
+        "response": {
+            "status": "201 Created" if created else "200 OK",
+            "etag": f'W/"{version}"',
+            "lastModified": task.get("meta", {}).get("lastUpdated"),
+        },
+    }
+
+
 def searchset(entries: list[dict[str, Any]], total: int | None = None,
               links: list[dict[str, str]] | None = None) -> dict[str, Any]:
     """A searchset Bundle; `total` defaults to the entries'. FHIR JSON has no empty arrays

@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import parse_qsl
 
-from pathways.fhir import STEP_SYSTEM, instant, task_url, withdrawn_task
+from pathways.fhir import STEP_SYSTEM, history_entry, instant, task_url, withdrawn_task
 from pathways.webhook_url import webhook_url_problem
 
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
@@ -642,15 +642,10 @@ def notification_bundle(
             "response": {"status": "200"},
         }
     ]
-    for event, task in tasks:
-        created = event.version == 1
-        entries.append({
-            "fullUrl": task_url(base_url, event.task_id),
-            "resource": task,
-            "request": {"method": "POST" if created else "PUT",
-                        "url": "Task" if created else f"Task/{event.task_id}"},
-            "response": {"status": "201" if created else "200"},
-        })
+    entries += [
+        history_entry(base_url, event.task_id, event.version, task, event.version == 1)
+        for event, task in tasks
+    ]
     return {
         "resourceType": "Bundle",
         "id": bundle_id,

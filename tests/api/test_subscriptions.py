@@ -272,6 +272,12 @@ async def test_a_provider_subscribes_and_its_system_follows_its_handovers(
 
     await until(lambda: len(my_tasks()) >= 2, what="two notifications of the Task")
     assert [t["status"] for t in my_tasks()][:2] == ["requested", "accepted"]
+    history = (await http.get(f"/fhir/Task/{mine}/_history", headers=ortho)).json()
+    versions = {e["response"]["etag"]: e for e in history["entry"]}
+    notified = [e for n in subscriber.received("/ortho") for e in n["bundle"]["entry"][1:]
+                if e["resource"]["id"] == mine]
+    for entry in notified[:2]:  # one history entry of a version, however it reaches the provider
+        assert entry == versions[entry["response"]["etag"]]
     await until(lambda: any(kind(n) == "heartbeat" for n in subscriber.received("/ortho")), 10, "a heartbeat")
 
     subscriber.stop()  # the provider's system goes down; the handover moves on meanwhile
