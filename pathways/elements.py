@@ -12,7 +12,7 @@ import json
 import re
 from datetime import timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from pydantic import (
     AfterValidator,
@@ -313,3 +313,23 @@ class Step(Strict):
 
     def field(self, name: str) -> HandoverField | None:
         return next((f for f in self.handover if f.name == name), None)
+
+
+class DefinitionParts(Protocol):
+    """What the dependency graph and the whole-definition checks read of a pathway definition.
+    Typed against this, pathways.graph and pathways.validation need not import the model whose
+    validator runs them (which would close an import circle)."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def lead_provider(self) -> Provider: ...
+
+    @property
+    def roles(self) -> tuple[Role, ...]: ...
+
+    @property
+    def steps(self) -> tuple[Step, ...]: ...
+
+    def ladder(self, step: Step) -> tuple[EscalationRung, ...]: ...

@@ -11,14 +11,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 import networkx as nx
 
-from pathways.elements import Step, format_duration
-
-if TYPE_CHECKING:
-    from pathways.model import PathwayDefinition
+from pathways.elements import DefinitionParts, Step, format_duration
 
 
 @dataclass(frozen=True)
@@ -29,7 +25,7 @@ class CriticalPath:
     lead_time: timedelta
 
 
-def dependency_graph(definition: PathwayDefinition) -> nx.DiGraph:
+def dependency_graph(definition: DefinitionParts) -> nx.DiGraph:
     """DiGraph of step ids, edges from each dependency to its dependent; nodes carry `step`.
 
     Dependencies on unknown steps are left out, so validation can analyse a broken graph too.
@@ -43,7 +39,7 @@ def dependency_graph(definition: PathwayDefinition) -> nx.DiGraph:
     return graph
 
 
-def topological_order(definition: PathwayDefinition) -> list[str]:
+def topological_order(definition: DefinitionParts) -> list[str]:
     """Step ids so that every step follows its dependencies; ties keep the definition's order."""
     position = {step.id: index for index, step in enumerate(definition.steps)}
     return list(nx.lexicographical_topological_sort(dependency_graph(definition), key=position.get))
@@ -56,7 +52,7 @@ def planned_duration(step: Step) -> timedelta:
     return (step.recurrence.count - 1) * step.recurrence.every + step.sla.complete_within
 
 
-def critical_path(definition: PathwayDefinition) -> CriticalPath:
+def critical_path(definition: DefinitionParts) -> CriticalPath:
     """Longest path by planned durations (ties: the first listed dependency, the first end step)."""
     graph = dependency_graph(definition)
     finish: dict[str, timedelta] = {}
@@ -76,7 +72,7 @@ def critical_path(definition: PathwayDefinition) -> CriticalPath:
     return CriticalPath(tuple(reversed(path)), lead_time)
 
 
-def max_parallelism(definition: PathwayDefinition) -> int:
+def max_parallelism(definition: DefinitionParts) -> int:
     """Most steps that can be open at once: the largest antichain, by Dilworth's theorem.
 
     Width = steps - maximum matching in the bipartite split of the transitive closure (minimum
@@ -104,7 +100,7 @@ def mermaid_id(step_id: str) -> str:
     return "s_" + step_id.replace("-", "_")
 
 
-def to_mermaid(definition: PathwayDefinition) -> str:
+def to_mermaid(definition: DefinitionParts) -> str:
     """Mermaid `flowchart TD`; conditional steps are hexagons with a dashed border."""
     lines = ["flowchart TD"]
     for step in definition.steps:
@@ -127,7 +123,7 @@ def _dot_quote(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-def to_dot(definition: PathwayDefinition) -> str:
+def to_dot(definition: DefinitionParts) -> str:
     """Graphviz DOT digraph; conditional steps are dashed."""
     lines = [f"digraph {_dot_quote(definition.key)} {{", "    rankdir=TB;", "    node [shape=box];"]
     for step in definition.steps:

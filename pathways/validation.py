@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import networkx as nx
 from pydantic import ValidationError
@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from pathways.elements import (
     Clock,
     Condition,
+    DefinitionParts,
     EscalationAction,
     EscalationRung,
     FieldType,
@@ -32,9 +33,6 @@ from pathways.elements import (
     format_duration,
 )
 from pathways.graph import dependency_graph
-
-if TYPE_CHECKING:
-    from pathways.model import PathwayDefinition
 
 
 @dataclass(frozen=True)
@@ -61,7 +59,7 @@ class DefinitionError(ValueError):
         super().__init__("\n".join(str(problem) for problem in self.problems))
 
 
-def check_definition(definition: PathwayDefinition) -> list[DefinitionProblem]:
+def check_definition(definition: DefinitionParts) -> list[DefinitionProblem]:
     """All cross-reference and graph problems of a field-valid definition (empty when sound)."""
     graph = dependency_graph(definition)
     return [
@@ -187,13 +185,13 @@ def _duplicates(
             yield DefinitionProblem(None, step, f"duplicate {what} {ident!r} ({count} times)")
 
 
-def _roles_without_providers(definition: PathwayDefinition) -> Iterator[DefinitionProblem]:
+def _roles_without_providers(definition: DefinitionParts) -> Iterator[DefinitionProblem]:
     for role in definition.roles:
         if not role.providers:
             yield DefinitionProblem(None, None, f"role {role.id!r} has no providers")
 
 
-def _provider_clashes(definition: PathwayDefinition) -> Iterator[DefinitionProblem]:
+def _provider_clashes(definition: DefinitionParts) -> Iterator[DefinitionProblem]:
     """A provider id names one organisation: the same id must carry the same name everywhere."""
     seen: dict[str, tuple[Provider, str]] = {definition.lead_provider.id: (definition.lead_provider, "lead_provider")}
     for role in definition.roles:
@@ -210,7 +208,7 @@ def _provider_clashes(definition: PathwayDefinition) -> Iterator[DefinitionProbl
                 )
 
 
-def _step_references(definition: PathwayDefinition) -> Iterator[DefinitionProblem]:
+def _step_references(definition: DefinitionParts) -> Iterator[DefinitionProblem]:
     steps = {s.id for s in definition.steps}
     roles = {r.id for r in definition.roles}
     for step in definition.steps:
@@ -234,7 +232,7 @@ def _step_references(definition: PathwayDefinition) -> Iterator[DefinitionProble
 # --- graph checks ---------------------------------------------------------------------------
 
 
-def _cycles(definition: PathwayDefinition, graph: nx.DiGraph) -> Iterator[DefinitionProblem]:
+def _cycles(definition: DefinitionParts, graph: nx.DiGraph) -> Iterator[DefinitionProblem]:
     """One problem per strongly connected tangle, printed from its earliest-listed step."""
     order = {s.id: index for index, s in enumerate(definition.steps)}
     tangles = [c for c in nx.strongly_connected_components(graph) if _is_cyclic(graph, c)]
@@ -252,7 +250,7 @@ def _is_cyclic(graph: nx.DiGraph, component: set[str]) -> bool:
     return len(component) > 1 or graph.has_edge(node, node)
 
 
-def _unreachable(definition: PathwayDefinition, graph: nx.DiGraph) -> Iterator[DefinitionProblem]:
+def _unreachable(definition: DefinitionParts, graph: nx.DiGraph) -> Iterator[DefinitionProblem]:
     starts = [s.id for s in definition.steps if not s.after]
     if not starts:
         yield DefinitionProblem(None, None, "no step without dependencies: the pathway cannot start")
@@ -279,7 +277,7 @@ def rung_offset(step: Step, rung: EscalationRung) -> timedelta:
     return due + rung.at
 
 
-def _ladder_problems(definition: PathwayDefinition) -> Iterator[DefinitionProblem]:
+def _ladder_problems(definition: DefinitionParts) -> Iterator[DefinitionProblem]:
     for step in definition.steps:
         ladder = definition.ladder(step)
         source = "its" if step.escalation is not None else "the pathway default"
@@ -299,13 +297,13 @@ def _ladder_problems(definition: PathwayDefinition) -> Iterator[DefinitionProble
                 )
 
 
-def authoring_problems(definition: PathwayDefinition) -> list[DefinitionProblem]:
+def authoring_problems(definition: DefinitionParts) -> list[DefinitionProblem]:
     """Rules for definitions written from now on, not for those already carried by running
     pathways (which must keep loading): checked when the catalogue is read, not by the model."""
     return list(_rungs_taking_accepted_work(definition))
 
 
-def _rungs_taking_accepted_work(definition: PathwayDefinition) -> Iterator[DefinitionProblem]:
+def _rungs_taking_accepted_work(definition: DefinitionParts) -> Iterator[DefinitionProblem]:
     for step in definition.steps:
         source = "its" if step.escalation is not None else "the pathway default"
         for number, rung in enumerate(definition.ladder(step), start=1):
@@ -333,7 +331,7 @@ def _describe_rung(step: Step, rung: EscalationRung) -> str:
 # --- conditions -----------------------------------------------------------------------------
 
 
-def _condition_problems(definition: PathwayDefinition, graph: nx.DiGraph) -> Iterator[DefinitionProblem]:
+def _condition_problems(definition: DefinitionParts, graph: nx.DiGraph) -> Iterator[DefinitionProblem]:
     steps = {s.id: s for s in definition.steps}
     for step in definition.steps:
         condition = step.when
