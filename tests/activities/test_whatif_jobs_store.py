@@ -73,17 +73,24 @@ def test_only_the_newest_are_kept_and_running_ones_are_interrupted_at_start(
     kept.save(_job(0, JobState.RUNNING))  # the oldest, but running: never dropped while it runs
     for n in range(1, 26):
         kept.save(_job(n))
-    with store.engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(whatif_jobs)).scalar_one() == 20
-    assert "job-00" in [j.id for j in kept.recent(20)]
-    # The API stopped without a word (killed): the next one finds job-00 still "running".
+    assert _count(store) == 21
+    assert [j.id for j in kept.recent(20)] == [f"job-{n:02d}" for n in range(25, 5, -1)]
+    kept.save(_job(30, JobState.RUNNING))
+    # The API stopped without a word (killed): the next one finds both still "running".
     later = T0 + timedelta(hours=2)
-    assert kept.interrupt_running(later) == 1
+    assert kept.interrupt_running(later) == 2
+    assert _count(store) == 21  # job-00 interrupted is history now: dropped at the next save
     jobs = Jobs(lambda: later, keeper=kept)
-    shown = {j.id: j for j in jobs.recent()}
-    assert len(shown) == 20 and shown["job-00"].state is JobState.INTERRUPTED
-    assert not shown["job-00"].running and shown["job-00"].ended_at == later
+    shown = jobs.recent()
+    assert len(shown) == 20 and shown[0].id == "job-30"
+    assert shown[0].state is JobState.INTERRUPTED and not shown[0].running
+    assert shown[0].ended_at == later
     assert jobs.get("job-25") is not None and jobs.get("job-25").comparison is not None  # type: ignore[union-attr]
-    kept.save(_job(26))  # the interrupted job is history now: the oldest goes
-    assert "job-00" not in [j.id for j in kept.recent(20)]
+    kept.save(_job(31))
+    assert _count(store) == 20 and "job-00" not in [j.id for j in kept.recent(30)]
     assert "whatif_jobs" in inspect(store.engine).get_table_names()
+
+
+def _count(store: EventStore) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(whatif_jobs)).scalar_one())
