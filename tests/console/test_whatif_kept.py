@@ -5,6 +5,11 @@ API apps one after the other on the same data dir and database."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -19,6 +24,7 @@ from tests.conftest import make_settings
 from tests.console.conftest import Console
 from tests.console.test_console_http import signed_in
 from tests.console.test_whatif_console import SMALL, _job_id, _start_form, _wait_finished
+from tests.ops.processes import PATHWAYS, env_for
 
 pytestmark = pytest.mark.devserver
 
@@ -85,3 +91,62 @@ async def test_finished_jobs_and_their_answers_survive_an_api_restart(
     finally:
         await client.aclose()
         served.close()
+
+
+@contextmanager
+def _api_process(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
+    env = env_for(settings, PATHWAYS_API_PORT=str(settings.api_port),
+                  PATHWAYS_CATALOGUE_DIR=str(settings.catalogue_dir))
+    child = subprocess.Popen([PATHWAYS, "api"], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait(timeout=10)
+
+
+async def _until_up(base_url: str) -> None:
+    async with httpx.AsyncClient(base_url=base_url, timeout=5) as client:
+        for _ in range(300):
+            try:
+                if (await client.get("/signin")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError("the API did not start")
+
+
+async def test_a_job_running_when_the_api_process_is_killed_is_interrupted_after_restart(
+    own_settings: Settings,
+) -> None:
+    """`pathways api` killed outright (no shutdown of its own: out of memory, a node lost)."""
+    with _api_process(own_settings) as child:
+        await _until_up(own_settings.base_url)
+        client, token = await _sign_in(own_settings, own_settings.base_url)
+        try:
+            finished = await _job_id(
+                await client.post("/whatif", data=_start_form(token, yaml=SMALL)))
+            answer = await _wait_finished(client, finished)
+            running = await _job_id(await client.post("/whatif", data=_start_form(
+                token, example="ucr-add-team.yaml", replications="3")))
+            assert "Running:" in (await client.get(f"/whatif/jobs/{running}")).text
+        finally:
+            await client.aclose()
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+
+    with _api_process(own_settings):
+        await _until_up(own_settings.base_url)
+        client, token = await _sign_in(own_settings, own_settings.base_url)
+        try:
+            assert (await client.get(f"/whatif/jobs/{finished}/progress")).text == answer
+            interrupted = await client.get(f"/whatif/jobs/{running}")
+            assert interrupted.status_code == 200
+            assert "Interrupted" in interrupted.text and "Running:" not in interrupted.text
+            listed = (await client.get("/whatif")).text
+            assert f"/whatif/jobs/{running}" in listed and "interrupted" in listed
+        finally:
+            await client.aclose()
