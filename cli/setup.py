@@ -44,8 +44,9 @@ async def register_search_attributes(client: Client, namespace: str) -> list[str
 
 def migrate_database(settings: Settings) -> None:
     """Create or migrate every table: the event store and read model, tokens, SMART clients,
-    FHIR subscriptions, the settlement ledger, idempotency keys and what-if jobs. The API and the worker
-    check their own tables again on start, but after this no two processes race on one."""
+    FHIR subscriptions, the settlement ledger, idempotency keys and what-if jobs. The API and
+    the worker check their own tables again on start, but after this no two processes race on
+    one."""
     url = settings.event_store
     EventStore(url).migrate()
     TokenStore(url).migrate()
