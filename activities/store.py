@@ -49,6 +49,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.sql import Select
 
 from activities.flow_tables import create_summary, reshape_summary
+from activities.whatif_tables import create_whatif_jobs
 from pathways.events import (
     EventKind,
     HandoverRow,
@@ -309,6 +310,11 @@ def _worklist_search(conn: Connection) -> None:
             )
 
 
+def _whatif_jobs(conn: Connection) -> None:
+    """v9: the console's what-if jobs and their answers, kept across API restarts."""
+    create_whatif_jobs(conn)
+
+
 MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (1, _create_v1),
     (2, _index_event_kinds),
@@ -318,6 +324,7 @@ MIGRATIONS: list[tuple[int, Callable[[Connection], None]]] = [
     (6, _add_store_writes),
     (7, _flow_summary_in_report_order),
     (8, _worklist_search),
+    (9, _whatif_jobs),
 ]
 """Versioned schema steps, applied in order once each; append new steps, never edit old ones."""
 

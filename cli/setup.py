@@ -16,6 +16,7 @@ from activities import ledger
 from activities.clients import ClientStore
 from activities.store import EventStore
 from activities.subscriptions import SubscriptionStore
+from activities.whatif_jobs import WhatifJobStore
 from api.idempotency import idempotency_keys
 from api.tokens import TokenStore
 from pathways.settings import Settings
@@ -43,8 +44,9 @@ async def register_search_attributes(client: Client, namespace: str) -> list[str
 
 def migrate_database(settings: Settings) -> None:
     """Create or migrate every table: the event store and read model, tokens, SMART clients,
-    FHIR subscriptions, the settlement ledger and idempotency keys. The API and the worker
-    check their own tables again on start, but after this no two processes race on one."""
+    FHIR subscriptions, the settlement ledger, idempotency keys and what-if jobs. The API and
+    the worker check their own tables again on start, but after this no two processes race on
+    one."""
     url = settings.event_store
     EventStore(url).migrate()
     TokenStore(url).migrate()
@@ -52,6 +54,7 @@ def migrate_database(settings: Settings) -> None:
     SubscriptionStore(url).migrate()
     ledger.migrate(EventStore(url))
     EventStore(url).create_tables([idempotency_keys])
+    WhatifJobStore(EventStore(url)).migrate()  # also schema 9; the console's what-if jobs
 
 
 def secure_data_dir(settings: Settings, create: bool = False) -> None:

@@ -5,21 +5,27 @@ handovers, lead time and waiting, work in progress and utilisation per provider.
 
 Bounded at the door: YAML size, replications, seed, simulated pathways per job, jobs running at
 once. Every problem with a scenario is shown in the form (422), never as a server error.
+
+Jobs are kept in the event store database (activities/whatif_jobs.py), the 20 newest: after a
+restart the page shows them as they were, and those that were running as interrupted.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
+from activities.whatif_jobs import WhatifJobStore
 from api import context
 from api.console import session
 from api.console.pages import page, templates
@@ -32,7 +38,18 @@ from pathways.simulation.report import PROVIDER_MEASURES
 from pathways.simulation.runner import Column, Comparison
 from pathways.simulation.scenario import Scenario, ScenarioError, parse_scenario, variants
 
-router = APIRouter(include_in_schema=False)
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Kept jobs come back as the API starts; running ones end with it, kept as interrupted."""
+    jobs_of(app)
+    yield
+    jobs: Jobs | None = getattr(app.state, "whatif_jobs", None)
+    if jobs is not None:
+        jobs.shutdown()
+
+
+router = APIRouter(include_in_schema=False, lifespan=_lifespan)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "scenarios"
 MAX_YAML = 64 * 1024
@@ -43,13 +60,24 @@ MAX_PATHWAYS = 300_000
 """Simulated pathways one job may run (every replication of every variant): a few minutes of
 one core; larger studies belong to `pathways simulate`, which uses every core."""
 RUNNING_AT_ONCE = 2
+KEPT = 20
+"""Jobs kept (in memory and in the database), newest first; running ones are never dropped."""
 DEFAULT_REPLICATIONS = 5
 
 
 def _jobs(request: Request) -> Jobs:
-    state = request.app.state
+    return jobs_of(request.app)
+
+
+def jobs_of(app: FastAPI) -> Jobs:
+    """The app's jobs, with those an earlier process kept (any it left running: interrupted)."""
+    state = app.state
     if getattr(state, "whatif_jobs", None) is None:
-        state.whatif_jobs = Jobs(lambda: datetime.now(UTC), limit=RUNNING_AT_ONCE)
+        kept = WhatifJobStore(state.store, keep=KEPT)
+        kept.migrate()
+        kept.interrupt_running(datetime.now(UTC))
+        state.whatif_jobs = Jobs(lambda: datetime.now(UTC), limit=RUNNING_AT_ONCE, keep=KEPT,
+                                 keeper=kept)
     jobs: Jobs = state.whatif_jobs
     return jobs
 
@@ -221,8 +249,8 @@ async def whatif_job(request: Request, job_id: str) -> HTMLResponse:
     job = _jobs(request).get(job_id)
     if job is None:
         return page(request, "error.html", {"status": 404, "problems": [
-            "No such simulation: the server may have restarted (simulations are kept in "
-            "memory). Run it again from the what-if page."]}, 404)
+            f"No such simulation: only the {KEPT} most recent are kept. Run it again from the "
+            "what-if page."]}, 404)
     return page(request, "whatif_job.html", _job_values(job))
 
 

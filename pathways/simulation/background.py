@@ -3,12 +3,14 @@ each replication, cancellable, at most `limit` at once.
 
 A process rather than a thread: a simulation is CPU-bound Python and would hold the GIL from
 the API's requests; spawned rather than forked, as forking a process with threads (the API's
-Temporal client) is unsafe. Jobs live in memory: a restart forgets them, a simulation is cheap
-to run again.
+Temporal client) is unsafe. A `Keeper` (the API gives one on the event store database) keeps
+each job at every change of state, so a restart forgets none: it shows those it had as they
+were, and those that were running as interrupted.
 """
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import secrets
 import threading
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Protocol
 
 from pathways.simulation.runner import Comparison, compare
 from pathways.simulation.scenario import Variant
@@ -29,6 +31,11 @@ class JobState(StrEnum):
     FINISHED = "finished"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+    """The API stopped while it ran (a deploy, a crash): its process ended with the API's."""
+
+
+log = logging.getLogger(__name__)
 
 
 class Busy(Exception):
@@ -63,6 +70,14 @@ class Job:
         return self.state is JobState.RUNNING
 
 
+class Keeper(Protocol):
+    """Where jobs outlive the process: saved at each change of state, read back at start."""
+
+    def save(self, job: Job) -> None: ...
+
+    def recent(self, limit: int) -> list[Job]: ...
+
+
 def _work(conn: Connection, name: str, variants: Sequence[Variant], replications: int,
           seed: int) -> None:
     """The job process: every replication in turn (one core per job), progress after each."""
@@ -79,11 +94,16 @@ def _work(conn: Connection, name: str, variants: Sequence[Variant], replications
 class Jobs:
     """The jobs of one API process (newest first), at most `limit` running at once."""
 
-    def __init__(self, now: Callable[[], datetime], limit: int = 2, keep: int = 20) -> None:
+    def __init__(self, now: Callable[[], datetime], limit: int = 2, keep: int = 20,
+                 keeper: Keeper | None = None) -> None:
+        """`keeper`: the jobs kept by an earlier process come back from it (none running: the
+        keeper's owner marks those interrupted first); every change is saved to it."""
         self._now = now  # the caller's clock (pathways code never reads the wall clock)
         self.limit = limit
         self.keep = keep
-        self._jobs: OrderedDict[str, Job] = OrderedDict()
+        self._keeper = keeper
+        kept = [] if keeper is None else keeper.recent(keep)
+        self._jobs: OrderedDict[str, Job] = OrderedDict((j.id, j) for j in kept)
         self._lock = threading.Lock()
         self._context = multiprocessing.get_context("spawn")
 
@@ -106,6 +126,7 @@ class Jobs:
             self._jobs[job.id] = job
             self._jobs.move_to_end(job.id, last=False)
             self._forget_old()
+        self._save(job)
         threading.Thread(target=self._follow, args=(job, receive), daemon=True,
                          name=f"simulation-follow-{job.id}").start()
         return job
@@ -121,15 +142,32 @@ class Jobs:
         job = self._jobs.get(job_id)
         if job is None:
             return None
-        with self._lock:
-            if job.running:
-                job.state, job.ended_at = JobState.CANCELLED, self._now()
-                job._process.terminate()
-        return job
+        return self._stop(job, JobState.CANCELLED)
 
     def shutdown(self) -> None:
+        """The API stops: its running jobs end with it, kept as interrupted."""
         for job in self.recent():
-            self.cancel(job.id)
+            self._stop(job, JobState.INTERRUPTED)
+
+    def _stop(self, job: Job, state: JobState) -> Job:
+        with self._lock:
+            if not job.running:
+                return job
+            job.state, job.ended_at = state, self._now()
+            if job._process is not None:
+                job._process.terminate()
+        self._save(job)
+        return job
+
+    def _save(self, job: Job) -> None:
+        """Keep the job's state; a database that fails here costs the job its restart, not
+        the simulation (it is still shown from memory)."""
+        if self._keeper is None:
+            return
+        try:
+            self._keeper.save(job)
+        except Exception:
+            log.exception("what-if job %s not kept", job.id)
 
     def _follow(self, job: Job, receive: Connection) -> None:
         """Read the job's messages until its process ends."""
@@ -137,20 +175,26 @@ class Jobs:
             while True:
                 message = receive.recv()
                 with self._lock:
-                    self._apply(job, message)
+                    ended = self._apply(job, message)
+                if ended:
+                    self._save(job)
         except (EOFError, OSError):
             pass
         finally:
             receive.close()
             job._process.join(timeout=5)
             with self._lock:
-                if job.running:  # ended without an answer (killed, out of memory)
+                failed = job.running  # ended without an answer (killed, out of memory)
+                if failed:
                     job.state, job.problem = JobState.FAILED, "the simulation stopped"
                     job.ended_at = self._now()
+            if failed:
+                self._save(job)
 
-    def _apply(self, job: Job, message: tuple[Any, ...]) -> None:
+    def _apply(self, job: Job, message: tuple[Any, ...]) -> bool:
+        """Apply one message from the job's process; True when it ended the job."""
         if not job.running:
-            return  # cancelled meanwhile: late messages change nothing
+            return False  # cancelled meanwhile: late messages change nothing
         kind = message[0]
         if kind == "progress":
             job.done, job.total = message[1], message[2]
@@ -160,6 +204,7 @@ class Jobs:
         elif kind == "failed":
             job.problem, job.state = message[1], JobState.FAILED
             job.ended_at = self._now()
+        return not job.running
 
     def _forget_old(self) -> None:
         """Keep the newest `keep` jobs (running ones are never forgotten)."""

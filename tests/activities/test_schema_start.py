@@ -16,6 +16,7 @@ from activities import ledger
 from activities.clients import ClientStore
 from activities.store import EventStore
 from activities.subscriptions import SubscriptionStore
+from activities.whatif_jobs import WhatifJobStore
 from api.idempotency import IdempotencyKeys
 from api.tokens import TokenStore
 from cli.setup import migrate_database
@@ -24,7 +25,7 @@ from pathways.settings import Settings
 EVERY_TABLE = {
     "events", "handovers", "pathways", "task_versions", "api_tokens", "smart_clients",
     "smart_assertions", "fhir_subscriptions", "fhir_subscription_events", "ledger_entries",
-    "api_idempotency_keys",
+    "api_idempotency_keys", "whatif_jobs",
 }
 
 
@@ -38,6 +39,7 @@ def _starters(url: str) -> list[Callable[[], object]]:
         lambda: SubscriptionStore(url).migrate(),
         lambda: IdempotencyKeys(url, b"secret").migrate(),
         lambda: ledger.migrate(EventStore(url)),
+        lambda: WhatifJobStore(EventStore(url)).migrate(),
     ]
 
 
