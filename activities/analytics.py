@@ -109,7 +109,7 @@ def flow_report(
     The summary is refreshed once (one count of the log); a report `cache` (by default the
     process's one, CACHE) already holds for these parameters is served instead of built."""
     reports = CACHE if cache is None else cache
-    moment = _aware(now) if now is not None else reports.clock()
+    moment = _aware(now if now is not None else reports.clock())
     span = period(since, until, moment)
     settled = until is not None and span.until <= moment
     refresh(store)
