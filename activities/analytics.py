@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -102,47 +102,78 @@ def flow_report(
     since: datetime | None = None,
     until: datetime | None = None,
     now: datetime | None = None,
+    cache: ReportCache | None = None,
 ) -> Report:
-    """The lean flow report of one definition (or all) over a period, from the event store."""
-    moment = _aware(now) if now is not None else datetime.now(UTC)
+    """The lean flow report of one definition (or all) over a period, from the event store.
+
+    The summary is refreshed once (one count of the log); a report `cache` (by default the
+    process's one, CACHE) already holds for these parameters is served instead of built."""
+    reports = CACHE if cache is None else cache
+    moment = _aware(now if now is not None else reports.clock())
     span = period(since, until, moment)
+    settled = until is not None and span.until <= moment
     refresh(store)
     with store.engine.connect() as conn:
-        key = _cache_key(store, conn, definition_id, provider_id, span)
-        cached = CACHE.get(key)
+        folded = folded_count(conn)
+        key = (store.engine.url.render_as_string(hide_password=True), definition_id,
+               provider_id, span.since if since is not None else None, until and span.until)
+        cached = reports.get(key, folded, settled, moment)
         if cached is not None:
-            return cached.model_copy(update={"generated_at": moment})
+            return cached
         report = _Report(conn, definition_id, provider_id, span).build(moment)
-    CACHE.put(key, report)
+    reports.put(key, _Cached(folded, settled, moment, report))
     return report
 
 
+@dataclass(frozen=True)
+class _Cached:
+    folded: int | None  # None: built while a fold was under way, never served again
+    settled: bool  # the period had ended when it was built
+    built: datetime
+    report: Report
+
+
 class ReportCache:
-    """Recent reports by (store, filters, period, watermark). The watermark is the number of
-    events the flow summary has folded: events are append-only and every read-model change is
-    written with its events, so an unchanged count means an unchanged report. A period that
-    ends in the future moves its open states' end (`cap`) with the clock, which is in the key:
-    only reports of past periods (a quarter, a week) are served again."""
+    """Recent reports by (store, filters, period), the one cache of the API, console and CLI.
 
-    def __init__(self, size: int = 64) -> None:
-        self.size = size
+    A report is served again only while the flow summary has folded as many events as when it
+    was built: events are append-only and every read-model change is written with its events,
+    so an unchanged count means unchanged figures. A past period's report (one whose `until`
+    had passed when it was built) is then served for as long, with a new `generated_at`. A
+    period ending now (or later) moves its open states' end with the clock, so its report is
+    served as built (its `generated_at` says when) for at most `max_age`, then built again:
+    the console asks for the same report several times per page. At most `size` reports are
+    kept, the least recently used going first. `clock` is the moment of a report not given
+    one (tests move it on instead of sleeping)."""
+
+    def __init__(self, size: int = 64, max_age: timedelta = timedelta(seconds=30),
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.size, self.max_age, self.clock = size, max_age, clock
         self._lock = threading.Lock()
-        self._reports: OrderedDict[tuple[Any, ...], Report] = OrderedDict()
+        self._reports: OrderedDict[tuple[Any, ...], _Cached] = OrderedDict()
 
-    def get(self, key: tuple[Any, ...] | None) -> Report | None:
-        if key is None:
-            return None
+    def __len__(self) -> int:
+        return len(self._reports)
+
+    def get(self, key: tuple[Any, ...], folded: int | None, settled: bool,
+            moment: datetime) -> Report | None:
+        """The report kept for `key` if it may be served at `moment`, else None."""
         with self._lock:
-            report = self._reports.get(key)
-            if report is not None:
+            hit = self._reports.get(key)
+            if hit is not None:
                 self._reports.move_to_end(key)
-            return report
+        if hit is None or hit.folded is None or hit.folded != folded or hit.settled != settled:
+            return None
+        if settled:
+            return hit.report.model_copy(update={"generated_at": moment})
+        return hit.report if timedelta(0) <= moment - hit.built < self.max_age else None
 
-    def put(self, key: tuple[Any, ...] | None, report: Report) -> None:
-        if key is None:
+    def put(self, key: tuple[Any, ...], entry: _Cached) -> None:
+        if entry.folded is None:
             return
         with self._lock:
-            self._reports[key] = report
+            self._reports[key] = entry
+            self._reports.move_to_end(key)
             while len(self._reports) > self.size:
                 self._reports.popitem(last=False)
 
@@ -152,16 +183,7 @@ class ReportCache:
 
 
 CACHE = ReportCache()
-
-
-def _cache_key(store: EventStore, conn: Connection, definition_id: str | None,
-               provider_id: str | None, span: Period) -> tuple[Any, ...] | None:
-    """None (not cached) while the summary is behind the log (another fold is under way)."""
-    folded = folded_count(conn)
-    if folded is None:
-        return None
-    return (store.engine.url.render_as_string(hide_password=True), definition_id, provider_id,
-            span.since, span.until, span.cap, folded)
+"""The process's report cache: /api/analytics, the console's pages and the CLI share it."""
 
 
 class _Report:

@@ -7,19 +7,16 @@ date-times with an offset; by default the quarter (13 weeks) up to now.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import datetime
 from enum import StrEnum
-from time import monotonic
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from activities.analytics import flow_report, iter_events
-from activities.flow_summary import folded_events, refresh
+from activities.analytics import CACHE, flow_report, iter_events
 from api import context
 from api.auth import Coordinator
 from api.problems import ApiError, api_errors
@@ -48,33 +45,21 @@ def instant(value: str | None, name: str) -> datetime | None:
         raise ApiError(400, [f"{name} must be an ISO date or date-time"]) from None
 
 
-CACHE_SECONDS = 30.0
-CACHE_SIZE = 64
-_cache: dict[tuple[Any, ...], tuple[float, Report]] = {}
-_cache_lock = threading.Lock()
+_cache = CACHE
+"""Not a cache of the API's own: the one report cache, by the name bench/console_analytics.py
+clears it by."""
 
 
 def report_for(request: Request, definition: str | None, provider: str | None,
                since: str | None, until: str | None) -> Report:
-    """The report for these parameters; the console's pages ask for the same one several times,
-    so a report is kept for CACHE_SECONDS unless new events were folded in the meantime."""
-    store = context.store(request)
+    """The report for these parameters, from the report cache every analytics page and route
+    shares (activities.analytics.CACHE: the console's pages ask for the same one several
+    times): one refresh of the flow summary per request, cached or not."""
     start, end = instant(since, "since"), instant(until, "until")
-    refresh(store)
-    key = (id(store), definition, provider, start, end, folded_events(store))
-    with _cache_lock:
-        hit = _cache.get(key)
-    if hit is not None and monotonic() - hit[0] < CACHE_SECONDS:
-        return hit[1]
     try:
-        data = flow_report(store, definition, provider, start, end)
+        return flow_report(context.store(request), definition, provider, start, end)
     except ValueError as error:
         raise ApiError(400, [str(error)]) from None
-    with _cache_lock:
-        if len(_cache) >= CACHE_SIZE:
-            _cache.pop(min(_cache, key=lambda k: _cache[k][0]))
-        _cache[key] = (monotonic(), data)
-    return data
 
 
 @router.get("/report", response_model=Report, responses=api_errors(400, 401, 403))

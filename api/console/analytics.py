@@ -1,9 +1,10 @@
 """The console's analytics pages: value-stream map, provider scorecard, SPC charts, work in progress.
 
-Every number comes from the analytics API's own functions (api/analytics.py: the same cached
-report, value stream and scorecard /api/analytics serves), never recomputed here; this module only
-chooses, orders and draws. Filters live in the URL (definition, provider, since, until) so a view
-can be bookmarked and shared; a bad filter shows the form with its problem (400), never a 500.
+Every number comes from the analytics API's own functions (api/analytics.py: the same report,
+from the one report cache, value stream and scorecard /api/analytics serves), never recomputed
+here; this module only chooses, orders and draws. Filters live in the URL (definition, provider,
+since, until) so a view can be bookmarked and shared; a bad filter shows the form with its
+problem (400), never a 500.
 """
 
 from __future__ import annotations
