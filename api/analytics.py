@@ -16,7 +16,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from activities.analytics import CACHE, flow_report, iter_events
+from activities.analytics import flow_report, iter_events
 from api import context
 from api.auth import Coordinator
 from api.problems import ApiError, api_errors
@@ -44,10 +44,6 @@ def instant(value: str | None, name: str) -> datetime | None:
     except ValueError:
         raise ApiError(400, [f"{name} must be an ISO date or date-time"]) from None
 
-
-_cache = CACHE
-"""Not a cache of the API's own: the one report cache, by the name bench/console_analytics.py
-clears it by."""
 
 
 def report_for(request: Request, definition: str | None, provider: str | None,

@@ -24,7 +24,6 @@ import httpx
 from activities.analytics import CACHE
 from activities.flow_summary import catch_up
 from activities.store import EventStore
-from api import analytics as api_analytics
 from api.tokens import TokenStore
 from bench.analytics import DEFINITION, PROVIDERS, QUARTER, QUARTER_START, STEPS, populate
 from pathways.settings import SHIPPED_CATALOGUE
@@ -99,7 +98,6 @@ def main() -> None:
                 times = []
                 for _ in range(args.rounds if not rebuilt else max(3, args.rounds // 4)):
                     if rebuilt:
-                        api_analytics._cache.clear()
                         CACHE.clear()
                     begun = time.perf_counter()
                     answer = client.get(page, params=params)
