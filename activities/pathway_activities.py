@@ -21,17 +21,12 @@ from temporalio.exceptions import ApplicationError
 from activities.notify import deliver, with_portal_link
 from activities.store import EventStore
 from pathways import fhir
-from pathways.events import Notification, NotificationKind, RecordBatch, WriteAndTell
+from pathways.events import Notification, NotificationKind, RecordBatch
 from pathways.patient_search import PatientIndex, task_patient
 from pathways.settings import Settings
 from pathways.state import task_id
 
 log = structlog.get_logger("pathways.activities")
-
-FIRST_ATTEMPT_SECONDS = 2.0
-"""How long a webhook tried with the write may take: the provider's PUT that made the change
-waits for it (its Update completes with the write), so a slow receiver hands over to the
-retried notify_provider activity instead of holding that PUT up."""
 
 INDEXED_REMEMBERED = 10_000
 """Pathways whose patient a worker remembers having indexed (beyond, it indexes again)."""
@@ -156,52 +151,14 @@ class PathwayActivities:
         The body is the Task as recorded at the notification's version (loaded by id, so the
         workflow history holds ids only); a withdrawal shows it cancelled to its old owner.
         """
-        if not notification.task:
-            body = await asyncio.to_thread(self._body, notification)
-            notification = notification.model_copy(update={"task": body})
-        return await self._deliver(notification)
-
-    @activity.defn(name="write_and_tell")
-    async def write_and_tell(self, work: WriteAndTell) -> list[int]:
-        """Write the batch (as record_events), then try each webhook once, together, within
-        FIRST_ATTEMPT_SECONDS; returns the positions of those delivered. The workflow hands
-        the others to notify_provider, which retries them: so on the usual path a handover
-        costs no activity task, and its next provider hears when the change is written.
-
-        A local activity: its input (Task bodies) is not kept in the workflow's history.
-        """
-        await asyncio.to_thread(self.record_events, work.batch)
-        bodies = {(t.task_id, t.version): t.task for t in work.batch.tasks}
-        tried = await asyncio.gather(
-            *(self._first_attempt(n, bodies) for n in work.notifications)
-        )
-        return [i for i, delivered in enumerate(tried) if delivered]
-
-    async def _first_attempt(
-        self, notification: Notification, bodies: dict[tuple[str, int], dict[str, object]]
-    ) -> bool:
-        task = bodies.get((task_id(notification.pathway_id, notification.handover_id),
-                           notification.version))
-        if task is None:  # not rendered in this batch: the activity loads it from the store
-            return False
-        notification = notification.model_copy(update={"task": self._shown(notification, task)})
-        try:
-            await asyncio.wait_for(self._deliver(notification), FIRST_ATTEMPT_SECONDS)
-        except ApplicationError:  # counted and logged: notify_provider retries it
-            return False
-        except Exception as error:  # too slow, or unforeseen: notify_provider retries it
-            self._count_notification(notification, "retrying")
-            log.warning("webhook first attempt failed", provider_id=notification.provider_id,
-                        error=type(error).__name__)
-            return False
-        return True
-
-    async def _deliver(self, notification: Notification) -> int:
         bound = log.bind(
             pathway_id=notification.pathway_id,
             handover_id=notification.handover_id,
             provider_id=notification.provider_id,
         )
+        if not notification.task:
+            body = await asyncio.to_thread(self._body, notification)
+            notification = notification.model_copy(update={"task": body})
         notification = with_portal_link(notification, self._settings)
         secrets = self._settings.webhook_secrets(notification.provider_id)
         try:
@@ -228,13 +185,8 @@ class PathwayActivities:
                 f"no recorded Task for {tid} at version {notification.version}",
                 type="TaskBodyMissing",
             )
-        return self._shown(notification, task)
-
-    @staticmethod
-    def _shown(notification: Notification, task: dict[str, object]) -> dict[str, object]:
-        """The Task as the notified provider must see it: a withdrawal shows it cancelled."""
         if notification.kind is NotificationKind.CANCELLED:
-            return fhir.withdrawn_task(task, notification.provider_id)
+            task = fhir.withdrawn_task(task, notification.provider_id)
         return task
 
     @staticmethod

@@ -148,11 +148,3 @@ class RecordBatch(Model):
     handovers: list[HandoverRow] = Field(default_factory=list)
     pathway: PathwayRow
     tasks: list[TaskVersion] = Field(default_factory=list)
-
-
-class WriteAndTell(Model):
-    """A batch to write, then the webhooks to try once at once (each the first of its
-    handover and provider still to go): the handover's next provider hears in the same step."""
-
-    batch: RecordBatch
-    notifications: list[Notification] = Field(default_factory=list)

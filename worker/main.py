@@ -84,7 +84,7 @@ def build_worker(
         task_queue=settings.task_queue,
         workflows=[PathwayWorkflow],
         workflow_runner=RUNNER,
-        activities=[activities.record_events, activities.write_and_tell, activities.notify_provider],
+        activities=[activities.record_events, activities.notify_provider],
         activity_executor=executor,
         max_cached_workflows=settings.max_cached_workflows,
         graceful_shutdown_timeout=settings.shutdown_grace,

@@ -49,7 +49,6 @@ with workflow.unsafe.imports_passed_through():
         PathwayRow,
         RecordBatch,
         TaskVersion,
-        WriteAndTell,
     )
     from pathways.state import (
         RULES_LATEST,
@@ -77,12 +76,6 @@ REFUSAL = "Refusal"
 
 INTERNAL_ERROR = "CommandFailed"
 """ApplicationError type of a command the engine could not apply (a bug): nothing changed."""
-
-TELL_WITH_WRITE_PATCH = "tell-with-write"
-"""Runs started on this code try each batch's webhooks once in the local activity that writes
-it (`write_and_tell`), and hand only those not delivered to the notify_provider chains: the
-usual handover then costs no activity task (three history events and a workflow task fewer).
-Older runs keep writing with record_events and delivering every webhook by activity."""
 
 EFFECTS_PATCH = "effects-carried-v2"
 """Runs started on this code: effects never block the loop (a background event-store writer
@@ -140,7 +133,6 @@ class PathwayWorkflow:
             "pathways_attention_events_total", "escalations, breaches and refused deliveries"
         )
         self._v2 = workflow.patched(EFFECTS_PATCH)
-        self._tell_with_write = self._v2 and workflow.patched(TELL_WITH_WRITE_PATCH)
         if self._v2:
             self._run = RenderingRun.adopt(self._run, input.public_base_url)
         self._unwritten: list[Outgoing] = list(input.unwritten)
@@ -469,7 +461,13 @@ class PathwayWorkflow:
             await workflow.wait_condition(lambda: bool(self._unwritten))
             taken = list(self._unwritten)
             try:
-                told = await self._write(taken)
+                await workflow.execute_local_activity(
+                    "record_events",
+                    merge_batches([o.batch for o in taken]),
+                    start_to_close_timeout=WRITE_ATTEMPT,
+                    schedule_to_close_timeout=WRITE_ATTEMPT,
+                    retry_policy=RetryPolicy(maximum_attempts=1),
+                )
             except TemporalError as error:  # activity failed or timed out: keep, retry later
                 self._store_failed(error, len(taken))
                 await workflow.sleep(pause, summary="event store retry")
@@ -485,37 +483,7 @@ class PathwayWorkflow:
                 self._store_down_since = None
             for outgoing in taken:
                 for notification in outgoing.notifications:
-                    if not any(notification is n for n in told):
-                        self._release(notification)
-
-    async def _write(self, taken: list[Outgoing]) -> list[Notification]:
-        """Write the batches as one; returns the notifications already delivered with it."""
-        batch = merge_batches([o.batch for o in taken])
-        if not self._tell_with_write:
-            await workflow.execute_local_activity(
-                "record_events", batch, start_to_close_timeout=WRITE_ATTEMPT,
-                schedule_to_close_timeout=WRITE_ATTEMPT, retry_policy=RetryPolicy(maximum_attempts=1),
-            )
-            return []
-        first = self._first_of_each_chain(taken)
-        delivered: list[int] = await workflow.execute_local_activity(
-            "write_and_tell", WriteAndTell(batch=batch, notifications=first),
-            result_type=list[int], start_to_close_timeout=WRITE_ATTEMPT,
-            schedule_to_close_timeout=WRITE_ATTEMPT, retry_policy=RetryPolicy(maximum_attempts=1),
-        )
-        return [first[i] for i in delivered if 0 <= i < len(first)]
-
-    def _first_of_each_chain(self, taken: list[Outgoing]) -> list[Notification]:
-        """The webhooks that may go with the write: the first of each (handover, provider)
-        with nothing before it still to deliver, so that a provider still never gets an older
-        version after a newer one."""
-        first: dict[tuple[str, str], Notification] = {}
-        for outgoing in taken:
-            for notification in outgoing.notifications:
-                key = (notification.handover_id, notification.provider_id)
-                if key not in self._chains:
-                    first.setdefault(key, notification)
-        return list(first.values())
+                    self._release(notification)
 
     def _store_failed(self, error: TemporalError, batches: int) -> None:
         if self._store_down_since is None:

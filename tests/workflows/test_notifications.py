@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from fhir.resources.R4B.task import Task
-from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from activities.notify import WebhookVerificationError, verify
@@ -76,37 +74,3 @@ async def test_providers_are_told_at_dispatch_and_at_cancellation_with_signed_ta
         ".dispatched",
     }
     await handle.cancel()
-
-
-async def notify_activities(handle: WorkflowHandle[Any, Any]) -> int:
-    """notify_provider activity tasks in the pathway's history so far."""
-    names = [
-        event.activity_task_scheduled_event_attributes.activity_type.name
-        async for event in handle.fetch_history_events()
-    ]
-    return names.count("notify_provider")
-
-
-async def test_a_webhook_goes_with_the_write_and_only_one_not_taken_is_retried_by_activity(
-    dev_env: WorkflowEnvironment, worker: object, settings: Settings, systems: ProviderSystem
-) -> None:
-    """The usual handover costs no activity task: the local activity that writes the batch
-    tries its webhook once. One the provider does not take is retried by notify_provider and
-    taken once."""
-    quick = await start(dev_env.client, settings, with_webhooks(systems.url), DEMO_PATIENTS[0])
-    await wait_until(lambda: received_by(systems, "nursing-north", "dispatched"))
-    assert await notify_activities(quick) == 0
-
-    flaky_url = systems.url + "/flaky/500/1"
-    flaky = await start(dev_env.client, settings, with_webhooks(flaky_url), DEMO_PATIENTS[1])
-    path = "/flaky/500/1/nursing-north"
-
-    def two_tries() -> list[Received] | None:
-        tries = [r for r in systems.received if r.path == path]
-        return tries if len(tries) >= 2 else None
-
-    tries = await wait_until(two_tries)
-    assert len({r.headers["Idempotency-Key"] for r in tries}) == 1, "one webhook, tried twice"
-    assert await notify_activities(flaky) == 1
-    await quick.cancel()
-    await flaky.cancel()
