@@ -105,7 +105,8 @@ async def test_payloads_are_sealed_and_tamper_evident() -> None:
     assert sealed.metadata["encoding"] == b"binary/encrypted" and b"9990047006" not in sealed.data
     assert await codec.decode([sealed]) == [plain]
     assert await codec.decode([plain]) == [plain]  # unencrypted (older) payloads pass through
-    tampered = Payload(metadata=dict(sealed.metadata), data=sealed.data[:-1] + b"\0")
+    flipped = bytes([sealed.data[-1] ^ 1])  # always a change (a fixed byte may be the same)
+    tampered = Payload(metadata=dict(sealed.metadata), data=sealed.data[:-1] + flipped)
     with pytest.raises(ValueError, match="does not authenticate"):
         await codec.decode([tampered])
 
