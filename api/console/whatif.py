@@ -34,7 +34,7 @@ from api.simulation import expected_pathways
 from pathways.model import DefinitionError
 from pathways.simulation.background import Busy, Job, Jobs
 from pathways.simulation.metrics import Estimate
-from pathways.simulation.report import PROVIDER_MEASURES
+from pathways.simulation.report import PROVIDER_MEASURES, verdict
 from pathways.simulation.runner import Column, Comparison
 from pathways.simulation.scenario import Scenario, ScenarioError, parse_scenario, variants
 
@@ -422,14 +422,7 @@ def _cell(value: Estimate | None, difference: Estimate | None) -> Cell:
 
 
 def _verdict(value: Estimate | None, target: float) -> str:
-    """Met when the whole 95% interval is at or above the target, missed when below it."""
-    if value is None or value.low is None or value.high is None:
-        return "–"
-    if value.low >= target:
-        return "met"
-    if value.high < target:
-        return "missed"
-    return "uncertain"
+    return verdict(value, target) or "–"
 
 
 def _chart(columns: list[Column], title: str, key: str, target: float | None = None) -> Chart:

@@ -79,15 +79,23 @@ def render(comparison: Comparison) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _verdict(value: Estimate | None, target: float) -> str:
-    """Met when the whole 95% interval is at or above the target, missed when below it."""
+def verdict(value: Estimate | None, target: float) -> str | None:
+    """'met' when the whole 95% interval is at or above the target, 'missed' when it is below,
+    'uncertain' when it spans the target; None without an interval."""
     if value is None or value.low is None or value.high is None:
-        return "-"
+        return None
     if value.low >= target:
         return "met"
     if value.high < target:
         return "missed"
-    return "uncertain (CI spans the target)"
+    return "uncertain"
+
+
+def _verdict(value: Estimate | None, target: float) -> str:
+    found = verdict(value, target)
+    if found is None:
+        return "-"
+    return "uncertain (CI spans the target)" if found == "uncertain" else found
 
 
 def _step_order(columns: list[Column]) -> Callable[[str], int]:
