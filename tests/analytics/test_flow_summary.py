@@ -4,7 +4,6 @@ PostgreSQL), and a report that sees the new events."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,19 +17,6 @@ from pathways.events import EventKind, HandoverRow, PathwayEvent, PathwayRow, Re
 from tests.analytics.eventlog import DEFINITION, NOW, SINCE, UNTIL, H, at, write_log
 
 HANDOVERS_WITH_EVENTS = 7  # P1 a, b; P2 a, b; P3 a; P4 a; P5 a
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'events.db'}"
-    else:
-        url = request.getfixturevalue("postgres_database")
-    events = EventStore(url)
-    events.migrate()
-    write_log(events)
-    yield events
-    events.close()
 
 
 def rows(store: EventStore, table: object) -> int:

@@ -163,19 +163,6 @@ def test_a_past_period_is_served_past_the_max_age_until_an_event_arrives(
 # --- on the store, SQLite and PostgreSQL ---------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'events.db'}"
-    else:
-        url = request.getfixturevalue("postgres_database")
-    events = EventStore(url)
-    events.migrate()
-    write_log(events)
-    yield events
-    events.close()
-
-
 def test_distinct_parameters_never_grow_the_cache_past_its_size(store: EventStore) -> None:
     cache = ReportCache(size=3)
     days = [SINCE + timedelta(days=d) for d in range(5)]

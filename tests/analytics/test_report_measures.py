@@ -3,28 +3,12 @@ on SQLite and on a real PostgreSQL: the same answers from both databases."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from activities.analytics import flow_report
 from activities.store import EventStore
 from pathways.analytics.report import Report
-from tests.analytics.eventlog import DEFINITION, NOW, SINCE, UNTIL, H, write_log
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'events.db'}"
-    else:
-        url = request.getfixturevalue("postgres_database")
-    events = EventStore(url)
-    events.migrate()
-    write_log(events)
-    yield events
-    events.close()
+from tests.analytics.eventlog import DEFINITION, NOW, SINCE, UNTIL, H
 
 
 @pytest.fixture
