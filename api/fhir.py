@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Annotated, Any
@@ -183,19 +184,35 @@ async def _visible_handover(
     gateway: Gateway, principal: Principal, task_id: str
 ) -> tuple[PathwayState, Handover]:
     """The pathway state and handover behind a Task id, if the caller may see it (else 404)."""
-    not_found = ApiError(404, [f"no Task {task_id}"])
-    try:
-        pathway_id, handover_id = parse_task_id(task_id)
-    except ValueError:
-        raise not_found from None
+    return await _task_handover(gateway, task_id, lambda h: _may_see(principal, h))
+
+
+async def _task_handover(
+    gateway: Gateway, task_id: str, allowed: Callable[[Handover], bool]
+) -> tuple[PathwayState, Handover]:
+    """The pathway state and handover behind a Task id, if `allowed` (else 404, as for a Task
+    id no pathway has)."""
+    pathway_id, handover_id = _task_ids(task_id)
     try:
         state = await gateway.state(pathway_id)
     except ApiError as error:
-        raise (not_found if error.status == 404 else error) from None
+        raise (_no_task(task_id) if error.status == 404 else error) from None
     handover = state.handovers.get(handover_id)
-    if handover is None or not _may_see(principal, handover):
-        raise not_found
+    if handover is None or not allowed(handover):
+        raise _no_task(task_id)
     return state, handover
+
+
+def _task_ids(task_id: str) -> tuple[str, str]:
+    """(pathway id, handover id) of a Task id; 404 for an id no Task can have."""
+    try:
+        return parse_task_id(task_id)
+    except ValueError:
+        raise _no_task(task_id) from None
+
+
+def _no_task(task_id: str) -> ApiError:
+    return ApiError(404, [f"no Task {task_id}"])
 
 
 def _may_see(principal: Principal, handover: Handover) -> bool:
@@ -497,7 +514,7 @@ def _visible_versions(
     provider sees only the versions addressed to it (not another provider's earlier attempt)."""
     row = store.get_task_row(task_id)
     if row is None or not _may_see_row(principal, row.provider_id):
-        raise ApiError(404, [f"no Task {task_id}"])
+        raise _no_task(task_id)
     versions = store.task_history(task_id, MAX_HISTORY)
     created = versions[-1][0] if versions and len(versions) < MAX_HISTORY else None
     if principal.kind is PrincipalKind.PROVIDER:
@@ -747,18 +764,7 @@ async def _own_handover(
 ) -> tuple[PathwayState, Handover]:
     """The handover a provider PUTs to: its current one, or one it had an attempt at (a retry
     of its own reject or fail, or the loser of a race, are answered by the engine)."""
-    not_found = ApiError(404, [f"no Task {task_id}"])
-    try:
-        pathway_id, handover_id = parse_task_id(task_id)
-        state = await gateway.state(pathway_id)
-    except ValueError:
-        raise not_found from None
-    except ApiError as error:
-        raise (not_found if error.status == 404 else error) from None
-    handover = state.handovers.get(handover_id)
-    if handover is None or not _had_it(principal, handover):
-        raise not_found
-    return state, handover
+    return await _task_handover(gateway, task_id, lambda h: _had_it(principal, h))
 
 
 def _had_it(principal: Principal, handover: Handover) -> bool:
@@ -820,14 +826,6 @@ async def update_task(
         state, _ = await _own_handover(gateway, principal, task_id)
         task = fhir.task_resource(state, answer.handover, context.settings(request).base_url)
     return FhirResponse(task, headers=_etag(answer.handover))
-
-
-def _task_ids(task_id: str) -> tuple[str, str]:
-    """(pathway id, handover id) of a Task id; 404 for an id no Task can have."""
-    try:
-        return parse_task_id(task_id)
-    except ValueError:
-        raise ApiError(404, [f"no Task {task_id}"]) from None
 
 
 async def _explained(
